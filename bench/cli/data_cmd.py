@@ -1,0 +1,92 @@
+"""``cace-bench data list|inspect|fetch|make``."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("data", help="list, inspect, fetch or make data sets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    dsub.add_parser("list", help="built-in and downloadable data sets")
+    ins = dsub.add_parser("inspect", help="frames, elements, keys, units, statistics and neighbour counts of a file")
+    ins.add_argument("path", help="a file ASE reads (extxyz, xyz) or an rMD17 npz, or builtin:NAME")
+    add_read_options(ins)
+    ins.add_argument("--cutoff", type=float, default=5.0, help="cutoff in Angstrom for neighbour counts (default 5.0)")
+    fe = dsub.add_parser("fetch", help="download a standard data set into the cache")
+    fe.add_argument("name")
+    fe.add_argument("--mirror", default=None, help="base URL of a mirror that replaces each URL's host")
+    mk = dsub.add_parser("make", help="generate a built-in data set (cached)")
+    mk.add_argument("name", nargs="?", default="emt-alloy")
+    mk.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--energy-key", default=None, help="energy property name (default: energy, or the sidecar's)")
+    p.add_argument("--forces-key", default=None, help="forces property name (e.g. force, dft_forces)")
+    p.add_argument("--stress-key", default=None)
+    p.add_argument("--energy-unit", default=None, help="eV, meV, kcal/mol, kJ/mol or Hartree")
+    p.add_argument("--length-unit", default=None, help="Angstrom or Bohr")
+    p.add_argument("--index", default=":", help="ASE-style frame selection, e.g. ':100'")
+
+
+def read_options(args) -> dict:
+    return dict(energy_key=args.energy_key, forces_key=args.forces_key, stress_key=args.stress_key,
+                energy_unit=args.energy_unit, length_unit=args.length_unit, index=args.index)
+
+
+def load(spec: str, args=None):
+    """Frames from ``builtin:NAME`` (or a bare built-in name) or a path."""
+    from ..data import BUILTIN, builtin, read
+
+    if spec.startswith("builtin:") or spec in BUILTIN:
+        return builtin(spec.split(":", 1)[-1])
+    return read(spec, **(read_options(args) if args is not None else {}))
+
+
+def run(args) -> int:
+    from ..data import BUILTIN, STANDARD_SETS, builtin, fetch
+
+    if args.data_command == "list":
+        print("built-in (made locally, no download):")
+        for name, desc in BUILTIN.items():
+            print(f"  {name:18s} {desc}")
+        print("standard sets (cace-bench data fetch NAME):")
+        for s in STANDARD_SETS.values():
+            print(f"  {s.name:18s} {s.description}")
+        return 0
+    if args.data_command == "make":
+        frames = builtin(args.name, seed=args.seed)
+        print(f"{args.name} (seed {args.seed}): {len(frames)} frames")
+        return 0
+    if args.data_command == "fetch":
+        folder = fetch(args.name, base_url=args.mirror)
+        print(folder)
+        return 0
+    frames = load(args.path, args)
+    inspect(frames, args.cutoff)
+    return 0
+
+
+def inspect(frames, cutoff: float) -> None:
+    from ase.data import chemical_symbols
+
+    from ..neighbors import neighbor_pairs
+
+    n_atoms = np.array([len(a) for a in frames])
+    e = np.array([a.get_potential_energy() for a in frames])
+    f = np.concatenate([a.get_forces().ravel() for a in frames])
+    z, counts = np.unique(np.concatenate([a.numbers for a in frames]), return_counts=True)
+    keys = sorted(frames[0].calc.results)
+    neigh = np.concatenate([np.bincount(neighbor_pairs(a.positions, a.cell.array, a.pbc, cutoff)[0], minlength=len(a))
+                            for a in frames])
+    print(f"frames        {len(frames)}  (atoms per frame {n_atoms.min()}-{n_atoms.max()})")
+    print(f"periodic      {sum(bool(a.pbc.any()) for a in frames)} of {len(frames)}")
+    print("elements      " + ", ".join(f"{chemical_symbols[k]} {c}" for k, c in zip(z, counts)))
+    print(f"properties    {', '.join(keys)} (converted to eV, eV/A, eV/A^3)")
+    print(f"energy/atom   mean {np.mean(e / n_atoms):.4f} eV, std {np.std(e / n_atoms) * 1e3:.2f} meV")
+    print(f"forces        rms {np.sqrt(np.mean(f**2)):.4f} eV/A, max |component| {np.abs(f).max():.3f} eV/A")
+    print(f"neighbours    within {cutoff} A: mean {neigh.mean():.1f}, min {neigh.min()}, max {neigh.max()}")

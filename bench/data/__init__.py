@@ -1,0 +1,14 @@
+"""The shared dataset layer: reading, validation, splits, reference energies, built-in and standard sets."""
+
+from .builtin_sets import BUILTIN, builtin
+from .errors import DataError
+from .fetch import STANDARD_SETS, fetch
+from .hashing import dataset_hash
+from .read import read, read_isolated_energies
+from .reference import fit_e0
+from .splits import Split, explicit_split, random_split
+
+__all__ = [
+    "BUILTIN", "DataError", "STANDARD_SETS", "Split", "builtin", "dataset_hash", "explicit_split",
+    "fetch", "fit_e0", "random_split", "read", "read_isolated_energies",
+]

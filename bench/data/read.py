@@ -1,0 +1,223 @@
+"""Reading energies and forces from files, with explicit key mapping and unit conversion.
+
+Which key and unit apply is resolved in this order: the argument given to ``read``; else the
+sidecar ``<file>.cace-bench.json`` that ``cace-bench data fetch`` writes beside a downloaded file;
+else the format's default (extended XYZ: ``energy``/``forces`` in eV and Angstrom; rMD17 npz:
+``energies``/``forces`` in kcal/mol and Angstrom). Nothing is guessed beyond that: a key that is
+not in a frame is an error naming the keys that are.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from .errors import DataError
+from .units import energy_factor, length_factor
+from .validate import check_frame
+
+SIDECAR_SUFFIX = ".cace-bench.json"
+NPZ_KEYS = {"numbers": "nuclear_charges", "positions": "coords"}
+FORMAT_DEFAULTS = {
+    "xyz": dict(energy_key="energy", forces_key="forces", energy_unit="eV", length_unit="Angstrom"),
+    "npz": dict(energy_key="energies", forces_key="forces", energy_unit="kcal/mol", length_unit="Angstrom"),
+}
+
+
+def read(
+    path,
+    *,
+    index=":",
+    energy_key: str | None = None,
+    forces_key: str | None = None,
+    stress_key: str | None = None,
+    energy_unit: str | None = None,
+    length_unit: str | None = None,
+    split_file=None,
+    min_distance: float = 0.1,
+) -> list[Atoms]:
+    """Read frames with energy (eV), forces (eV/A) and optionally stress (eV/A^3).
+
+    ``index``: an ASE-style selection (``":"``, ``"10:20"``, an int, or a list of ints) applied
+    after ``split_file`` (a text/CSV file of frame indices, one per line, such as the official
+    rMD17 split files). ``forces_key`` also accepts the singular ``force`` or prefixed keys such as
+    ``dft_forces``; any key in ``atoms.info``, ``atoms.arrays`` or the calculator results works.
+    Every frame is validated (``bench.data.validate.check_frame``); bad input raises
+    :class:`DataError` naming file, frame and key. Each frame's ``info["source"]`` is
+    ``"<path>:<frame>"``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "path", "no such file")
+    if path.stat().st_size == 0 or (path.suffix.lower() != ".npz" and not path.read_bytes()[:4096].strip()):
+        raise DataError(path, None, "frames", "file is empty")
+    fmt = "npz" if path.suffix.lower() == ".npz" else "xyz"
+    opts = _resolve_options(path, fmt, energy_key=energy_key, forces_key=forces_key,
+                            energy_unit=energy_unit, length_unit=length_unit)
+    try:
+        e_f = energy_factor(opts["energy_unit"])
+    except KeyError as err:
+        raise DataError(path, None, "energy_unit", err.args[0]) from None
+    try:
+        l_f = length_factor(opts["length_unit"])
+    except KeyError as err:
+        raise DataError(path, None, "length_unit", err.args[0]) from None
+
+    raw = _read_npz(path, opts) if fmt == "npz" else _read_ase(path)
+    if not raw:
+        raise DataError(path, None, "frames", "file holds no frames")
+    numbered = list(enumerate(raw))
+    if split_file is not None:
+        numbered = _select(numbered, _read_index_file(split_file, len(raw)), path)
+    numbered = _select(numbered, index, path)
+
+    frames = []
+    for frame_no, (atoms, props) in numbered:
+        frames.append(_convert(atoms, props, path, frame_no, opts, stress_key, e_f, l_f, min_distance))
+    return frames
+
+
+def read_isolated_energies(path, *, energy_key: str = "energy", energy_unit: str = "eV") -> dict[int, float]:
+    """Per-element isolated-atom energies {Z: E0 in eV} from a file of single-atom frames."""
+    path = Path(path)
+    raw = _read_ase(path)
+    try:
+        f = energy_factor(energy_unit)
+    except KeyError as err:
+        raise DataError(path, None, "energy_unit", err.args[0]) from None
+    out = {}
+    for frame_no, (atoms, props) in enumerate(raw):
+        if len(atoms) != 1:
+            raise DataError(path, frame_no, "numbers", f"isolated-atom frame has {len(atoms)} atoms, expected 1")
+        e = _lookup(props, energy_key, path, frame_no)
+        out[int(atoms.numbers[0])] = float(e) * f
+    if not out:
+        raise DataError(path, None, "frames", "file holds no frames")
+    return out
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def _resolve_options(path: Path, fmt: str, **given) -> dict:
+    opts = dict(FORMAT_DEFAULTS[fmt])
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(sidecar, None, "sidecar", f"not valid JSON ({err})") from None
+        opts.update({k: v for k, v in meta.items() if k in opts})
+    opts.update({k: v for k, v in given.items() if v is not None})
+    return opts
+
+
+def _read_ase(path: Path) -> list[tuple[Atoms, dict]]:
+    """Every frame with a flat dict of its properties (info, arrays and calculator results)."""
+    import ase.io
+
+    out = []
+    frame_no = 0
+    try:
+        for atoms in ase.io.iread(str(path), index=":"):
+            props = {}
+            props.update(atoms.info)
+            props.update({k: v for k, v in atoms.arrays.items() if k not in ("numbers", "positions")})
+            if atoms.calc is not None:
+                props.update(atoms.calc.results)
+            out.append((atoms, props))
+            frame_no += 1
+    except DataError:
+        raise
+    except Exception as err:  # ASE raises many types for a malformed file
+        raise DataError(path, frame_no, "file", f"cannot be parsed ({type(err).__name__}: {err})") from None
+    return out
+
+
+def _read_npz(path: Path, opts: dict) -> list[tuple[Atoms, dict]]:
+    try:
+        data = np.load(path)
+    except Exception as err:
+        raise DataError(path, None, "file", f"not a readable npz file ({err})") from None
+    for key in (NPZ_KEYS["numbers"], NPZ_KEYS["positions"], opts["energy_key"], opts["forces_key"]):
+        if key not in data:
+            raise DataError(path, None, key, f"missing; npz keys are {sorted(data.files)}")
+    z = np.asarray(data[NPZ_KEYS["numbers"]], dtype=int)
+    coords = np.asarray(data[NPZ_KEYS["positions"]], dtype=float)
+    energies = np.asarray(data[opts["energy_key"]], dtype=float).reshape(len(coords), -1)
+    forces = np.asarray(data[opts["forces_key"]], dtype=float)
+    out = []
+    for k in range(len(coords)):
+        atoms = Atoms(numbers=z, positions=coords[k])
+        out.append((atoms, {opts["energy_key"]: energies[k, 0], opts["forces_key"]: forces[k]}))
+    return out
+
+
+def _read_index_file(split_file, n: int) -> list[int]:
+    split_file = Path(split_file)
+    try:
+        idx = [int(float(tok)) for tok in split_file.read_text().replace(",", " ").split()]
+    except (OSError, ValueError) as err:
+        raise DataError(split_file, None, "split_file", f"not a list of integer indices ({err})") from None
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise DataError(split_file, None, "split_file", f"index {bad[0]} out of range for {n} frames")
+    return idx
+
+
+def _select(numbered: list, index, path: Path) -> list:
+    if index is None or index == ":":
+        return numbered
+    try:
+        if isinstance(index, str):
+            if ":" in index:
+                parts = [int(p) if p.strip() else None for p in index.split(":")]
+                return numbered[slice(*parts)]
+            index = int(index)
+        if isinstance(index, (int, np.integer)):
+            return [numbered[index]]
+        if isinstance(index, slice):
+            return numbered[index]
+        return [numbered[int(i)] for i in index]
+    except (ValueError, IndexError, TypeError) as err:
+        raise DataError(path, None, "index", f"bad frame selection {index!r} for {len(numbered)} frames ({err})") from None
+
+
+def _lookup(props: dict, key: str, path, frame_no: int):
+    if key not in props:
+        known = sorted(k for k in props if k not in ("source",))
+        raise DataError(path, frame_no, key, f"missing; keys present are {known}")
+    return props[key]
+
+
+def _convert(atoms: Atoms, props: dict, path, frame_no: int, opts: dict, stress_key: str | None,
+             e_f: float, l_f: float, min_distance: float) -> Atoms:
+    n = len(atoms)
+    energy = _lookup(props, opts["energy_key"], path, frame_no)
+    forces = _lookup(props, opts["forces_key"], path, frame_no)
+    try:
+        energy = float(np.asarray(energy, dtype=float).reshape(()))
+    except (TypeError, ValueError):
+        raise DataError(path, frame_no, opts["energy_key"], f"not a single number: {energy!r}") from None
+    forces = np.asarray(forces, dtype=float)
+    if forces.shape != (n, 3):
+        raise DataError(path, frame_no, opts["forces_key"], f"shape {forces.shape}, expected ({n}, 3)")
+    results = {"energy": energy * e_f, "forces": forces * (e_f / l_f)}
+    if stress_key is not None:
+        stress = np.asarray(_lookup(props, stress_key, path, frame_no), dtype=float)
+        if stress.shape == (3, 3):
+            stress = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        if stress.shape != (6,):
+            raise DataError(path, frame_no, stress_key, f"shape {stress.shape}, expected (3, 3) or (6,)")
+        results["stress"] = stress * (e_f / l_f**3)
+    out = Atoms(numbers=atoms.numbers, positions=atoms.positions * l_f,
+                cell=atoms.cell.array * l_f, pbc=atoms.pbc)
+    out.info["source"] = f"{path}:{frame_no}"
+    out.calc = SinglePointCalculator(out, **results)
+    check_frame(out, path, frame_no, min_distance=min_distance,
+                keys={"energy": opts["energy_key"], "forces": opts["forces_key"], "stress": stress_key})
+    return out

@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Every test run uses its own cache folder, never the user's."""
+    if "CACE_BENCH_CACHE" not in os.environ:
+        os.environ["CACE_BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+def shared_file(*parts) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.is_file():
+        pytest.skip(f"shared data not available: {path} (clone with ../shared beside the repository)")
+    return path

@@ -1,0 +1,110 @@
+"""A corpus of malformed inputs: each gives a DataError naming file, frame and key; the CLI prints one line and exits 2."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+import ase.io
+
+from bench.cli.main import main
+from bench.data import DataError, read
+
+
+def _water(shift=0.0):
+    a = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    a.positions += shift
+    a.calc = SinglePointCalculator(a, energy=-14.2, forces=np.full((3, 3), 0.1))
+    return a
+
+
+def _write(tmp_path, frames, name="data.extxyz"):
+    path = tmp_path / name
+    ase.io.write(path, frames, format="extxyz")
+    return path
+
+
+def make_truncated(tmp_path):
+    path = _write(tmp_path, [_water(), _water(1.0), _water(2.0)])
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-2]) + "\n")  # third frame loses two atom lines
+    return path, {}, 2, "file"
+
+
+def make_missing_forces(tmp_path):
+    a = _water()
+    b = _water(1.0)
+    b.calc = SinglePointCalculator(b, energy=-14.0)
+    return _write(tmp_path, [a, b]), {}, 1, "forces"
+
+
+def make_nan_position(tmp_path):
+    path = _write(tmp_path, [_water(), _water(1.0)])
+    text = path.read_text().splitlines()
+    cols = text[-1].split()
+    cols[1] = "nan"
+    text[-1] = " ".join(cols)
+    path.write_text("\n".join(text) + "\n")
+    return path, {}, 1, "positions"
+
+
+def make_unknown_key(tmp_path):
+    return _write(tmp_path, [_water()]), {"energy_key": "dft_energy"}, 0, "dft_energy"
+
+
+def make_wrong_unit(tmp_path):
+    return _write(tmp_path, [_water()]), {"energy_unit": "electronvolts"}, None, "energy_unit"
+
+
+def make_empty(tmp_path):
+    path = tmp_path / "empty.extxyz"
+    path.write_text("")
+    return path, {}, None, "frames"
+
+
+def make_overlapping(tmp_path):
+    a = _water()
+    a.positions[2] = a.positions[1] + [0.01, 0, 0]
+    return _write(tmp_path, [_water(), a]), {}, 1, "positions"
+
+
+def make_zero_volume_cell(tmp_path):
+    a = _water()
+    a.cell = [[5, 0, 0], [0, 5, 0], [5, 5, 0]]  # third vector in the plane of the first two
+    a.pbc = True
+    return _write(tmp_path, [a]), {}, 0, "cell"
+
+
+CORPUS = [make_truncated, make_missing_forces, make_nan_position, make_unknown_key, make_wrong_unit,
+          make_empty, make_overlapping, make_zero_volume_cell]
+
+
+@pytest.mark.parametrize("make", CORPUS, ids=lambda f: f.__name__[5:])
+def test_malformed_raises_dataerror_naming_file_frame_key(tmp_path, make):
+    path, flags, frame, key = make(tmp_path)
+    with pytest.raises(DataError) as info:
+        read(path, **flags)
+    err = info.value
+    assert err.path == str(path)
+    assert err.frame == frame
+    assert err.key == key
+    msg = str(err)
+    assert str(path) in msg and f"'{key}'" in msg
+    assert ("whole file" in msg) if frame is None else (f"frame {frame}" in msg)
+
+
+@pytest.mark.parametrize("make", CORPUS, ids=lambda f: f.__name__[5:])
+def test_cli_prints_one_line_and_exits_2(tmp_path, make, capsys):
+    path, flags, frame, key = make(tmp_path)
+    argv = ["data", "inspect", str(path)]
+    for k, v in flags.items():
+        argv += ["--" + k.replace("_", "-"), v]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cace-bench: error:")
+    assert str(path) in err and key in err
+
+
+def test_valid_file_reads(tmp_path):
+    """The corpus is malformed on purpose: its well-formed parent reads cleanly."""
+    frames = read(_write(tmp_path, [_water(), _water(1.0)]))
+    assert len(frames) == 2 and frames[1].get_potential_energy() == pytest.approx(-14.2)
