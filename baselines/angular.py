@@ -1,0 +1,107 @@
+"""Spherical angular basis: real spherical harmonics (e3nn) and Clebsch-Gordan invariant tables.
+
+Y_lm(u) = e3nn.o3.spherical_harmonics(l, u, normalize=False, normalization="component") for
+l = 0..l_max, in e3nn's real basis and component order (sum_m Y_lm(u)^2 = 2l + 1); coupling
+coefficients are e3nn's ``o3.wigner_3j`` (real, in the same basis), taken once at construction.
+
+Invariants (all parity-even, i.e. O(3)-invariant like the Cartesian ones):
+- nu = 1: A_00
+- nu = 2: P_l = sum_m A_lm A_lm;  complete: l = 0..l_max;  matched: l = 1..l_max
+- nu = 3: sum C^{l1 l2 l3}_{m1 m2 m3} A_l1m1 A_l2m2 A_l3m3;
+          complete: every l1 <= l2 <= l3 <= l_max with the triangle rule and l1 + l2 + l3 even;
+          matched: (l1, l2, l1 + l2) for 1 <= l1 <= l2, l1 + l2 <= l_max -- one per Cartesian
+          B_(l1,l2), mirroring its pattern A_l1 A_l2 A_(l1+l2)
+- nu = 4: intermediate coupling sum_M (A_l1 x A_l2)_LM (A_l3 x A_l4)_LM;
+          complete: every (l1 <= l2), (l3 <= l4), (l1, l2) <= (l3, l4), L with both triangles and
+          l1 + l2 + L, l3 + l4 + L even; matched: (l1, l1 + l3 | l2, l2 + l3; L = l3) for each
+          Cartesian chain (l1, l2, l3), mirroring (u1.u3)^l1 (u2.u4)^l2 (u3.u4)^l3.
+``matched`` has exactly the Cartesian number of invariants per (k, c) at the same l_max, nu_max.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from bench.nn.contraction import InvariantTable
+
+MODES = ("matched", "complete")
+
+
+class SphericalBasis(nn.Module):
+    """u [E, 3] -> Y [E, (l_max + 1)^2]."""
+
+    def __init__(self, l_max: int, mode: str = "matched"):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.l_max, self.mode = int(l_max), mode
+        self.irreps = o3.Irreps.spherical_harmonics(l_max)
+        l_of = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])
+        self.register_buffer("l_of", l_of, persistent=False)
+
+    @property
+    def n_ang(self) -> int:
+        return (self.l_max + 1) ** 2
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return o3.spherical_harmonics(self.irreps, u, normalize=False, normalization="component")
+
+    def _start(self, l: int) -> int:
+        return l * l
+
+    def _couplings3(self):
+        L = self.l_max
+        if self.mode == "matched":
+            return [(l1, l2, l1 + l2) for l1 in range(1, L + 1) for l2 in range(l1, L + 1 - l1)]
+        return [(l1, l2, l3) for l1 in range(L + 1) for l2 in range(l1, L + 1) for l3 in range(l2, L + 1)
+                if l3 <= l1 + l2 and (l1 + l2 + l3) % 2 == 0]
+
+    def _couplings4(self):
+        L = self.l_max
+        if self.mode == "matched":
+            return [((l1, l1 + l3), (l2, l2 + l3), l3) for l1 in range(1, L + 1) for l2 in range(l1, L + 1)
+                    for l3 in range(1, L + 1 - l2)]
+        pairs = [(a, b) for a in range(L + 1) for b in range(a, L + 1)]
+        out = []
+        for p, q in itertools.combinations_with_replacement(pairs, 2):
+            for lam in range(L + 1):
+                ok = all(abs(x - y) <= lam <= x + y and (x + y + lam) % 2 == 0 for x, y in (p, q))
+                if ok:
+                    out.append((p, q, lam))
+        return out
+
+    def invariant_tables(self, nu_max: int) -> list[InvariantTable]:
+        s = self._start
+        tables = []
+        t1 = InvariantTable(1)
+        t1.add(t1.new_invariant(("A0",)), (0,), 1.0)
+        tables.append(t1)
+        if nu_max >= 2:
+            t2 = InvariantTable(2)
+            for l in range(0 if self.mode == "complete" else 1, self.l_max + 1):
+                b = t2.new_invariant((l,))
+                for m in range(2 * l + 1):
+                    t2.add(b, (s(l) + m, s(l) + m), 1.0)
+            tables.append(t2)
+        if nu_max >= 3:
+            t3 = InvariantTable(3)
+            for l1, l2, l3 in self._couplings3():
+                b = t3.new_invariant((l1, l2, l3))
+                w = o3.wigner_3j(l1, l2, l3, dtype=torch.float64)
+                for (m1, m2, m3) in torch.nonzero(w.abs() > 1e-12).tolist():
+                    t3.add(b, (s(l1) + m1, s(l2) + m2, s(l3) + m3), float(w[m1, m2, m3]))
+            tables.append(t3)
+        if nu_max >= 4:
+            t4 = InvariantTable(4)
+            for (l1, l2), (l3, l4), lam in self._couplings4():
+                b = t4.new_invariant(((l1, l2), (l3, l4), lam))
+                w = torch.einsum("abM,cdM->abcd", o3.wigner_3j(l1, l2, lam, dtype=torch.float64),
+                                 o3.wigner_3j(l3, l4, lam, dtype=torch.float64))
+                for (m1, m2, m3, m4) in torch.nonzero(w.abs() > 1e-12).tolist():
+                    t4.add(b, (s(l1) + m1, s(l2) + m2, s(l3) + m3, s(l4) + m4), float(w[m1, m2, m3, m4]))
+            tables.append(t4)
+        return tables

@@ -1,0 +1,42 @@
+"""Element embeddings theta_Z (shared)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class ElementEmbedding(nn.Module):
+    """theta_Z in R^{n_embed}: learnable, or one-hot over ``elements`` when ``fixed``.
+
+    ``elements`` are atomic numbers; an atom of another element raises a clear error.
+    """
+
+    def __init__(self, elements: Sequence[int], n_embed: int, *, fixed: bool = False):
+        super().__init__()
+        elements = sorted(int(z) for z in elements)
+        lookup = torch.full((max(elements) + 1,), -1, dtype=torch.long)
+        lookup[torch.tensor(elements)] = torch.arange(len(elements))
+        self.register_buffer("lookup", lookup, persistent=False)
+        self.elements = elements
+        if fixed:
+            self.register_buffer("weight", torch.eye(len(elements), dtype=torch.get_default_dtype()))
+        else:
+            w = torch.randn(len(elements), n_embed) / n_embed**0.5
+            self.weight = nn.Parameter(w)
+
+    @property
+    def n_embed(self) -> int:
+        return int(self.weight.shape[1])
+
+    def index(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Row of each atom's element in the table [N]."""
+        if numbers.numel() and (int(numbers.max()) >= self.lookup.numel() or bool((self.lookup[numbers] < 0).any())):
+            unknown = sorted(set(numbers.tolist()) - set(self.elements))
+            raise ValueError(f"atomic numbers {unknown} are not among the model's elements {self.elements}")
+        return self.lookup[numbers]
+
+    def forward(self, numbers: torch.Tensor) -> torch.Tensor:
+        return self.weight[self.index(numbers)]  # [N, n_embed]

@@ -1,0 +1,126 @@
+"""A potential on top of either descriptor: the same readout, E0, forces and stress for both.
+
+    E_i = MLP(B_i) + w . B_i + E0(Z_i),   E = sum_i E_i,
+    F = -dE/dx (autograd),   sigma = (1/V) dE/d(eps) at eps = 0 (symmetric strain; ASE's sign).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+DESCRIPTORS = {}
+
+
+def _descriptor_classes() -> dict:
+    if not DESCRIPTORS:
+        from baselines import SphericalACE
+        from cace import CACE
+
+        DESCRIPTORS.update({"cace": CACE, "spherical": SphericalACE})
+    return DESCRIPTORS
+
+
+class Potential(nn.Module):
+    def __init__(self, descriptor: nn.Module, *, readout: Sequence[int] = (32, 16),
+                 e0: dict[int, float] | None = None):
+        super().__init__()
+        self.descriptor = descriptor
+        self.readout_widths = tuple(int(w) for w in readout)
+        widths = (descriptor.n_features, *self.readout_widths, 1)
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.SiLU()]
+        self.mlp = nn.Sequential(*layers[:-1])
+        self.linear = nn.Linear(descriptor.n_features, 1, bias=False)
+        e0 = dict(e0 or {})
+        table = torch.zeros(119)
+        for z, v in e0.items():
+            table[int(z)] = float(v)
+        self.register_buffer("e0_table", table)
+        self._e0 = {int(z): float(v) for z, v in e0.items()}
+
+    def config(self) -> dict:
+        name = getattr(self.descriptor, "descriptor_name", type(self.descriptor).__name__)
+        return {"descriptor": name, "descriptor_config": self.descriptor.config(),
+                "readout": list(self.readout_widths), "e0": {str(z): v for z, v in self._e0.items()}}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Potential":
+        desc = _descriptor_classes()[config["descriptor"]].from_config(config["descriptor_config"])
+        return cls(desc, readout=config["readout"], e0={int(z): v for z, v in config["e0"].items()})
+
+    def atomic_energies(self, graph) -> torch.Tensor:
+        B = self.descriptor(graph)                                               # [N, F]
+        return (self.mlp(B) + self.linear(B)).squeeze(-1) + self.e0_table.to(B.dtype)[graph.numbers]
+
+    def forward(self, graph, *, forces: bool = True, stress: bool = False, training: bool = False) -> dict:
+        """{'energy': [G], 'forces': [N, 3], 'stress': [G, 3, 3] (eV/A^3)} as asked.
+
+        ``training=True`` keeps the graph of the force computation for a force loss (double backward).
+        """
+        pos = graph.positions
+        cell = graph.cell
+        inputs = []
+        if forces or stress:
+            pos = pos.detach().requires_grad_(True)
+            inputs.append(pos)
+        if stress:
+            eps = torch.zeros_like(cell).requires_grad_(True)                   # [G, 3, 3]
+            sym = 0.5 * (eps + eps.transpose(1, 2))
+            pos = pos + torch.einsum("ia,iab->ib", pos, sym[graph.batch])
+            cell = cell + torch.bmm(cell, sym)
+            inputs.append(eps)
+        g = graph.replace(positions=pos, cell=cell) if inputs else graph
+        e_atom = self.atomic_energies(g)
+        energy = e_atom.new_zeros(graph.n_graphs).index_add(0, graph.batch, e_atom)
+        out = {"energy": energy, "atomic_energies": e_atom}
+        if inputs:
+            grads = torch.autograd.grad(energy.sum(), inputs, create_graph=training, allow_unused=True)
+            if forces:
+                out["forces"] = -grads[0] if grads[0] is not None else torch.zeros_like(pos)
+            if stress:
+                volume = torch.linalg.det(graph.cell).abs()
+                out["stress"] = grads[-1] / volume[:, None, None]
+        return out
+
+
+def build(kind: str, *, elements: Sequence[int], preset: str | None = None, e0: dict | None = None,
+          **overrides) -> Potential:
+    """``build("cace" | "spherical", elements=[...], preset="water", **descriptor keywords)``.
+
+    The same preset and keywords give the two descriptors identical everything but the angular
+    part; ``readout`` (MLP widths) may be overridden like any keyword.
+    """
+    from cace.presets import preset as get_preset
+
+    kw = get_preset(preset) if preset else {"readout": (32, 16)}
+    kw.update(overrides)
+    readout = kw.pop("readout")
+    classes = _descriptor_classes()
+    if kind not in classes:
+        raise KeyError(f"unknown descriptor {kind!r}; known: {sorted(classes)}")
+    return Potential(classes[kind](elements, **kw), readout=readout, e0=e0)
+
+
+def save_checkpoint(potential: Potential, path, **extra) -> None:
+    """state_dict + config (never a pickled module), written atomically."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pt.tmp")
+    os.close(fd)
+    torch.save({"config": potential.config(), "state_dict": potential.state_dict(), **extra}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> Potential:
+    data = torch.load(path, map_location=map_location, weights_only=True)
+    pot = Potential.from_config(data["config"])
+    pot.load_state_dict(data["state_dict"])
+    return pot

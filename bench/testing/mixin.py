@@ -1,0 +1,222 @@
+"""Reusable property tests (pytest classes), in float64.
+
+Subclass ``DescriptorTests`` with ``make(self, elements)`` returning a float64 descriptor, or
+``PotentialTests`` with ``make(self, elements)`` returning a float64 potential; set ``elements``.
+Tolerances: invariances 1e-10 relative, finite-difference forces and stress 1e-6 relative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from ..graph import AtomsGraph
+
+INVARIANCE_RTOL = 1e-10
+FD_RTOL = 1e-6
+
+
+def random_rotation(rng: np.random.Generator, proper: bool = True) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if (np.linalg.det(q) > 0) != proper:
+        q[:, 0] *= -1
+    return q
+
+
+def random_cluster(rng, elements, n=8, box=4.0, min_dist=0.9) -> Atoms:
+    """A molecule-like random cluster (no cell, pbc False) with no two atoms closer than min_dist."""
+    pos = []
+    while len(pos) < n:
+        p = rng.uniform(0, box, 3)
+        if all(np.linalg.norm(p - q) > min_dist for q in pos):
+            pos.append(p)
+    return Atoms(numbers=rng.choice(elements, size=n), positions=np.array(pos))
+
+
+def random_periodic(rng, elements, n=6, a=3.6, min_dist=0.9) -> Atoms:
+    """A small triclinic periodic cell, smaller than twice a typical cutoff (so images matter)."""
+    cell = a * (np.eye(3) + rng.uniform(-0.15, 0.15, (3, 3)))
+    atoms = Atoms(numbers=rng.choice(elements, size=1), positions=[[0, 0, 0]], cell=cell, pbc=True)
+    while len(atoms) < n:
+        cand = atoms.copy()
+        cand.append(int(rng.choice(elements)))
+        cand.positions[-1] = rng.uniform(0, 1, 3) @ cell
+        d = cand.get_distances(len(cand) - 1, range(len(cand) - 1), mic=True)
+        if d.min() > min_dist:
+            atoms = cand
+    return atoms
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+class _Base:
+    elements: tuple = (1, 8)
+    seed: int = 0
+
+    def make(self, elements):
+        raise NotImplementedError
+
+    @pytest.fixture(scope="class")
+    def model(self):
+        torch.manual_seed(self.seed)
+        return self.make(list(self.elements)).to(torch.float64)
+
+    def rng(self):
+        return np.random.default_rng(self.seed + 17)
+
+    def graph(self, model, atoms) -> AtomsGraph:
+        return AtomsGraph.from_atoms(atoms, model_cutoff(model), dtype=torch.float64)
+
+    def systems(self):
+        rng = self.rng()
+        return {"cluster": random_cluster(rng, self.elements), "periodic": random_periodic(rng, self.elements)}
+
+
+def model_cutoff(model) -> float:
+    return float(model.cutoff if hasattr(model, "cutoff") else model.descriptor.cutoff)
+
+
+class DescriptorTests(_Base):
+    """Invariance, batching, smoothness and edge cases of ``forward(graph) -> [N, F]``."""
+
+    def features(self, model, atoms):
+        return model(self.graph(model, atoms)).detach()
+
+    @pytest.mark.parametrize("system", ["cluster", "periodic"])
+    @pytest.mark.parametrize("proper", [True, False], ids=["rotation", "improper"])
+    def test_rotation_invariance(self, model, system, proper):
+        atoms = self.systems()[system]
+        ref = self.features(model, atoms)
+        R = random_rotation(self.rng(), proper)
+        rot = atoms.copy()
+        rot.positions = atoms.positions @ R.T
+        if atoms.pbc.any():
+            rot.cell = atoms.cell.array @ R.T
+        assert ref.abs().max() > 0
+        assert _rel(self.features(model, rot), ref) < INVARIANCE_RTOL
+
+    @pytest.mark.parametrize("system", ["cluster", "periodic"])
+    def test_translation_and_image_invariance(self, model, system):
+        atoms = self.systems()[system]
+        ref = self.features(model, atoms)
+        moved = atoms.copy()
+        moved.positions += np.array([0.37, -1.2, 2.9])
+        if atoms.pbc.any():  # move one atom by a lattice vector: the same periodic system
+            moved.positions[1] += atoms.cell.array[0] - 2 * atoms.cell.array[2]
+        assert _rel(self.features(model, moved), ref) < INVARIANCE_RTOL
+
+    @pytest.mark.parametrize("system", ["cluster", "periodic"])
+    def test_permutation_equivariance(self, model, system):
+        atoms = self.systems()[system]
+        ref = self.features(model, atoms)
+        perm = self.rng().permutation(len(atoms))
+        assert _rel(self.features(model, atoms[perm]), ref[perm]) < INVARIANCE_RTOL
+
+    def test_supercell_repeats_features(self, model):
+        atoms = self.systems()["periodic"]
+        ref = self.features(model, atoms)
+        big = self.features(model, atoms.repeat((2, 1, 1)))
+        assert _rel(big, ref.repeat(2, 1)) < INVARIANCE_RTOL
+
+    def test_batch_equals_single(self, model):
+        frames = list(self.systems().values())
+        batch = model(AtomsGraph.from_atoms(frames, model_cutoff(model), dtype=torch.float64)).detach()
+        single = torch.cat([self.features(model, a) for a in frames])
+        assert _rel(batch, single) < INVARIANCE_RTOL
+
+    def test_smooth_at_cutoff(self, model):
+        """A neighbour approaching r_c changes the features by O(delta^3) -> 0, value and slope."""
+        rc = model_cutoff(model)
+        z = self.elements
+        lone = self.features(model, Atoms(numbers=[z[0]], positions=[[0, 0, 0]]))
+
+        def dimer(r):
+            return self.features(model, Atoms(numbers=[z[0], z[-1]], positions=[[0, 0, 0], [r, 0, 0]]))[0]
+
+        inside = (dimer(rc - 0.5) - lone[0]).abs().max()
+        near = [(dimer(rc - d) - lone[0]).abs().max() for d in (1e-2, 5e-3)]
+        assert inside > 0
+        assert near[0] < 1e-4 * inside and near[1] < near[0] / 5  # at least cubic decay
+        assert torch.equal(dimer(rc + 1e-9), lone[0])  # exactly nothing beyond the cutoff
+
+    def test_isolated_atom_and_empty(self, model):
+        z = self.elements
+        lone = self.features(model, Atoms(numbers=[z[0]], positions=[[0, 0, 0]]))
+        assert lone.shape == (1, model.n_features) and torch.isfinite(lone).all()
+        far = self.features(model, Atoms(numbers=[z[0], z[-1], z[-1]],
+                                         positions=[[0, 0, 0], [50, 0, 0], [51, 0, 0]]))
+        assert torch.allclose(far[0], lone[0], rtol=0, atol=1e-14)  # an atom with no neighbours
+        empty = self.features(model, Atoms())
+        assert empty.shape == (0, model.n_features)
+
+    def test_config_round_trip(self, model):
+        again = type(model).from_config(model.config()).to(torch.float64)
+        again.load_state_dict(model.state_dict())
+        atoms = self.systems()["periodic"]
+        assert again.config() == model.config()
+        assert torch.equal(self.features(again, atoms), self.features(model, atoms))
+
+
+class PotentialTests(_Base):
+    """Energy invariance, forces = -dE/dx and stress = (1/V) dE/deps against finite differences."""
+
+    def energy(self, model, atoms) -> float:
+        return float(model(self.graph(model, atoms), forces=False)["energy"].detach().sum())
+
+    @pytest.mark.parametrize("system", ["cluster", "periodic"])
+    def test_forces_are_minus_energy_gradient(self, model, system):
+        atoms = self.systems()[system]
+        out = model(self.graph(model, atoms), forces=True)
+        forces = out["forces"].detach().numpy()
+        h = 1e-5
+        fd = np.zeros_like(forces)
+        for i in range(len(atoms)):
+            for d in range(3):
+                plus, minus = atoms.copy(), atoms.copy()
+                plus.positions[i, d] += h
+                minus.positions[i, d] -= h
+                fd[i, d] = -(self.energy(model, plus) - self.energy(model, minus)) / (2 * h)
+        assert np.abs(forces).max() > 1e-3
+        assert np.linalg.norm(forces - fd) / np.linalg.norm(fd) < FD_RTOL
+
+    def test_stress_is_strain_derivative(self, model):
+        atoms = self.systems()["periodic"]
+        stress = model(self.graph(model, atoms), forces=True, stress=True)["stress"][0].detach().numpy()
+        h = 1e-5
+        fd = np.zeros((3, 3))
+        vol = atoms.get_volume()
+        for a in range(3):
+            for b in range(3):
+                eps = np.zeros((3, 3))
+                eps[a, b] = eps[b, a] = h / (1 if a == b else 2)
+                vals = []
+                for sign in (1, -1):
+                    s = atoms.copy()
+                    s.set_cell(atoms.cell.array @ (np.eye(3) + sign * eps), scale_atoms=True)
+                    vals.append(self.energy(model, s))
+                fd[a, b] = (vals[0] - vals[1]) / (2 * h) / vol
+        assert np.allclose(stress, stress.T, atol=1e-12)
+        assert np.linalg.norm(stress - fd) / np.linalg.norm(fd) < FD_RTOL
+
+    def test_energy_invariant_forces_equivariant(self, model):
+        atoms = self.systems()["periodic"]
+        out = model(self.graph(model, atoms))
+        R = random_rotation(self.rng())
+        rot = atoms.copy()
+        rot.positions = atoms.positions @ R.T
+        rot.cell = atoms.cell.array @ R.T
+        out_r = model(self.graph(model, rot))
+        assert _rel(out_r["energy"].detach(), out["energy"].detach()) < INVARIANCE_RTOL
+        assert _rel(out_r["forces"].detach(), out["forces"].detach() @ torch.tensor(R.T)) < INVARIANCE_RTOL
+
+    def test_batch_equals_single(self, model):
+        frames = list(self.systems().values())
+        batch = model(AtomsGraph.from_atoms(frames, model_cutoff(model), dtype=torch.float64))
+        singles = [model(self.graph(model, a)) for a in frames]
+        assert _rel(batch["energy"].detach(), torch.cat([s["energy"] for s in singles]).detach()) < INVARIANCE_RTOL
+        assert _rel(batch["forces"].detach(), torch.cat([s["forces"] for s in singles]).detach()) < INVARIANCE_RTOL

@@ -1,0 +1,103 @@
+"""Cartesian angular basis: monomials L_lvec(u) = x^a y^b z^c and their symmetrization tables.
+
+Index patterns enumerated (spec: shared/design/cace-math.md), with m(lvec) = l!/(a! b! c!):
+
+- nu = 1: A_(0,0,0)
+- nu = 2: B_l = sum_{|l1|=l} m(l1) A_l1 A_l1,                                  1 <= l <= l_max
+- nu = 3: B_(l1,l2) = sum m(l1) m(l2) A_l1 A_l2 A_(l1+l2),            1 <= l1 <= l2, l1 + l2 <= l_max
+- nu = 4: B_(l1,l2,l3) = sum m(l1) m(l2) m(d) A_l1 A_l2 A_(l1+d) A_(l2+d), |d| = l3,
+          1 <= l1 <= l2, 1 <= l3, l2 + l3 <= l_max
+  (the chain sum_{j1..j4} (u1.u3)^l1 (u2.u4)^l2 (u3.u4)^l3; l1 <-> l2 gives the same invariant,
+  and l1 = 0 or l3 = 0 would give products of lower-order invariants, so both are left out).
+
+Counts per (k, c): l_max = 3: 1 + 3 + 2 (+ 4 for nu = 4); l_max = 4: 1 + 4 + 4 (+ 10).
+"""
+
+from __future__ import annotations
+
+from math import factorial
+
+import torch
+from torch import nn
+
+from bench.nn.contraction import InvariantTable
+
+
+def monomials(l_max: int) -> list[tuple[int, int, int]]:
+    """All (a, b, c) with a + b + c <= l_max, ordered by l = a+b+c, then a, b descending."""
+    out = []
+    for l in range(l_max + 1):
+        for a in range(l, -1, -1):
+            for b in range(l - a, -1, -1):
+                out.append((a, b, l - a - b))
+    return out
+
+
+def multinomial(lvec) -> int:
+    a, b, c = lvec
+    return factorial(a + b + c) // (factorial(a) * factorial(b) * factorial(c))
+
+
+class CartesianBasis(nn.Module):
+    """u [E, 3] (unit vectors) -> L [E, n_ang], n_ang = (l_max+1)(l_max+2)(l_max+3)/6; no traceless projection."""
+
+    def __init__(self, l_max: int):
+        super().__init__()
+        self.l_max = int(l_max)
+        self.lvecs = monomials(l_max)
+        self.index = {lv: q for q, lv in enumerate(self.lvecs)}
+        exps = torch.tensor(self.lvecs, dtype=torch.long)                       # [Q, 3]
+        self.register_buffer("exponents", exps, persistent=False)
+        self.register_buffer("l_of", exps.sum(1), persistent=False)
+        self.register_buffer("weight", torch.tensor([float(multinomial(lv)) for lv in self.lvecs]), persistent=False)
+
+    @property
+    def n_ang(self) -> int:
+        return len(self.lvecs)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        # powers[e, d, p] = u[e, d]^p for p = 0..l_max  -> [E, 3, l_max + 1]
+        powers = torch.cumprod(torch.cat([torch.ones_like(u)[:, :, None],
+                                          u[:, :, None].expand(-1, -1, self.l_max)], dim=2), dim=2)
+        e = self.exponents
+        return powers[:, 0, e[:, 0]] * powers[:, 1, e[:, 1]] * powers[:, 2, e[:, 2]]   # [E, Q]
+
+    def of_degree(self, l: int) -> list[tuple[int, int, int]]:
+        return [lv for lv in self.lvecs if sum(lv) == l]
+
+    def invariant_tables(self, nu_max: int) -> list[InvariantTable]:
+        add = lambda p, q: (p[0] + q[0], p[1] + q[1], p[2] + q[2])  # noqa: E731
+        L, m, idx = self.l_max, multinomial, self.index
+        tables = []
+        t1 = InvariantTable(1)
+        t1.add(t1.new_invariant(("A0",)), (idx[(0, 0, 0)],), 1.0)
+        tables.append(t1)
+        if nu_max >= 2:
+            t2 = InvariantTable(2)
+            for l in range(1, L + 1):
+                b = t2.new_invariant((l,))
+                for lv in self.of_degree(l):
+                    t2.add(b, (idx[lv], idx[lv]), m(lv))
+            tables.append(t2)
+        if nu_max >= 3:
+            t3 = InvariantTable(3)
+            for l1 in range(1, L + 1):
+                for l2 in range(l1, L + 1 - l1):
+                    b = t3.new_invariant((l1, l2))
+                    for v1 in self.of_degree(l1):
+                        for v2 in self.of_degree(l2):
+                            t3.add(b, (idx[v1], idx[v2], idx[add(v1, v2)]), m(v1) * m(v2))
+            tables.append(t3)
+        if nu_max >= 4:
+            t4 = InvariantTable(4)
+            for l1 in range(1, L + 1):
+                for l2 in range(l1, L + 1):
+                    for l3 in range(1, L + 1 - l2):
+                        b = t4.new_invariant((l1, l2, l3))
+                        for v1 in self.of_degree(l1):
+                            for v2 in self.of_degree(l2):
+                                for d in self.of_degree(l3):
+                                    t4.add(b, (idx[v1], idx[v2], idx[add(v1, d)], idx[add(v2, d)]),
+                                           m(v1) * m(v2) * m(d))
+            tables.append(t4)
+        return tables
