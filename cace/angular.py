@@ -48,6 +48,8 @@ class CartesianBasis(nn.Module):
         self.index = {lv: q for q, lv in enumerate(self.lvecs)}
         exps = torch.tensor(self.lvecs, dtype=torch.long)                       # [Q, 3]
         self.register_buffer("exponents", exps, persistent=False)
+        # column of u_d^p in the flattened [E, 3 (l_max + 1)] power table, per monomial and axis
+        self.register_buffer("power_column", exps + torch.arange(3) * (self.l_max + 1), persistent=False)
         self.register_buffer("l_of", exps.sum(1), persistent=False)
         self.register_buffer("weight", torch.tensor([float(multinomial(lv)) for lv in self.lvecs]), persistent=False)
 
@@ -59,8 +61,10 @@ class CartesianBasis(nn.Module):
         # powers[e, d, p] = u[e, d]^p for p = 0..l_max  -> [E, 3, l_max + 1]
         powers = torch.cumprod(torch.cat([torch.ones_like(u)[:, :, None],
                                           u[:, :, None].expand(-1, -1, self.l_max)], dim=2), dim=2)
-        e = self.exponents
-        return powers[:, 0, e[:, 0]] * powers[:, 1, e[:, 1]] * powers[:, 2, e[:, 2]]   # [E, Q]
+        flat = powers.reshape(u.shape[0], 3 * (self.l_max + 1))                                     # [E, 3 (l_max + 1)]
+        col = self.power_column
+        return (flat.index_select(1, col[:, 0]) * flat.index_select(1, col[:, 1])
+                * flat.index_select(1, col[:, 2]))                                     # [E, Q]
 
     def of_degree(self, l: int) -> list[tuple[int, int, int]]:
         return [lv for lv in self.lvecs if sum(lv) == l]

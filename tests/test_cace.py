@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.nn.contraction import InvariantTable, SparseProductContraction
-from bench.nn.neighbor_sum import neighbor_outer_sum
+from bench.nn.neighbor_sum import neighbor_outer_sum, outer
 from bench.nn.radial import BesselRBF, PolynomialEnvelope
 from cace import CACE, CartesianBasis, monomials, multinomial
 
@@ -67,6 +67,7 @@ def test_gradcheck_primitives():
     x = torch.randn(6, 3, dtype=d, requires_grad=True)
     f = lambda y, x: neighbor_outer_sum(y, x, recv, slot, 4, 3)  # noqa: E731
     assert torch.autograd.gradgradcheck(f, (y, x)) and torch.autograd.gradcheck(f, (y, x))
+    assert torch.autograd.gradcheck(outer, (y, x)) and torch.autograd.gradgradcheck(outer, (y, x))
     t = InvariantTable(3)
     b = t.new_invariant("x")
     t.add(b, (0, 1, 2), 0.7)
@@ -100,3 +101,19 @@ def test_receiver_embedding_factoring_equals_full_edge_channels():
             * ed.theta[r][:, None, None, :, None] * ed.theta[s][:, None, None, None, :])
     direct = torch.zeros(g.n_atoms, *full.shape[1:3], 4, dtype=torch.float64).index_add(0, r, full.flatten(3))
     assert torch.allclose(m.mix0(direct), m.atomic_basis(ed), atol=1e-13)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_contraction_first_and_second_derivatives(order):
+    """The recomputing autograd Function of the contraction has exact first and second derivatives."""
+    import random
+
+    random.seed(order)
+    t = InvariantTable(order)
+    labels = [t.new_invariant("x"), t.new_invariant("y")]
+    for _ in range(6):
+        t.add(random.choice(labels), tuple(random.randrange(5) for _ in range(order)), random.uniform(-1, 1))
+    contr = SparseProductContraction([t]).double()
+    A = torch.randn(2, 5, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(contr, (A,))
+    assert torch.autograd.gradgradcheck(contr, (A,))

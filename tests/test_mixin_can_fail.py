@@ -18,7 +18,8 @@ class _HardCutoff(PolynomialEnvelope):
 
 def _broken_table():
     m = CACE([1, 8], **KW).double()
-    m.symmetrize.coeff3[0] *= 1.5  # one multinomial weight wrong -> no longer rotation invariant
+    S = m.symmetrize.coeff3                      # [n_invariants, terms]
+    S[tuple(S.nonzero()[0])] *= 1.5              # one multinomial weight wrong -> not rotation invariant
     return m
 
 

@@ -75,8 +75,9 @@ def test_identity_fails_with_a_perturbed_table(graph, side, order):
     cart_m = CACE(ELEMENTS, l_max=3, nu_max=3, **KW).double()
     sph_m = SphericalACE(ELEMENTS, l_max=3, nu_max=3, mode="complete", **KW).double()
     broken = cart_m if side == "cartesian" else sph_m
-    coeff = getattr(broken.symmetrize, f"coeff{order}")
-    coeff[len(coeff) // 2] *= 1.2  # one wrong multinomial weight / Clebsch-Gordan coefficient
+    S = getattr(broken.symmetrize, f"coeff{order}")  # [n_invariants, terms]
+    nonzero = S.nonzero()
+    S[tuple(nonzero[len(nonzero) // 2])] *= 1.2    # one wrong multinomial weight / Clebsch-Gordan coefficient
     assert residual(feats(cart_m, graph), feats(sph_m, graph)) > 1e-4
 
 

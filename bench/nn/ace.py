@@ -32,7 +32,7 @@ from torch import nn
 from .contraction import SparseProductContraction
 from .embedding import ElementEmbedding
 from .mixing import RadialMix
-from .neighbor_sum import neighbor_outer_sum
+from .neighbor_sum import dense_by_receiver, outer
 from .radial import BesselRBF, PolynomialEnvelope
 
 MESSAGES = ("M", "Ar", "Bchi")
@@ -41,8 +41,23 @@ MESSAGES = ("M", "Ar", "Bchi")
 class _EdgeData:
     """Per-forward edge quantities, computed once and shared by every layer."""
 
-    __slots__ = ("r", "fc", "radial", "angular", "theta", "theta_send", "senders", "receivers", "slot",
-                 "n_atoms", "max_neighbors")
+    __slots__ = ("r", "fc", "radial", "angular", "theta", "senders", "receivers", "flat_slot",
+                 "n_atoms", "max_neighbors", "angular_dense", "_edge_basis")
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-edge rows [E, P] -> [N, max_neighbors, P] (zero padded)."""
+        return dense_by_receiver(x, self.flat_slot, self.n_atoms, self.max_neighbors)
+
+    def edge_basis(self) -> torch.Tensor:
+        """L_q(u) R_n(r) f_c(r) in the dense layout [N, nb, Q R] ((q, n)-major), built on first use
+        and shared by the Bchi message of every layer."""
+        if self._edge_basis is None:
+            N, nb, Q = self.angular_dense.shape
+            R = self.radial.shape[1]
+            # formed in the dense layout from dense factors: no [E, Q R] per-edge tensor
+            radial_dense = self.dense(self.radial)                                   # [N, nb, R]
+            self._edge_basis = outer(self.angular_dense, radial_dense).view(N, nb, Q * R)
+        return self._edge_basis
 
 
 class MessageLayer(nn.Module):
@@ -63,6 +78,10 @@ class MessageLayer(nn.Module):
             self.h = nn.Linear(n_b_in, n_l * C)
             self.mix = RadialMix(l_of, n_rbf, n_radial, C)
 
+    def rows_per_l(self, n_rbf: int) -> list[int]:
+        """Rows of each l in the (q, n)-major basis table (components are grouped by l)."""
+        return [c * n_rbf for c in torch.bincount(self.l_of, minlength=self.n_l).tolist()]
+
     def forward(self, A: torch.Tensor, B_flat: torch.Tensor, ed: _EdgeData, inv_sqrt_nn: float) -> torch.Tensor:
         N, Q, K, C = A.shape
         new = A.new_zeros(N, Q, K, C)
@@ -74,12 +93,16 @@ class MessageLayer(nn.Module):
         if "Bchi" in self.messages:
             e, L, R = self.n_embed, self.n_l, ed.radial.shape[1]
             H = self.h(B_flat).view(N, L, e, e)                                      # [N, l, a, b]
-            g = H * ed.theta.view(N, 1, 1, e)                                        # theta_j[b] h_j[l, a, b]
-            x = (ed.radial[:, :, None] * g[ed.senders].reshape(-1, 1, L * C)).reshape(-1, R * L * C)
-            S = neighbor_outer_sum(ed.angular, x, ed.receivers, ed.slot, ed.n_atoms, ed.max_neighbors)
-            S = S.view(N, Q, R, L, C)
-            S = torch.gather(S, 3, self.l_of.view(1, Q, 1, 1, 1).expand(N, Q, R, 1, C)).squeeze(3)
-            S = (S.view(N, Q, R, e, e) * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, C)
+            g = (H * ed.theta.view(N, 1, 1, e)).reshape(N, L * C)                    # theta_j[b] h_j[l, a, b]
+            G = ed.dense(g[ed.senders])                                              # [N, nb, L C]
+            # one batched product per l block: rows (q, n) of that l against the sender weights of that l
+            # one product per l block, computed transposed so that every gradient comes back in
+            # the natural [N, nb, .] layout: out_l[i, c, (q, n)] = sum_slot G_l[i, slot, c] basis_l[i, slot, (q, n)]
+            blocks = ed.edge_basis().split(self.rows_per_l(R), dim=2)
+            S = torch.cat([torch.bmm(G_l.transpose(1, 2), b) for b, G_l in zip(blocks, G.split(C, dim=2))],
+                          dim=2)                                                      # [N, C, Q R]
+            S = S.view(N, C, Q, R).permute(0, 2, 3, 1)                                # [N, Q, R, C]
+            S = (S.reshape(N, Q, R, e, e) * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, C)
             new = new + self.mix(S)
         new = new * inv_sqrt_nn
         if "M" in self.messages:
@@ -114,6 +137,8 @@ class AtomicClusterExpansion(nn.Module):
         self.envelope = PolynomialEnvelope(cutoff, envelope_p)
         self.embedding = ElementEmbedding(elements, n_embed, fixed=fixed_basis)
         self.angular = self.make_angular(l_max, nu_max)
+        if not bool((self.angular.l_of[1:] >= self.angular.l_of[:-1]).all()):
+            raise ValueError("angular components must be grouped by increasing l")
         self.symmetrize = SparseProductContraction(self.angular.invariant_tables(nu_max))
         C = self.embedding.n_embed**2
         self.n_channels = C
@@ -153,18 +178,19 @@ class AtomicClusterExpansion(nn.Module):
         ed.angular = self.angular(vec / r[:, None])                  # [E, Q]
         ed.theta = self.embedding(graph.numbers)                     # [N, e]
         ed.senders, ed.receivers = graph.edge_index
-        ed.theta_send = ed.theta[ed.senders]                         # [E, e]
-        ed.slot = graph.neighbor_slot
         ed.n_atoms, ed.max_neighbors = graph.n_atoms, graph.max_neighbors
+        ed.flat_slot = ed.receivers * ed.max_neighbors + graph.neighbor_slot
+        ed.angular_dense = ed.dense(ed.angular)                       # [N, nb, Q]
+        ed._edge_basis = None
         return ed
 
     def atomic_basis(self, ed: _EdgeData) -> torch.Tensor:
         """Layer-0 A' [N, Q, K, C] (A before mixing when ``fixed_basis``)."""
         N, e, R = ed.n_atoms, ed.theta.shape[1], ed.radial.shape[1]
-        x = (ed.radial[:, :, None] * ed.theta_send[:, None, :]).reshape(-1, R * e)      # [E, R e]
-        S = neighbor_outer_sum(ed.angular, x, ed.receivers, ed.slot, N, ed.max_neighbors)  # [N, Q, R e]
-        Q = S.shape[1]
-        A = (S.view(N, Q, R, 1, e) * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, e * e)
+        x = (ed.radial[:, :, None] * ed.theta[ed.senders][:, None, :]).reshape(-1, R * e)  # [E, R e_b]
+        S = torch.bmm(ed.dense(x).transpose(1, 2), ed.angular_dense)                     # [N, R e_b, Q]
+        Q = S.shape[2]
+        A = (S.view(N, 1, R, e, Q).permute(0, 4, 2, 1, 3) * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, e * e)
         return A if self.mix0 is None else self.mix0(A)
 
     def forward(self, graph) -> torch.Tensor:

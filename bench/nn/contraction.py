@@ -47,7 +47,12 @@ class InvariantTable:
 
 
 class SparseProductContraction(nn.Module):
-    """A [N, n_ang, K, C] -> B [N, n_invariants, K, C] from one InvariantTable per body order."""
+    """A [N, n_ang, K, C] -> B [N, n_invariants, K, C] from one InvariantTable per body order.
+
+    Internally angular-major: A^T [Q, M] with M = N K C, so every gather is a row gather; the
+    coefficients and the accumulation into invariants are one small matrix S [n_inv, T]
+    (S[out[t], t] = coeff[t]), applied by a matrix product.
+    """
 
     def __init__(self, tables: list[InvariantTable]):
         super().__init__()
@@ -58,12 +63,13 @@ class SparseProductContraction(nn.Module):
         # buffer is re-derived from it on every .to()/.double()/.float(): a float32 round trip
         # would otherwise cost the float64 model its last 8 digits.
         self._coeff64 = {}
-        for t in tables:
+        for t, count in zip(tables, self.counts):
             idx, coeff, out = t.tensors()
-            self._coeff64[t.order] = coeff
+            S = torch.zeros(count, len(coeff), dtype=torch.float64)
+            S[out, torch.arange(len(coeff))] = coeff
+            self._coeff64[t.order] = S
             self.register_buffer(f"idx{t.order}", idx)
-            self.register_buffer(f"coeff{t.order}", coeff.to(torch.get_default_dtype()))
-            self.register_buffer(f"out{t.order}", out)
+            self.register_buffer(f"coeff{t.order}", S.to(torch.get_default_dtype()))
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
@@ -81,15 +87,64 @@ class SparseProductContraction(nn.Module):
         return {o: int(getattr(self, f"idx{o}").shape[0]) for o in self.orders}
 
     def forward(self, A: torch.Tensor) -> torch.Tensor:
-        N, _, K, C = A.shape
-        blocks = []
-        for order, count in zip(self.orders, self.counts):
-            idx = getattr(self, f"idx{order}")      # [T, order]
-            coeff = getattr(self, f"coeff{order}")  # [T]
-            out = getattr(self, f"out{order}")      # [T]
-            prod = A[:, idx[:, 0]]                  # [N, T, K, C]
-            for f in range(1, order):               # order <= 4: a loop over factors, not terms
-                prod = prod * A[:, idx[:, f]]
-            prod = prod * coeff.to(A.dtype)[None, :, None, None]
-            blocks.append(A.new_zeros(N, count, K, C).index_add(1, out, prod))
-        return torch.cat(blocks, dim=1)             # [N, n_invariants, K, C]
+        N, Q, K, C = A.shape
+        At = A.transpose(0, 1).reshape(Q, N * K * C)                  # [Q, M] (one copy)
+        Bt = torch.cat([_SparseProduct.apply(At, getattr(self, f"idx{o}"), getattr(self, f"coeff{o}"))
+                        for o in self.orders], dim=0)                # [n_inv, M]
+        return Bt.view(self.n_invariants, N, K, C).transpose(0, 1)   # [N, n_inv, K, C]
+
+
+def term_products(At: torch.Tensor, idx: torch.Tensor, skip: int = -1) -> torch.Tensor:
+    """P[t] = prod_{f != skip} At[idx[t, f]]  -> [T, M] (order <= 4: a loop over factors, not terms)."""
+    prod = None
+    for f in range(idx.shape[1]):
+        if f != skip:
+            row = At.index_select(0, idx[:, f])
+            prod = row if prod is None else prod * row
+    return At.new_ones(idx.shape[0], At.shape[1]) if prod is None else prod
+
+
+class _SparseProduct(torch.autograd.Function):
+    """Bt = S @ term_products(At), saving only At: the products are recomputed in backward, so
+    autograd keeps no [T, M] intermediates alive. The backward is written in differentiable ops
+    (``_TermProducts`` likewise), so second derivatives (force training) work through it.
+
+        dL/dAt[q] = sum_{t, f : idx[t, f] = q} (S^T dL/dBt)[t] prod_{g != f} At[idx[t, g]]
+    """
+
+    @staticmethod
+    def forward(ctx, At, idx, S):
+        ctx.save_for_backward(At, idx, S)
+        return S.to(At.dtype) @ term_products(At, idx)
+
+    @staticmethod
+    def backward(ctx, grad_Bt):
+        At, idx, S = ctx.saved_tensors
+        g = S.to(At.dtype).t() @ grad_Bt                             # [T, M]
+        grad = torch.zeros_like(At)
+        for f in range(idx.shape[1]):
+            grad = grad.index_add(0, idx[:, f], g * _TermProducts.apply(At, idx, f))
+        return grad, None, None
+
+
+class _TermProducts(torch.autograd.Function):
+    """term_products(At, idx, skip) saving only At (for the second derivative)."""
+
+    @staticmethod
+    def forward(ctx, At, idx, skip):
+        ctx.save_for_backward(At, idx)
+        ctx.skip = skip
+        return term_products(At, idx, skip)
+
+    @staticmethod
+    def backward(ctx, grad_P):
+        At, idx = ctx.saved_tensors
+        grad = torch.zeros_like(At)
+        for f in range(idx.shape[1]):
+            if f != ctx.skip:
+                prod = grad_P
+                for h in range(idx.shape[1]):
+                    if h not in (f, ctx.skip):
+                        prod = prod * At.index_select(0, idx[:, h])
+                grad = grad.index_add(0, idx[:, f], prod)
+        return grad, None, None

@@ -1,22 +1,53 @@
-"""Sum over neighbours of an outer product, without materialising the per-edge outer product."""
+"""Neighbour sums as batched matrix products over a dense [atoms, neighbour slot] layout."""
 
 from __future__ import annotations
 
 import torch
 
 
+def dense_by_receiver(x: torch.Tensor, flat_slot: torch.Tensor, n_atoms: int, max_neighbors: int) -> torch.Tensor:
+    """Scatter per-edge rows x [E, P] into a zero-padded [n_atoms, max_neighbors, P] table.
+
+    ``flat_slot`` = receiver * max_neighbors + neighbor_slot (each edge has its own row), so this is
+    an ``index_copy`` (whose backward is a gather), not an accumulation.
+    """
+    out = x.new_zeros(n_atoms * max_neighbors, x.shape[1])
+    return out.index_copy(0, flat_slot, x).view(n_atoms, max_neighbors, x.shape[1])
+
+
 def neighbor_outer_sum(y: torch.Tensor, x: torch.Tensor, receivers: torch.Tensor, slot: torch.Tensor,
                        n_atoms: int, max_neighbors: int) -> torch.Tensor:
     """out[i, p, q] = sum_{edges e into i} y[e, p] * x[e, q]   -> [n_atoms, P, Q].
 
-    ``y`` [E, P] and ``x`` [E, Q] are scattered into dense [n_atoms, max_neighbors, .] tables
-    addressed by (receiver, slot) (``AtomsGraph.neighbor_slot``), and contracted over the
-    neighbour axis by one batched matrix product. Memory is O(E (P + Q)) rather than the
+    One batched matrix product over the neighbour axis: memory O(E (P + Q)) instead of the
     O(E P Q) of forming the outer product per edge, in the forward and in every backward pass.
     """
-    P, Q = y.shape[1], x.shape[1]
-    yd = y.new_zeros(n_atoms, max_neighbors, P)
-    xd = x.new_zeros(n_atoms, max_neighbors, Q)
-    yd = yd.index_put((receivers, slot), y)
-    xd = xd.index_put((receivers, slot), x)
-    return torch.bmm(yd.transpose(1, 2), xd)  # [n_atoms, P, Q]
+    flat = receivers * max_neighbors + slot
+    yd = dense_by_receiver(y, flat, n_atoms, max_neighbors)
+    xd = dense_by_receiver(x, flat, n_atoms, max_neighbors)
+    return torch.bmm(yd.transpose(1, 2), xd)
+
+
+class _Outer(torch.autograd.Function):
+    """D[b, p, q] = y[b, p] x[b, q], with a contracting backward:
+
+        dL/dy[b, p] = sum_q dL/dD[b, p, q] x[b, q],   dL/dx[b, q] = sum_p dL/dD[b, p, q] y[b, p]
+
+    (einsum contractions instead of autograd's broadcast-multiply-then-sum, which builds a second
+    D-sized temporary). Written in differentiable ops, so second derivatives work through it.
+    """
+
+    @staticmethod
+    def forward(ctx, y, x):
+        ctx.save_for_backward(y, x)
+        return y.unsqueeze(-1) * x.unsqueeze(-2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, x = ctx.saved_tensors
+        return torch.einsum("...pq,...q->...p", grad, x), torch.einsum("...pq,...p->...q", grad, y)
+
+
+def outer(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Batched outer product [..., P] x [..., Q] -> [..., P, Q]."""
+    return _Outer.apply(y, x)

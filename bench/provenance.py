@@ -1,0 +1,65 @@
+"""Where a number came from: code version, libraries, machine, settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git_state() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(device) -> dict:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {"device": "cuda", "device_name": props.name, "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
+    return {"device": "cpu", "device_name": cpu_name(), "threads": torch.get_num_threads()}
+
+
+def versions() -> dict:
+    import ase
+    import e3nn
+    import numpy
+    import torch
+
+    import bench
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "e3nn": e3nn.__version__,
+            "ase": ase.__version__, "numpy": numpy.__version__, "cace_bench": bench.__version__}
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def provenance(device="cpu", **settings) -> dict:
+    """Everything a record needs to say where it came from; ``settings`` (dtype, seed...) are added."""
+    return {"git": git_state(), "versions": versions(), **device_info(device), "host": platform.node(),
+            "pid": os.getpid(), **settings}
