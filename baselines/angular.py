@@ -39,7 +39,7 @@ class SphericalBasis(nn.Module):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.l_max, self.mode = int(l_max), mode
-        self.irreps = o3.Irreps.spherical_harmonics(l_max)
+        self.ls = list(range(self.l_max + 1))  # plain ints (an Irreps attribute trips torch.compile's guards)
         l_of = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])
         self.register_buffer("l_of", l_of, persistent=False)
 
@@ -48,7 +48,7 @@ class SphericalBasis(nn.Module):
         return (self.l_max + 1) ** 2
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return o3.spherical_harmonics(self.irreps, u, normalize=False, normalization="component")
+        return o3.spherical_harmonics(self.ls, u, normalize=False, normalization="component")
 
     def _start(self, l: int) -> int:
         return l * l

@@ -127,7 +127,7 @@ def _single(atoms: Atoms, cutoff: float) -> AtomsGraph:
     forces = results.get("forces")
     stress = results.get("stress")
     if stress is not None:
-        from ase.constraints import voigt_6_to_full_3x3_stress
+        from ase.stress import voigt_6_to_full_3x3_stress
 
         stress = np.asarray(stress)
         stress = voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress

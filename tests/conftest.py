@@ -20,3 +20,14 @@ def shared_file(*parts) -> Path:
     if not path.is_file():
         pytest.skip(f"shared data not available: {path} (clone with ../shared beside the repository)")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -69,6 +69,7 @@ class MessageLayer(nn.Module):
         C = n_embed * n_embed
         self.n_l, self.n_embed = n_l, n_embed
         self.register_buffer("l_of", l_of.clone(), persistent=False)
+        self.l_counts = torch.bincount(l_of, minlength=n_l).tolist()   # components per l (a constant)
         if "M" in self.messages:
             self.memory_scale = nn.Parameter(torch.ones(n_l, n_radial, C))
         if "Ar" in self.messages:
@@ -80,7 +81,7 @@ class MessageLayer(nn.Module):
 
     def rows_per_l(self, n_rbf: int) -> list[int]:
         """Rows of each l in the (q, n)-major basis table (components are grouped by l)."""
-        return [c * n_rbf for c in torch.bincount(self.l_of, minlength=self.n_l).tolist()]
+        return [c * n_rbf for c in self.l_counts]
 
     def forward(self, A: torch.Tensor, B_flat: torch.Tensor, ed: _EdgeData, inv_sqrt_nn: float) -> torch.Tensor:
         N, Q, K, C = A.shape

@@ -33,6 +33,8 @@ class ElementEmbedding(nn.Module):
 
     def index(self, numbers: torch.Tensor) -> torch.Tensor:
         """Row of each atom's element in the table [N]."""
+        if torch.compiler.is_compiling():  # data-dependent check: done in eager mode only
+            return self.lookup[numbers]
         if numbers.numel() and (int(numbers.max()) >= self.lookup.numel() or bool((self.lookup[numbers] < 0).any())):
             unknown = sorted(set(numbers.tolist()) - set(self.elements))
             raise ValueError(f"atomic numbers {unknown} are not among the model's elements {self.elements}")
