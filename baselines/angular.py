@@ -1,7 +1,9 @@
 """Spherical angular basis: real spherical harmonics (e3nn) and Clebsch-Gordan invariant tables.
 
-Y_lm(u) = e3nn.o3.spherical_harmonics(l, u, normalize=False, normalization="component") for
-l = 0..l_max, in e3nn's real basis and component order (sum_m Y_lm(u)^2 = 2l + 1); coupling
+Y_lm(u) = e3nn.o3.spherical_harmonics(l, u, normalize=False, normalization="norm") for
+l = 0..l_max, in e3nn's real basis and component order. "norm" (sum_m Y_lm(u)^2 = 1) puts the
+power spectrum, sum_jj' R R P_l(u.u'), on the scale of the Cartesian sum_jj' R R (u.u')^l (both
+bounded by 1 per pair), so the shared readout sees both at the same magnitude; coupling
 coefficients are e3nn's ``o3.wigner_3j`` (real, in the same basis), taken once at construction.
 
 Invariants (all parity-even, i.e. O(3)-invariant like the Cartesian ones):
@@ -48,7 +50,7 @@ class SphericalBasis(nn.Module):
         return (self.l_max + 1) ** 2
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return o3.spherical_harmonics(self.ls, u, normalize=False, normalization="component")
+        return o3.spherical_harmonics(self.ls, u, normalize=False, normalization="norm")
 
     def _start(self, l: int) -> int:
         return l * l

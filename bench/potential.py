@@ -1,6 +1,6 @@
 """A potential on top of either descriptor: the same readout, E0, forces and stress for both.
 
-    E_i = MLP(B_i) + w . B_i + E0(Z_i),   E = sum_i E_i,
+    E_i = scale * (MLP(B_i) + w . B_i) + E0(Z_i),   E = sum_i E_i,
     F = -dE/dx (autograd),   sigma = (1/V) dE/d(eps) at eps = 0 (symmetric strain; ASE's sign).
 """
 
@@ -26,8 +26,9 @@ def _descriptor_classes() -> dict:
 
 class Potential(nn.Module):
     def __init__(self, descriptor: nn.Module, *, readout: Sequence[int] = (32, 16),
-                 e0: dict[int, float] | None = None):
+                 e0: dict[int, float] | None = None, scale: float = 1.0):
         super().__init__()
+        self.register_buffer("scale", torch.tensor(float(scale)))
         self.descriptor = descriptor
         self.readout_widths = tuple(int(w) for w in readout)
         widths = (descriptor.n_features, *self.readout_widths, 1)
@@ -46,16 +47,18 @@ class Potential(nn.Module):
     def config(self) -> dict:
         name = getattr(self.descriptor, "descriptor_name", type(self.descriptor).__name__)
         return {"descriptor": name, "descriptor_config": self.descriptor.config(),
-                "readout": list(self.readout_widths), "e0": {str(z): v for z, v in self._e0.items()}}
+                "readout": list(self.readout_widths), "e0": {str(z): v for z, v in self._e0.items()},
+                "scale": float(self.scale)}
 
     @classmethod
     def from_config(cls, config: dict) -> "Potential":
         desc = _descriptor_classes()[config["descriptor"]].from_config(config["descriptor_config"])
-        return cls(desc, readout=config["readout"], e0={int(z): v for z, v in config["e0"].items()})
+        return cls(desc, readout=config["readout"], e0={int(z): v for z, v in config["e0"].items()},
+                   scale=config.get("scale", 1.0))
 
     def atomic_energies(self, graph) -> torch.Tensor:
         B = self.descriptor(graph)                                               # [N, F]
-        return (self.mlp(B) + self.linear(B)).squeeze(-1) + self.e0_table.to(B.dtype)[graph.numbers]
+        return self.scale * (self.mlp(B) + self.linear(B)).squeeze(-1) + self.e0_table.to(B.dtype)[graph.numbers]
 
     def forward(self, graph, *, forces: bool = True, stress: bool = False, training: bool = False) -> dict:
         """{'energy': [G], 'forces': [N, 3], 'stress': [G, 3, 3] (eV/A^3)} as asked.
@@ -89,7 +92,7 @@ class Potential(nn.Module):
 
 
 def build(kind: str, *, elements: Sequence[int], preset: str | None = None, e0: dict | None = None,
-          **overrides) -> Potential:
+          scale: float = 1.0, **overrides) -> Potential:
     """``build("cace" | "spherical", elements=[...], preset="water", **descriptor keywords)``.
 
     The same preset and keywords give the two descriptors identical everything but the angular
@@ -103,7 +106,7 @@ def build(kind: str, *, elements: Sequence[int], preset: str | None = None, e0: 
     classes = _descriptor_classes()
     if kind not in classes:
         raise KeyError(f"unknown descriptor {kind!r}; known: {sorted(classes)}")
-    return Potential(classes[kind](elements, **kw), readout=readout, e0=e0)
+    return Potential(classes[kind](elements, **kw), readout=readout, e0=e0, scale=scale)
 
 
 def save_checkpoint(potential: Potential, path, **extra) -> None:

@@ -19,12 +19,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from ..data import DataError
+    from ..results.store import ResultsError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, KeyError, ValueError, FileNotFoundError) as err:
+    except (DataError, ResultsError, KeyError, ValueError, FileNotFoundError) as err:
         if args.debug:
             raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

@@ -1,21 +1,75 @@
-"""``cace-bench run``: the main job on the built-in data (or on the data sets given)."""
+"""``cace-bench run | accuracy | timing | report``."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+from .data_cmd import add_read_options, read_options
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="the main job: every task that exists, on both descriptors")
-    p.add_argument("--quick", action="store_true", help="CI-sized budgets")
-    p.add_argument("--data", nargs="*", default=["builtin:emt-alloy"], help="builtin:NAME or paths (default builtin:emt-alloy)")
-    p.add_argument("--out", default="out", help="output folder (default ./out)")
+    p = sub.add_parser("run", help="the main job: every task on both descriptors, then the report")
+    _common(p)
     p.set_defaults(func=run)
+    a = sub.add_parser("accuracy", help="train and test both descriptors")
+    _common(a)
+    a.set_defaults(func=accuracy)
+    t = sub.add_parser("timing", help="energy+forces time and memory, side by side")
+    t.add_argument("--quick", action="store_true")
+    t.add_argument("--out", default="out")
+    t.set_defaults(func=timing)
+    r = sub.add_parser("report", help="HTML + Markdown report from a results folder")
+    r.add_argument("results_dir")
+    r.add_argument("-o", "--output", default=None, help="output folder (default: the results folder)")
+    r.set_defaults(func=report)
+
+
+def _common(p) -> None:
+    p.add_argument("--quick", action="store_true", help="CI-sized budgets (a few minutes on 2 cores)")
+    p.add_argument("--data", nargs="+", default=["builtin:emt-alloy"],
+                   help="builtin:emt-alloy, a shared set (rmd17-ethanol, 3bpa, water64, hea25, zuo-cu, zuo-mo, zuo-si) or a path")
+    p.add_argument("--out", default="out", help="results and report folder (default ./out)")
+    p.add_argument("--no-progress", action="store_true")
+    add_read_options(p)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def accuracy(args) -> int:
+    from ..results.store import ResultsStore
+    from ..tasks import accuracy as acc
+    from ..tasks.presets import accuracy_spec
+
+    store = ResultsStore(args.out)
+    opts = {k: v for k, v in read_options(args).items() if v is not None and k != "index"}
+    for data in args.data:
+        acc.run(accuracy_spec(data, quick=args.quick, read_options=opts), store,
+                progress=not args.no_progress and sys.stderr.isatty(), log=_log)
+    return 0
+
+
+def timing(args) -> int:
+    from ..results.store import ResultsStore
+    from ..tasks import timing as tim
+    from ..tasks.presets import timing_spec
+
+    tim.run(timing_spec(quick=args.quick), ResultsStore(args.out), log=_log)
+    return 0
+
+
+def report(args) -> int:
+    from ..report import build_report
+
+    html_path, md_path = build_report(args.results_dir, args.output)
+    print(f"report: {html_path}\n        {md_path}")
+    return 0
 
 
 def run(args) -> int:
-    from .data_cmd import inspect, load
-
-    for spec in args.data:
-        frames = load(spec)
-        print(f"== data: {spec}")
-        inspect(frames, cutoff=5.0)
-    return 0
+    accuracy(args)
+    timing(args)
+    args.results_dir, args.output = args.out, None
+    return report(args)

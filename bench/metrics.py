@@ -1,0 +1,43 @@
+"""The metric registry: every number a record can hold, its unit and which direction is better."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    better: str          # "lower" or "higher"
+    description: str
+
+    def is_better(self, a: float, b: float) -> bool:
+        return a < b if self.better == "lower" else a > b
+
+
+_METRICS = [
+    Metric("energy_mae_per_atom", "meV/atom", "lower", "energy mean absolute error per atom"),
+    Metric("energy_rmse_per_atom", "meV/atom", "lower", "energy root-mean-square error per atom"),
+    Metric("energy_mae", "meV", "lower", "energy mean absolute error per structure"),
+    Metric("energy_rmse", "meV", "lower", "energy root-mean-square error per structure"),
+    Metric("forces_mae", "meV/A", "lower", "force component mean absolute error"),
+    Metric("forces_rmse", "meV/A", "lower", "force component root-mean-square error"),
+    Metric("train_time", "s", "lower", "wall time of training"),
+    Metric("epochs", "", "lower", "epochs trained (early stopping included)"),
+    Metric("time_energy_forces", "ms", "lower", "median time of one energy+forces evaluation"),
+    Metric("peak_memory_energy_forces", "MB", "lower", "peak memory of one energy+forces evaluation"),
+    Metric("speed_ratio_spherical_over_cace", "", "higher", "time spherical / time CACE, same run (> 1: CACE faster)"),
+]
+METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+
+
+def metric(name: str) -> Metric:
+    """The registered metric; per-element force errors ``forces_mae_<El>`` share ``forces_mae``'s entry."""
+    if name in METRICS:
+        return METRICS[name]
+    base = name.rsplit("_", 1)[0]
+    if base in ("forces_mae", "forces_rmse"):
+        m = METRICS[base]
+        return Metric(name, m.unit, m.better, m.description + f" on {name.rsplit('_', 1)[1]}")
+    raise KeyError(f"unknown metric {name!r}; registered: {sorted(METRICS)}")

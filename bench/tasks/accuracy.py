@@ -1,0 +1,135 @@
+"""Accuracy after training: both descriptors, one training loop, same data, budget and seeds.
+
+``run(spec, store)`` trains every (seed, training-set size, descriptor) not already in the store,
+evaluates the best (EMA, early-stopped) weights on the test split and writes one record per metric.
+Each seed draws its own split (and initial weights); the two descriptors of a seed share both.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..data import builtin, dataset_hash, fit_e0, random_split, read, read_isolated_energies
+from ..graph import AtomsGraph
+from ..potential import build, save_checkpoint
+from ..provenance import config_hash, provenance
+from ..results.store import ResultsStore
+from ..train import TrainConfig, error_metrics, predict, train
+
+DESCRIPTORS = ("cace", "spherical")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str                          # "builtin:NAME" or a path
+    name: str | None = None              # shown in the report (default: from the source)
+    read_options: dict = field(default_factory=dict)
+    test_source: str | None = None       # a separate test file (else the split's test part)
+    e0_source: str | None = None         # isolated-atom energies (else least squares on train)
+    n_train: int | float = 0.7
+    n_valid: int | float = 0.1
+    n_test: int | float | None = None
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        from pathlib import Path
+
+        return self.source.split(":", 1)[1] if self.source.startswith("builtin:") else Path(self.source).stem
+
+
+@dataclass(frozen=True)
+class AccuracySpec:
+    data: DataSpec
+    model: dict                          # {"preset": NAME} and/or descriptor keywords and "readout"
+    train: TrainConfig = TrainConfig()
+    seeds: tuple = (0,)
+    train_sizes: tuple | None = None     # learning curve: training-set sizes (nested subsets)
+    descriptors: tuple = DESCRIPTORS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_frames(source: str, read_options: dict):
+    if source.startswith("builtin:"):
+        return builtin(source.split(":", 1)[1])
+    return read(source, **read_options)
+
+
+def model_kwargs(model: dict) -> dict:
+    from cace.presets import preset
+
+    kw = preset(model["preset"]) if "preset" in model else {}
+    kw.update({k: v for k, v in model.items() if k != "preset"})
+    return kw
+
+
+def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print) -> list[dict]:
+    data = spec.data
+    frames = load_frames(data.source, data.read_options)
+    test_frames = load_frames(data.test_source, data.read_options) if data.test_source else None
+    kw = model_kwargs(spec.model)
+    cutoff = kw["cutoff"]
+    elements = sorted({int(z) for a in frames + (test_frames or []) for z in a.numbers})
+    graphs = [AtomsGraph.from_atoms(a, cutoff) for a in frames]
+    test_graphs = [AtomsGraph.from_atoms(a, cutoff) for a in test_frames] if test_frames else None
+    d_hash = dataset_hash(frames + (test_frames or []))
+    cfg_hash = config_hash({"model": kw, "train": spec.train.to_dict(), "data": asdict(data)})
+    records: list[dict] = []
+    for seed in spec.seeds:
+        split = random_split(frames, train=data.n_train, valid=data.n_valid,
+                             test=0 if test_frames else data.n_test, seed=seed)
+        train_idx = list(split.train)
+        sizes = spec.train_sizes or (len(train_idx),)
+        if max(sizes) > len(train_idx):
+            raise ValueError(f"learning-curve size {max(sizes)} exceeds the {len(train_idx)} training frames")
+        e0 = read_isolated_energies(data.e0_source) if data.e0_source else fit_e0([frames[i] for i in train_idx])
+        valid = [graphs[i] for i in split.valid]
+        test = test_graphs if test_graphs else [graphs[i] for i in split.test]
+        for n_train in sizes:
+            subset = train_idx[:n_train]
+            f_rms = float(np.sqrt(np.mean(np.concatenate([frames[i].get_forces().ravel() for i in subset]) ** 2)))
+            for kind in spec.descriptors:
+                key = {"task": "accuracy", "descriptor": kind, "dataset": data.label, "dataset_hash": d_hash,
+                       "seed": seed, "setting": {"n_train": n_train}, "config_hash": cfg_hash}
+                if store.has(key):
+                    log(f"skip (done): {kind} {data.label} seed={seed} n_train={n_train}")
+                    continue
+                torch.manual_seed(seed)
+                pot = build(kind, elements=elements, e0=e0, scale=f_rms, **kw)
+                t0 = time.perf_counter()
+                result = train(pot, [graphs[i] for i in subset], valid, spec.train, seed=seed, progress=progress,
+                               desc=f"{kind} {data.label} s{seed} n{n_train}")
+                save_checkpoint(pot, store.artifact_path(key, "model.pt"))
+                if result.interrupted:
+                    log(f"interrupted: best weights of {kind} kept in {store.artifact_path(key, 'model.pt')}; "
+                        "this run is not recorded and will be redone on resume")
+                    raise KeyboardInterrupt
+                pred = predict(pot, test)
+                np.savez_compressed(store.artifact_path(key, "predictions.npz"), **pred)
+                metrics = error_metrics(pred)
+                metrics["train_time"] = result.wall_time_s
+                metrics["epochs"] = result.epochs
+                common = {
+                    **key, "split": split.record(), "n_test": len(test), "stopped_by": result.stopped_by,
+                    "best_epoch": result.best_epoch, "n_parameters": sum(p.numel() for p in pot.parameters()),
+                    "n_features": pot.descriptor.n_features, "wall_time_s": time.perf_counter() - t0,
+                    "model": pot.config(), "train_config": spec.train.to_dict(),
+                    "provenance": provenance("cpu", dtype=spec.train.dtype, seed=seed),
+                }
+                from ..metrics import metric
+
+                run_records = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in metrics.items()]
+                store.write(key, run_records, artifacts={"model": "model.pt", "predictions": "predictions.npz",
+                                                         "history": result.history})
+                records += run_records
+                log(f"done: {kind:9s} {data.label} seed={seed} n_train={n_train}: "
+                    f"E {metrics['energy_mae_per_atom']:.2f} meV/atom, F {metrics['forces_mae']:.1f} meV/A, "
+                    f"{result.epochs} epochs ({result.stopped_by}), {result.wall_time_s:.0f} s")
+    return records

@@ -1,0 +1,73 @@
+"""Named data sets for the tasks and the budgets of ``--quick`` and the full run.
+
+Budgets (identical for both descriptors):
+- quick (CI-sized, a few minutes on 2 cores): built-in EMT alloy, 1 seed, training sizes 25 and 75,
+  30 epochs (early-stopping patience 10), batch 8, lr 5e-3, EMA decay 0.9 (short runs), a small model (n_radial 6, n_embed 3,
+  MLP [16]); timing on the 192-atom water box, 5 repeats.
+- full (a real comparison): 3 seeds, learning curves, up to 500 epochs with patience 50, batch 8,
+  lr 1e-2 (the authors'), each data set with its CACE-paper preset; timing on 192 and 1536 atoms,
+  20 repeats.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..train import TrainConfig
+from .accuracy import AccuracySpec, DataSpec
+from .timing import TimingSpec
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("CACE_BENCH_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+QUICK_MODEL = dict(cutoff=4.5, n_rbf=6, n_embed=3, n_radial=6, l_max=3, nu_max=3, n_layers=1,
+                   messages=("Bchi",), readout=(16,))
+
+
+def named_data() -> dict[str, tuple[DataSpec, dict]]:
+    """name -> (DataSpec, model) for the built-in set and the shared DFT sets."""
+    s = shared_data_dir()
+    return {
+        "emt-alloy": (DataSpec("builtin:emt-alloy", n_train=120, n_valid=20, n_test=40), {"preset": "hea25"}),
+        "rmd17-ethanol": (DataSpec(str(s / "rmd17_ethanol/train.xyz"), name="rmd17-ethanol",
+                                   test_source=str(s / "rmd17_ethanol/test_MD.xyz"),
+                                   e0_source=str(s / "rmd17_ethanol/isolated_atoms.xyz"), n_train=950, n_valid=50),
+                          {"preset": "ethanol"}),
+        "3bpa": (DataSpec(str(s / "3bpa/train_300K.xyz"), name="3bpa", e0_source=str(s / "3bpa/iso_atoms.xyz"),
+                          n_train=400, n_valid=50), {"preset": "3bpa"}),
+        "water64": (DataSpec(str(s / "water64/water64_400.extxyz"), name="water64", n_train=300, n_valid=30),
+                    {"preset": "water"}),
+        "hea25": (DataSpec(str(s / "hea25/hea25_10.xyz"), name="hea25", n_train=6, n_valid=2), {"preset": "hea25"}),
+        **{f"zuo-{el.lower()}": (DataSpec(str(s / f"zuo2020/{el}_train.xyz"), name=f"zuo-{el.lower()}",
+                                          read_options={"forces_key": "force"},
+                                          test_source=str(s / f"zuo2020/{el}_test.xyz"), n_train=0.9, n_valid=0.1),
+                                 {"preset": "hea25"}) for el in ("Cu", "Mo", "Si")},
+    }
+
+
+def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None) -> AccuracySpec:
+    """The spec for a named data set, ``builtin:NAME`` or a path (with its read options)."""
+    known = named_data()
+    if data.startswith("builtin:"):
+        data = data.split(":", 1)[1]
+    if data in known:
+        dspec, model = known[data]
+    else:
+        dspec, model = DataSpec(data, read_options=read_options or {}, n_train=0.8, n_valid=0.1), {"preset": "hea25"}
+    if quick:
+        if dspec.source == "builtin:emt-alloy":
+            dspec = DataSpec(dspec.source, n_train=75, n_valid=20, n_test=60)
+        return AccuracySpec(data=dspec, model=dict(QUICK_MODEL),
+                            train=TrainConfig(max_epochs=30, patience=10, batch_size=8, lr=5e-3, ema_decay=0.9), seeds=(0,),
+                            train_sizes=(25, 75) if dspec.source == "builtin:emt-alloy" else None)
+    sizes = (30, 60, 120) if dspec.source == "builtin:emt-alloy" else None
+    return AccuracySpec(data=dspec, model=model, train=TrainConfig(max_epochs=500, patience=50, batch_size=8, lr=1e-2),
+                        seeds=(0, 1, 2), train_sizes=sizes)
+
+
+def timing_spec(*, quick: bool) -> TimingSpec:
+    return TimingSpec(sizes=(1,), repeats=5) if quick else TimingSpec(sizes=(1, 2), repeats=20)

@@ -1,0 +1,179 @@
+"""One training loop for every potential: identical optimiser, schedule, EMA, clipping, batch size,
+budget and loss for CACE and the spherical baseline.
+
+Loss (the CACE authors' recipe, shared/design/cace-math.md):
+    L = w_E(stage) * mean_graphs((E - E_ref) / n_atoms)^2 + w_F * mean_components(F - F_ref)^2
+with w_F = 1000 and w_E raised in stages 0.1 -> 1 -> 10 -> 1000 over equal fractions of the budget
+(the larger of the epoch and wall-time fractions). Adam, ReduceLROnPlateau on the validation loss,
+EMA of the weights (the EMA weights are validated, kept and returned), gradient-norm clipping.
+Model selection and early stopping use the validation loss with the final-stage weights, and start
+only in the final stage: before it the energy is barely weighted, so an early "best" would be a
+model whose energies have not been trained yet.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .graph import AtomsGraph, collate
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-2
+    batch_size: int = 8
+    max_epochs: int = 200
+    max_time_s: float | None = None
+    patience: int = 40
+    lr_factor: float = 0.8
+    lr_patience: int = 10
+    ema_decay: float = 0.99
+    clip_norm: float = 10.0
+    force_weight: float = 1000.0
+    energy_weights: tuple = (0.1, 1.0, 10.0, 1000.0)
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    state_dict: dict                      # the best EMA weights
+    best_epoch: int
+    epochs: int
+    wall_time_s: float
+    stopped_by: str                       # "max_epochs", "early_stopping", "time", "interrupt"
+    history: list = field(default_factory=list)   # per epoch: train loss, valid loss, lr, energy weight
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped_by == "interrupt"
+
+
+def loss_terms(pot, batch: AtomsGraph, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(energy MSE per atom, force component MSE) on one batch."""
+    out = pot(batch, forces=True, training=training)
+    n = batch.n_atoms_per_graph.to(out["energy"].dtype)
+    e = (((out["energy"] - batch.energy) / n) ** 2).mean()
+    f = ((out["forces"] - batch.forces) ** 2).mean()
+    return e, f
+
+
+def _batches(graphs: Sequence[AtomsGraph], size: int, generator: torch.Generator | None):
+    order = torch.randperm(len(graphs), generator=generator).tolist() if generator is not None else range(len(graphs))
+    order = list(order)
+    for k in range(0, len(order), size):
+        yield collate([graphs[i] for i in order[k:k + size]])
+
+
+def validation_loss(pot, graphs, cfg: TrainConfig) -> float:
+    total, count = 0.0, 0
+    for batch in _batches(graphs, cfg.batch_size, None):
+        e, f = loss_terms(pot, batch, training=False)
+        total += float((cfg.energy_weights[-1] * e + cfg.force_weight * f).detach()) * batch.n_graphs
+        count += batch.n_graphs
+    return total / max(count, 1)
+
+
+def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsGraph], cfg: TrainConfig, *,
+          seed: int = 0, progress: bool = True, desc: str = "train") -> TrainResult:
+    """Train ``pot`` in place; return the best EMA weights and the history."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from tqdm import tqdm
+
+    dtype = getattr(torch, cfg.dtype)
+    pot.to(dtype=dtype)
+    train_graphs = [g.to(dtype=dtype) for g in train_graphs]
+    valid_graphs = [g.to(dtype=dtype) for g in valid_graphs]
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(pot.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
+    ema = AveragedModel(pot, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    best, best_epoch, best_state = math.inf, -1, copy.deepcopy(ema.module.state_dict())
+    history, stopped_by, start = [], "max_epochs", time.perf_counter()
+    bar = tqdm(range(cfg.max_epochs), desc=desc, disable=not progress, leave=False)
+    epoch = -1
+    try:
+        for epoch in bar:
+            frac = epoch / cfg.max_epochs
+            if cfg.max_time_s:
+                frac = max(frac, (time.perf_counter() - start) / cfg.max_time_s)
+            stage = min(int(frac * len(cfg.energy_weights)), len(cfg.energy_weights) - 1)
+            w_e = cfg.energy_weights[stage]
+            final_stage = stage == len(cfg.energy_weights) - 1
+            pot.train()
+            losses = []
+            for batch in _batches(train_graphs, cfg.batch_size, gen):
+                e, f = loss_terms(pot, batch, training=True)
+                loss = w_e * e + cfg.force_weight * f
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(pot.parameters(), cfg.clip_norm)
+                opt.step()
+                ema.update_parameters(pot)
+                losses.append(float(loss.detach()))
+            ema.eval()
+            val = validation_loss(ema.module, valid_graphs, cfg)
+            sched.step(val)
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": val,
+                            "lr": opt.param_groups[0]["lr"], "energy_weight": w_e})
+            bar.set_postfix(loss=f"{np.mean(losses):.4g}", val=f"{val:.4g}")
+            if not final_stage:  # model selection only once the loss weights are final
+                best_state, best_epoch = copy.deepcopy(ema.module.state_dict()), epoch
+            elif val < best:
+                best, best_epoch, best_state = val, epoch, copy.deepcopy(ema.module.state_dict())
+            elif epoch - best_epoch >= cfg.patience:
+                stopped_by = "early_stopping"
+                break
+            if cfg.max_time_s and time.perf_counter() - start > cfg.max_time_s:
+                stopped_by = "time"
+                break
+    except KeyboardInterrupt:
+        stopped_by = "interrupt"
+    finally:
+        bar.close()
+    pot.load_state_dict(best_state)
+    return TrainResult(best_state, best_epoch, epoch + 1, time.perf_counter() - start, stopped_by, history)
+
+
+def predict(pot, graphs: Sequence[AtomsGraph], batch_size: int = 16) -> dict:
+    """Predictions and references on ``graphs``: per-structure energies, forces, numbers (numpy)."""
+    pot.eval()
+    dtype = next(iter(pot.buffers())).dtype
+    e_pred, e_ref, n_at, f_pred, f_ref, z = [], [], [], [], [], []
+    for batch in _batches([g.to(dtype=dtype) for g in graphs], batch_size, None):
+        out = pot(batch, forces=True)
+        e_pred.append(out["energy"].detach().double().numpy())
+        f_pred.append(out["forces"].detach().double().numpy())
+        e_ref.append(batch.energy.double().numpy())
+        f_ref.append(batch.forces.double().numpy())
+        n_at.append(batch.n_atoms_per_graph.numpy())
+        z.append(batch.numbers.numpy())
+    cat = np.concatenate
+    return {"energy_pred": cat(e_pred), "energy_ref": cat(e_ref), "n_atoms": cat(n_at),
+            "forces_pred": cat(f_pred), "forces_ref": cat(f_ref), "numbers": cat(z)}
+
+
+def error_metrics(pred: dict) -> dict[str, float]:
+    """Energy errors (meV, meV/atom), force errors (meV/A), and per-element force MAE."""
+    from ase.data import chemical_symbols
+
+    de = (pred["energy_pred"] - pred["energy_ref"]) * 1e3
+    dea = de / pred["n_atoms"]
+    df = (pred["forces_pred"] - pred["forces_ref"]) * 1e3
+    out = {
+        "energy_mae": float(np.abs(de).mean()), "energy_rmse": float(np.sqrt((de**2).mean())),
+        "energy_mae_per_atom": float(np.abs(dea).mean()), "energy_rmse_per_atom": float(np.sqrt((dea**2).mean())),
+        "forces_mae": float(np.abs(df).mean()), "forces_rmse": float(np.sqrt((df**2).mean())),
+    }
+    for zz in np.unique(pred["numbers"]):
+        out[f"forces_mae_{chemical_symbols[int(zz)]}"] = float(np.abs(df[pred["numbers"] == zz]).mean())
+    return out

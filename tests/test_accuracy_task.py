@@ -1,0 +1,139 @@
+"""Accuracy task, results store and report, on a small EMT set made by the test."""
+
+import json
+
+import ase.io
+import pytest
+import torch
+
+from bench.cli.main import main
+from bench.data.builtin_sets import EMTAlloyRecipe, make_emt_alloy
+from bench.report import build_report
+from bench.results.store import ResultsError, ResultsStore
+from bench.tasks import accuracy
+from bench.tasks.accuracy import AccuracySpec, DataSpec
+from bench.train import TrainConfig
+
+TINY_MODEL = dict(cutoff=4.0, n_rbf=3, n_embed=2, n_radial=2, l_max=2, nu_max=3, n_layers=1,
+                  messages=("Bchi",), readout=(4,))
+TRAIN = TrainConfig(max_epochs=6, batch_size=4, lr=5e-3, patience=50, ema_decay=0.5, energy_weights=(1.0,))
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    recipe = EMTAlloyRecipe(repeat=1, temperatures=(300.0, 900.0), frames_per_temperature=6, md_equilibration=5,
+                            md_stride=2, n_strained=4, n_rattled=4)
+    path = tmp_path_factory.mktemp("data") / "tiny.extxyz"
+    ase.io.write(path, make_emt_alloy(0, recipe), format="extxyz")
+    return path
+
+
+def spec(data_file, **kw):
+    base = dict(data=DataSpec(str(data_file), name="tiny", n_train=12, n_valid=4, n_test=4),
+                model=dict(TINY_MODEL), train=TRAIN, seeds=(0,))
+    base.update(kw)
+    return AccuracySpec(**base)
+
+
+def quiet(*a, **k):
+    pass
+
+
+def test_training_lowers_the_loss_for_both_descriptors(data_file, tmp_path):
+    from dataclasses import replace
+
+    store = ResultsStore(tmp_path)
+    accuracy.run(spec(data_file, train=replace(TRAIN, max_epochs=12)), store, progress=False, log=quiet)
+    runs = store.runs()
+    assert {r["key"]["descriptor"] for r in runs} == {"cace", "spherical"}
+    for run in runs:
+        hist = run["artifacts"]["history"]
+        assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"], run["key"]["descriptor"]
+        assert min(h["valid_loss"] for h in hist) < hist[0]["valid_loss"]
+
+
+def test_same_seed_same_numbers_and_records_round_trip(data_file, tmp_path):
+    a = accuracy.run(spec(data_file), ResultsStore(tmp_path / "a"), progress=False, log=quiet)
+    b = accuracy.run(spec(data_file), ResultsStore(tmp_path / "b"), progress=False, log=quiet)
+    key = lambda r: (r["descriptor"], r["metric"])  # noqa: E731
+    va = {key(r): r["value"] for r in a if r["metric"] not in ("train_time",)}
+    vb = {key(r): r["value"] for r in b if r["metric"] not in ("train_time",)}
+    assert va == vb and len(va) > 10
+    stored = ResultsStore(tmp_path / "a").records()
+    assert sorted(json.dumps(r, sort_keys=True, default=str) for r in stored) == \
+        sorted(json.dumps(r, sort_keys=True, default=str) for r in json.loads(json.dumps(a, default=str)))
+    r = stored[0]
+    for field in ("task", "descriptor", "dataset", "metric", "seed", "setting", "value", "unit", "config_hash",
+                  "dataset_hash", "split", "wall_time_s", "n_parameters"):
+        assert field in r
+    for field in ("git", "versions", "device", "device_name", "dtype", "seed", "threads"):
+        assert field in r["provenance"]
+    frame = ResultsStore(tmp_path / "a").frame()
+    assert set(frame.descriptor) == {"cace", "spherical"} and "prov.device_name" in frame
+
+
+def test_resume_skips_finished_work(data_file, tmp_path, monkeypatch):
+    store = ResultsStore(tmp_path)
+    accuracy.run(spec(data_file, descriptors=("cace",)), store, progress=False, log=quiet)
+    before = {p.name: p.read_bytes() for p in store.runs_dir.iterdir()}
+
+    trained = []
+    real_train = accuracy.train
+    monkeypatch.setattr(accuracy, "train", lambda pot, *a, **k: trained.append(pot) or real_train(pot, *a, **k))
+    accuracy.run(spec(data_file), store, progress=False, log=quiet)
+    assert len(trained) == 1  # only the spherical run was missing
+    for name, content in before.items():
+        assert (store.runs_dir / name).read_bytes() == content
+
+
+def test_interrupt_keeps_best_checkpoint_and_finished_runs(data_file, tmp_path, monkeypatch):
+    store = ResultsStore(tmp_path)
+    accuracy.run(spec(data_file, descriptors=("cace",)), store, progress=False, log=quiet)
+    import bench.train as train_mod
+
+    calls = {"n": 0}
+    real = train_mod.loss_terms
+
+    def interrupting(pot, batch, training):
+        calls["n"] += 1
+        if calls["n"] > 8:  # Ctrl-C during the third epoch
+            raise KeyboardInterrupt
+        return real(pot, batch, training)
+
+    monkeypatch.setattr(train_mod, "loss_terms", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        accuracy.run(spec(data_file), store, progress=False, log=quiet)
+    assert len(list(store.runs_dir.glob("*.json"))) == 1          # the finished CACE run is intact
+    checkpoints = list(store.artifacts_dir.glob("*/model.pt"))
+    assert len(checkpoints) == 2                                   # the interrupted run kept its best weights
+    from bench.potential import load_checkpoint
+
+    assert all(load_checkpoint(p) is not None for p in checkpoints)
+
+
+def test_report_has_every_section_and_damaged_files_are_clear_errors(data_file, tmp_path, capsys):
+    from bench.tasks.timing import TimingSpec
+    from bench.tasks import timing
+
+    store = ResultsStore(tmp_path / "res")
+    accuracy.run(spec(data_file, train_sizes=(6, 12)), store, progress=False, log=quiet)
+    timing.run(TimingSpec(sizes=(1,), repeats=2), store, log=quiet)
+    html_path, md_path = build_report(tmp_path / "res", tmp_path / "rep")
+    html, md = html_path.read_text(), md_path.read_text()
+    for needle in ("Accuracy: tiny", "forces_mae (meV/A)", "energy_mae_per_atom", "learning curves",
+                   "predicted against reference", "Speed: energy + forces", "ratio sph/CACE", "commits:"):
+        assert needle in html and needle in md, needle
+    assert html.count("data:image/png;base64,") == 3 and "<script" not in html and "http" not in html.split("<footer>")[0]
+    assert len(list((tmp_path / "rep" / "figures").glob("*.png"))) == 3
+
+    damaged = store.runs_dir / "0000damaged.json"
+    damaged.write_text("{ not json")
+    with pytest.raises(ResultsError, match="0000damaged.json"):
+        build_report(tmp_path / "res")
+    assert main(["report", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "0000damaged.json" in err
+    assert len(store.runs(strict=False)) == 5 and len(store.errors) == 1  # the other 5 runs are intact
+    damaged.write_text(json.dumps({"format": "something-else", "records": []}))
+    with pytest.raises(ResultsError, match="not a cace-bench run file"):
+        store.runs()
