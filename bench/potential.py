@@ -91,12 +91,19 @@ class Potential(nn.Module):
         return out
 
 
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
 def build(kind: str, *, elements: Sequence[int], preset: str | None = None, e0: dict | None = None,
-          scale: float = 1.0, **overrides) -> Potential:
+          scale: float = 1.0, n_parameters: int | None = None, **overrides) -> Potential:
     """``build("cace" | "spherical", elements=[...], preset="water", **descriptor keywords)``.
 
     The same preset and keywords give the two descriptors identical everything but the angular
-    part; ``readout`` (MLP widths) may be overridden like any keyword.
+    part; ``readout`` (MLP widths) may be overridden like any keyword. ``n_parameters``: widen or
+    narrow the first hidden layer of the readout so that the potential has (as nearly as a whole
+    width allows) this many parameters -- for comparisons at equal parameter count when the
+    feature counts differ (e.g. the spherical ``complete`` mode).
     """
     from cace.presets import preset as get_preset
 
@@ -106,7 +113,25 @@ def build(kind: str, *, elements: Sequence[int], preset: str | None = None, e0: 
     classes = _descriptor_classes()
     if kind not in classes:
         raise KeyError(f"unknown descriptor {kind!r}; known: {sorted(classes)}")
-    return Potential(classes[kind](elements, **kw), readout=readout, e0=e0, scale=scale)
+    descriptor = classes[kind](elements, **kw)
+    if n_parameters is not None:
+        readout = _readout_for_parameter_count(descriptor, tuple(readout), int(n_parameters))
+    return Potential(descriptor, readout=readout, e0=e0, scale=scale)
+
+
+def _readout_for_parameter_count(descriptor, readout: tuple, target: int) -> tuple:
+    """The parameter count is linear in the first hidden width w: solve for w, round, clamp at 1."""
+    if not readout:
+        raise ValueError("n_parameters needs a readout with at least one hidden layer")
+
+    def total(w: int) -> int:
+        widths = (descriptor.n_features, w, *readout[1:], 1)
+        mlp = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+        return count_parameters(descriptor) + mlp + descriptor.n_features
+
+    slope = total(2) - total(1)
+    w = max(1, round(1 + (target - total(1)) / slope))
+    return (w, *readout[1:])
 
 
 def save_checkpoint(potential: Potential, path, **extra) -> None:

@@ -120,7 +120,7 @@ def test_report_has_every_section_and_damaged_files_are_clear_errors(data_file, 
     timing.run(TimingSpec(sizes=(1,), repeats=2), store, log=quiet)
     html_path, md_path = build_report(tmp_path / "res", tmp_path / "rep")
     html, md = html_path.read_text(), md_path.read_text()
-    for needle in ("Accuracy: tiny", "forces_mae (meV/A)", "energy_mae_per_atom", "learning curves",
+    for needle in ("Accuracy: tiny", "Caution: a short budget", "forces_mae (meV/A)", "energy_mae_per_atom", "learning curves",
                    "predicted against reference", "Speed: energy + forces", "ratio sph/CACE", "commits:"):
         assert needle in html and needle in md, needle
     assert html.count("data:image/png;base64,") == 3 and "<script" not in html and "http" not in html.split("<footer>")[0]

@@ -101,3 +101,19 @@ def test_cpu_cuda_parity(kind):
     out = pot.to("cuda")(graph.to("cuda"), stress=True)
     for key in ("energy", "forces", "stress"):
         assert torch.allclose(out[key].cpu(), ref[key], rtol=1e-9, atol=1e-9), key
+
+
+def test_equal_parameter_option_matches_counts():
+    """The complete spherical set has more features; n_parameters narrows its readout to CACE's count."""
+    from bench.potential import count_parameters
+
+    kw = dict(cutoff=4.0, n_rbf=4, n_embed=2, n_radial=4, l_max=3, nu_max=3, n_layers=1, messages=("Bchi",),
+              readout=(32, 16))
+    cace = build("cace", elements=[1, 8], **kw)
+    free = build("spherical", elements=[1, 8], mode="complete", **kw)
+    matched = build("spherical", elements=[1, 8], mode="complete", n_parameters=count_parameters(cace), **kw)
+    assert free.descriptor.n_features > cace.descriptor.n_features
+    assert count_parameters(free) > 1.2 * count_parameters(cace)
+    per_width = free.descriptor.n_features + 1 + 16  # parameters one unit of first-layer width costs
+    assert abs(count_parameters(matched) - count_parameters(cace)) <= per_width // 2 + 1
+    assert matched.config()["readout"][1:] == [16]

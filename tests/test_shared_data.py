@@ -70,3 +70,21 @@ def test_shared_checksums():
             assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, name
             checked += 1
     assert checked > 0
+
+
+def test_named_task_data_sets_resolve_and_load():
+    """Every shared set the accuracy task knows by name points at files that load with its options."""
+    from bench.tasks.accuracy import load_frames
+    from bench.tasks.presets import named_data
+
+    shared_file("MANIFEST.md")
+    for name, (spec, model) in named_data().items():
+        if spec.source.startswith("builtin:"):
+            continue
+        frames = load_frames(spec.source, spec.read_options)
+        assert len(frames) > 5, name
+        if spec.test_source:
+            assert len(load_frames(spec.test_source, spec.read_options)) > 5, name
+        if spec.e0_source:
+            assert read_isolated_energies(spec.e0_source), name
+        assert "preset" in model

@@ -86,6 +86,14 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
         doc.para(f"Test-set errors after training on {n_max} structures (mean ± std over {len(seeds)} seed(s): "
                  f"{', '.join(map(str, seeds))}; {int(first['n_test'])} test structures). "
                  f"Better side in bold. Both descriptors: same split, training loop, budget and readout.")
+        tc = first.get("train_config") or {}
+        if tc:
+            doc.para(f"Budget: up to {tc.get('max_epochs')} epochs, batch {tc.get('batch_size')}, Adam lr {tc.get('lr')}, "
+                     f"EMA {tc.get('ema_decay')}, energy weight {' -> '.join(map(str, tc.get('energy_weights', [])))}, "
+                     f"force weight {tc.get('force_weight')}; {first['n_parameters']} parameters each.")
+            if tc.get("max_epochs", 0) <= 50 or len(seeds) < 3:
+                doc.para("Caution: a short budget or fewer than 3 seeds (the --quick run). These numbers show the "
+                         "pipeline working on real training runs; they are not a comparison to decide on.")
         stats = top.groupby(["metric", "descriptor"])["value"].agg(["mean", "std"]).reset_index()
         per_elem = sorted(m for m in stats.metric.unique() if m.startswith("forces_mae_"))
         rows, bold = [], set()

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"cace": "#1f77b4", "spherical": "#d62728"}
@@ -55,6 +56,9 @@ def learning_curves(table, metrics: list[tuple[str, str]]) -> bytes:
                             color=COLORS[kind], label=LABELS[kind])
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, not 1.6x10^2
+            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("training structures")
         ax.set_ylabel(f"{name} ({unit})")
         ax.grid(True, which="both", alpha=0.3)
@@ -64,7 +68,7 @@ def learning_curves(table, metrics: list[tuple[str, str]]) -> bytes:
 
 
 def timing_bars(table) -> bytes:
-    """Energy+forces time per descriptor and system size (log scale)."""
+    """Energy+forces time per descriptor and system size (linear axis from zero)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     sizes = sorted(table.n_atoms.unique())
     width = 0.38
@@ -73,8 +77,8 @@ def timing_bars(table) -> bytes:
         ax.bar(np.arange(len(sizes)) + (k - 0.5) * width, t["value"], width, color=COLORS[kind], label=LABELS[kind])
     ax.set_xticks(range(len(sizes)), [f"{n} atoms" for n in sizes])
     ax.set_ylabel("energy + forces (ms, median)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.set_ylim(bottom=0)  # linear from zero: bar heights compare honestly
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+    ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     return _png(fig)
