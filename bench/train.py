@@ -68,8 +68,7 @@ def loss_terms(pot, batch: AtomsGraph, training: bool) -> tuple[torch.Tensor, to
 
 
 def _batches(graphs: Sequence[AtomsGraph], size: int, generator: torch.Generator | None):
-    order = torch.randperm(len(graphs), generator=generator).tolist() if generator is not None else range(len(graphs))
-    order = list(order)
+    order = torch.randperm(len(graphs), generator=generator).tolist() if generator is not None else list(range(len(graphs)))
     for k in range(0, len(order), size):
         yield collate([graphs[i] for i in order[k:k + size]])
 

@@ -171,7 +171,6 @@ def _footer(df: pd.DataFrame) -> str:
         g = prov.get("git") or {}
         if g.get("commit"):
             commits.add(g["commit"][:10] + ("+dirty" if g.get("dirty") else ""))
-        v = prov.get("versions") or {}
     if commits:
         parts.append("commits: " + ", ".join(sorted(commits)))
     versions = [p.get("versions") for p in df.get("provenance", pd.Series(dtype=object)).dropna() if p.get("versions")]
