@@ -1,0 +1,116 @@
+"""Stability-in-MD criteria: EMT survives, broken potentials are caught at the right time for the right reason."""
+
+import numpy as np
+import pytest
+from ase.build import molecule
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+
+from bench.data.builtin_sets import EMTAlloyRecipe, random_alloy_cell
+from bench.tasks.rdf import rdf, rdf_distance
+from bench.tasks.stability import StabilitySpec, energy_drift, run_md, summarise, survival
+
+
+def alloy(seed=0):
+    return random_alloy_cell(np.random.default_rng(seed), EMTAlloyRecipe(repeat=2))
+
+
+class Broken(Calculator):
+    """EMT, but forces x ``scale``, and NaN from force call ``nan_after`` on."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, scale=1.0, nan_after=None):
+        super().__init__()
+        self.emt, self.scale, self.nan_after, self.calls = EMT(), scale, nan_after, 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.calls += 1
+        a = self.atoms.copy()
+        a.calc = self.emt
+        e, f = a.get_potential_energy(), a.get_forces() * self.scale
+        if self.nan_after is not None and self.calls > self.nan_after:
+            e, f = np.nan, f * np.nan
+        self.results = {"energy": e, "forces": f}
+
+
+class PullApart(Calculator):
+    """A constant force pulling atom 0 away: a molecule whose bond must break."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        f = np.zeros((len(self.atoms), 3))
+        f[0, 0] = 20.0
+        self.results = {"energy": 0.0, "forces": f}
+
+
+SPEC = StabilitySpec(ensemble="nvt-langevin", timestep_fs=2.0, n_steps=200, check_interval=10, rdf_window_fs=100.0)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The EMT reference RDF: EMT run through the same protocol."""
+    ref = run_md(alloy(), EMT(), SPEC, 300.0, seed=99)
+    assert ref["failure_time_fs"] is None
+    return {tuple(map(int, k.split("-"))): np.array(v) for k, v in ref["rdf"].items()}
+
+
+def test_emt_never_fails_on_the_alloy(reference):
+    for seed in (0, 1):
+        out = run_md(alloy(), EMT(), SPEC, 300.0, seed, reference_rdf=reference)
+        assert out["failure_time_fs"] is None and out["reason"] is None
+        assert len(out["time_fs"]) == SPEC.n_steps // SPEC.check_interval
+
+
+def test_nan_after_n_steps_is_caught_at_that_time():
+    n = 55  # force calls: one at start, then one per step
+    out = run_md(alloy(), Broken(nan_after=n), SPEC, 300.0, seed=0)
+    assert out["reason"] == "non-finite"
+    first_bad_step = n  # call n+1 is step n
+    expected = (first_bad_step // SPEC.check_interval + 1) * SPEC.check_interval * SPEC.timestep_fs
+    assert out["failure_time_fs"] == pytest.approx(expected)
+
+
+def test_uphill_forces_fail_at_once(reference):
+    """Forces x -50 push atoms uphill: the temperature explodes within the first checks. (Forces x 50
+    alone make a stiffer but still conservative potential, which a 2 fs step integrates stably.)"""
+    out = run_md(alloy(), Broken(scale=-50.0), SPEC, 300.0, seed=0, reference_rdf=reference)
+    assert out["reason"] == "temperature"
+    assert out["failure_time_fs"] <= 2 * SPEC.check_interval * SPEC.timestep_fs
+
+
+def test_molecule_bond_criterion():
+    mol = molecule("CH3CH2OH")
+    out = run_md(mol, PullApart(), StabilitySpec(ensemble="nve", timestep_fs=0.5, n_steps=400, check_interval=5),
+                 300.0, seed=0)
+    assert out["reason"] == "bond"
+    stable = run_md(mol, EMT(), StabilitySpec(ensemble="nve", timestep_fs=0.25, n_steps=40, check_interval=5), 10.0, 0)
+    assert stable["reason"] in (None, "bond")  # EMT is no molecular potential; only the criterion is tested above
+
+
+def test_rdf_of_a_frame_against_itself_is_zero_and_differs_from_another():
+    a, b = alloy(0), alloy(1)
+    b.rattle(0.2, seed=3)
+    assert rdf_distance(rdf([a]), rdf([a])) == 0.0
+    assert rdf_distance(rdf([a]), rdf([b])) > 0.1
+
+
+def test_same_seed_same_trajectory_and_summaries():
+    one = run_md(alloy(), EMT(), SPEC, 600.0, seed=5)
+    two = run_md(alloy(), EMT(), SPEC, 600.0, seed=5)
+    other = run_md(alloy(), EMT(), SPEC, 600.0, seed=6)
+    assert one["total_energy"] == two["total_energy"] and one["temperature"] == two["temperature"]
+    assert one["temperature"] != other["temperature"]
+    fake_fail = dict(one, failure_time_fs=100.0)
+    s = summarise([one, fake_fail])
+    assert s["n_failed"] == 1 and s["median_time_to_failure_fs"] == pytest.approx((100.0 + one["length_fs"]) / 2)
+    assert list(survival([one, fake_fail], np.array([50.0, 150.0]))) == [1.0, 0.5]
+    assert np.isfinite(energy_drift(one))
+
+
+def test_nve_drift_of_emt_is_small():
+    out = run_md(alloy(), EMT(), StabilitySpec(ensemble="nve", timestep_fs=1.0, n_steps=200, check_interval=10), 300.0, 0)
+    assert abs(energy_drift(out)) < 5.0  # meV/atom/ps
