@@ -27,6 +27,9 @@ _METRICS = [
     Metric("epochs", "", "lower", "epochs trained (early stopping included)"),
     Metric("time_energy_forces", "ms", "lower", "median time of one energy+forces evaluation"),
     Metric("peak_memory_energy_forces", "MB", "lower", "peak memory of one energy+forces evaluation"),
+    Metric("time_to_failure", "fs", "higher", "MD time until the first failure criterion fired (censored at the run length)"),
+    Metric("energy_drift", "meV/atom/ps", "lower", "slope of the total energy in MD (NVE: should be ~0)"),
+    Metric("rdf_error", "", "lower", "pair-weighted L1 distance of the final RDF window from the reference"),
     Metric("speed_ratio_spherical_over_cace", "", "higher", "time spherical / time CACE, same run (> 1: CACE faster)"),
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}

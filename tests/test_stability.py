@@ -114,3 +114,39 @@ def test_same_seed_same_trajectory_and_summaries():
 def test_nve_drift_of_emt_is_small():
     out = run_md(alloy(), EMT(), StabilitySpec(ensemble="nve", timestep_fs=1.0, n_steps=200, check_interval=10), 300.0, 0)
     assert abs(energy_drift(out)) < 5.0  # meV/atom/ps
+
+
+def test_stability_task_resumes_and_reports(tmp_path, monkeypatch):
+    """The task runs every trained potential from the same starts, resumes without redoing finished
+    runs, and the report gains a stability section."""
+    import ase.io
+
+    from bench.report import build_report
+    from bench.results.store import ResultsStore
+    from bench.tasks import accuracy, stability
+    from bench.tasks.accuracy import AccuracySpec, DataSpec
+    from bench.train import TrainConfig
+
+    recipe = EMTAlloyRecipe(repeat=1, temperatures=(300.0,), frames_per_temperature=8, md_equilibration=5,
+                            md_stride=2, n_strained=2, n_rattled=2)
+    from bench.data.builtin_sets import make_emt_alloy
+
+    path = tmp_path / "tiny.extxyz"
+    ase.io.write(path, make_emt_alloy(0, recipe), format="extxyz")
+    acc = AccuracySpec(data=DataSpec(str(path), name="tiny", n_train=6, n_valid=3, n_test=3),
+                       model=dict(cutoff=4.0, n_rbf=3, n_embed=2, n_radial=2, l_max=2, nu_max=2, n_layers=0,
+                                  readout=(4,)),
+                       train=TrainConfig(max_epochs=2, batch_size=3, energy_weights=(1.0,)))
+    store = ResultsStore(tmp_path / "res")
+    accuracy.run(acc, store, progress=False, log=lambda *a: None)
+    spec = StabilitySpec(timestep_fs=1.0, n_steps=40, check_interval=10, seeds=(0, 1), rdf_window_fs=20.0)
+    calls = []
+    real = stability.run_md
+    monkeypatch.setattr(stability, "run_md", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = stability.run(spec, acc, store, log=lambda *a: None)
+    assert {r["descriptor"] for r in first} == {"cace", "spherical"} and len(calls) == 4
+    assert {r["metric"] for r in first} >= {"time_to_failure", "energy_drift", "rdf_error"}
+    calls.clear()
+    assert stability.run(spec, acc, store, log=lambda *a: None) == [] and calls == []
+    html_path, md_path = build_report(tmp_path / "res", tmp_path / "rep")
+    assert "Stability in MD: tiny" in html_path.read_text() and "survival area" in md_path.read_text()

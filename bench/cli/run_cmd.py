@@ -9,12 +9,15 @@ from .data_cmd import add_read_options, read_options
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="the main job: every task on both descriptors, then the report")
+    p = sub.add_parser("run", help="the main job: accuracy, stability and timing on both descriptors, then the report")
     _common(p)
     p.set_defaults(func=run)
     a = sub.add_parser("accuracy", help="train and test both descriptors")
     _common(a)
     a.set_defaults(func=accuracy)
+    st = sub.add_parser("stability", help="MD with the trained potentials (after accuracy): time to failure, drift, RDF")
+    _common(st)
+    st.set_defaults(func=stability)
     t = sub.add_parser("timing", help="energy+forces time and memory, side by side")
     t.add_argument("--quick", action="store_true")
     t.add_argument("--out", default="out")
@@ -51,6 +54,20 @@ def accuracy(args) -> int:
     return 0
 
 
+def stability(args) -> int:
+    from ..results.store import ResultsStore
+    from ..tasks import stability as stab
+    from ..tasks.presets import accuracy_spec, stability_spec
+
+    store = ResultsStore(args.out)
+    opts = {k: v for k, v in read_options(args).items() if v is not None and k != "index"}
+    for data in args.data:
+        name = data.split(":", 1)[-1]
+        stab.run(stability_spec(name, quick=args.quick), accuracy_spec(data, quick=args.quick, read_options=opts),
+                 store, log=_log)
+    return 0
+
+
 def timing(args) -> int:
     from ..results.store import ResultsStore
     from ..tasks import timing as tim
@@ -70,6 +87,7 @@ def report(args) -> int:
 
 def run(args) -> int:
     accuracy(args)
+    stability(args)
     timing(args)
     args.results_dir, args.output = args.out, None
     return report(args)

@@ -162,6 +162,55 @@ def _timing_section(doc: _Doc, timing: pd.DataFrame) -> None:
     doc.figure(plots.timing_bars(t), "Energy + forces time per evaluation (median)")
 
 
+def _stability_section(doc: _Doc, store: ResultsStore, runs: list[dict]) -> None:
+    stab_runs = [r for r in runs if r["key"]["task"] == "stability"]
+    for dataset in sorted({r["key"]["dataset"] for r in stab_runs}):
+        doc.heading(f"Stability in MD: {dataset}")
+        mine = [r for r in stab_runs if r["key"]["dataset"] == dataset]
+        spec = mine[0]["records"][0]["spec"]
+        doc.para(f"{spec['ensemble']}, time step {spec['timestep_fs']} fs, {spec['n_steps']} steps; the same start frames "
+                 f"and velocity seeds for every potential. A run fails at the first check (every {spec['check_interval']} "
+                 f"steps) where energy or forces are non-finite, T > {spec['max_temperature']:.0e} K, two atoms are closer "
+                 f"than {spec['min_distance']} A, a bond deviates by more than {spec['bond_tolerance']} A (molecules), or "
+                 f"the RDF error exceeds {spec['rdf_threshold']} (periodic).")
+        rows = []
+        for temperature in sorted({r["key"]["setting"]["temperature"] for r in mine}):
+            at_t = [r for r in mine if r["key"]["setting"]["temperature"] == temperature]
+            curves, rdfs, reference, pair = {}, {}, None, None
+            for kind in ("cace", "spherical", "emt"):
+                ks = [r for r in at_t if r["key"]["descriptor"] == kind]
+                if not ks:
+                    continue
+                vals = {m: [rec["value"] for r in ks for rec in r["records"] if rec["metric"] == m]
+                        for m in ("time_to_failure", "energy_drift", "rdf_error")}
+                failed = [r["records"][0]["failed"] for r in ks]
+                reasons = sorted({r["records"][0]["reason"] for r in ks if r["records"][0]["failed"]})
+                length = ks[0]["records"][0]["length_fs"]
+                ttf = np.array(vals["time_to_failure"])
+                times = np.linspace(0, length, 201)
+                frac = np.array([(np.where(np.array(failed), ttf, np.inf) > t).mean() for t in times])
+                curves[kind] = (times, frac)
+                rows.append([f"{temperature:.0f}", NAMES.get(kind, kind), f"{sum(failed)}/{len(ks)}",
+                             f"{np.median(ttf):.0f}", f"{np.trapezoid(frac, times) / length:.2f}",
+                             f"{np.nanmean(vals['energy_drift']):.2f}" if spec["ensemble"] == "nve" else "- (thermostat)",
+                             f"{np.mean(vals['rdf_error']):.2f}" if vals["rdf_error"] else "-", ", ".join(reasons) or "-"])
+                art = ks[0]["artifacts"]
+                if art.get("rdf") and art.get("reference_rdf"):  # mean over element pairs (less noisy)
+                    pairs = sorted(set(art["rdf"]) & set(art["reference_rdf"]))
+                    rdfs[kind] = np.mean([art["rdf"][k] for k in pairs], axis=0)
+                    reference = np.mean([art["reference_rdf"][k] for k in pairs], axis=0)
+                    pair = len(pairs)
+            doc.figure(plots.survival_curves(curves, f"{dataset}, {temperature:.0f} K"),
+                       f"{dataset} at {temperature:.0f} K: fraction of runs still stable against time")
+            if reference is not None and rdfs:
+                r = (np.arange(len(reference)) + 0.5) * spec["rdf_r_max"] / len(reference)
+                doc.figure(plots.rdf_overlay(r, rdfs, reference, f"{dataset}, {temperature:.0f} K, g(r), mean of {pair} element pairs"),
+                           f"{dataset} at {temperature:.0f} K: RDF of the last frame of the first run of each potential "
+                           f"against the reference")
+        doc.table(pd.DataFrame(rows, columns=["T (K)", "potential", "failed", "median time to failure (fs)",
+                                              "survival area", "NVE drift (meV/atom/ps)", "RDF error", "reasons"]))
+
+
 def _footer(df: pd.DataFrame) -> str:
     parts = []
     if "prov.device_name" in df:
@@ -198,6 +247,8 @@ def build_report(results_dir, out_dir=None) -> tuple[Path, Path]:
              + ". Numbers come from the records in " + str(Path(results_dir)) + "; every record carries its provenance.")
     if "accuracy" in tasks:
         _accuracy_sections(doc, store, df[df.task == "accuracy"])
+    if "stability" in tasks:
+        _stability_section(doc, store, runs)
     if "timing" in tasks:
         _timing_section(doc, df[df.task == "timing"])
     footer = _footer(df)

@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-COLORS = {"cace": "#1f77b4", "spherical": "#d62728"}
-LABELS = {"cace": "CACE (Cartesian)", "spherical": "spherical (e3nn CG)"}
+COLORS = {"cace": "#1f77b4", "spherical": "#d62728", "emt": "#555555"}
+LABELS = {"cace": "CACE (Cartesian)", "spherical": "spherical (e3nn CG)", "emt": "EMT (reference)"}
 
 
 def _png(fig) -> bytes:
@@ -80,5 +80,34 @@ def timing_bars(table) -> bytes:
     ax.set_ylim(bottom=0)  # linear from zero: bar heights compare honestly
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def survival_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes:
+    """{descriptor: (times_fs, fraction stable)} on one plot."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.5))
+    for kind, (t, frac) in curves.items():
+        ax.step(t / 1000.0, frac, where="post", color=COLORS.get(kind), label=LABELS.get(kind, kind))
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("fraction of runs stable")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def rdf_overlay(r: np.ndarray, rdfs: dict[str, np.ndarray], reference: np.ndarray, title: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(5.2, 3.5))
+    ax.plot(r, reference, color="k", lw=2, alpha=0.6, label="reference")
+    for kind, g in rdfs.items():
+        ax.plot(r, g, color=COLORS.get(kind), lw=1.2, label=LABELS.get(kind, kind))
+    ax.set_xlabel("r (A)")
+    ax.set_ylabel("g(r)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..train import TrainConfig
 from .accuracy import AccuracySpec, DataSpec
+from .stability import StabilitySpec
 from .timing import TimingSpec
 
 
@@ -71,3 +72,17 @@ def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None) -
 
 def timing_spec(*, quick: bool) -> TimingSpec:
     return TimingSpec(sizes=(1,), repeats=5) if quick else TimingSpec(sizes=(1, 2), repeats=20)
+
+
+def stability_spec(data: str, *, quick: bool) -> StabilitySpec:
+    """quick: NVT Langevin at 600 K, 2 velocity seeds, 400 fs; full: 300/600/1200 K (molecules) or
+    300/900/1500 K (alloy), 5 seeds, 2 starts, 20 ps for molecules (0.5 fs steps), 10 ps otherwise."""
+    molecule = data in ("rmd17-ethanol", "3bpa")
+    if quick:
+        return StabilitySpec(ensemble="nvt-langevin", timestep_fs=0.5 if molecule else 2.0,
+                             n_steps=800 if molecule else 200, temperatures=(600.0,), seeds=(0, 1), n_starts=1,
+                             rdf_window_fs=100.0)
+    return StabilitySpec(ensemble="nvt-langevin", timestep_fs=0.5 if molecule else 2.0,
+                         n_steps=40_000 if molecule else 5_000,
+                         temperatures=(300.0, 600.0, 1200.0) if molecule else (300.0, 900.0, 1500.0),
+                         seeds=(0, 1, 2, 3, 4), n_starts=2, check_interval=20, rdf_window_fs=1000.0)

@@ -170,3 +170,98 @@ def summarise(results: list[dict]) -> dict:
     return {"median_time_to_failure_fs": float(np.median(ttf)),
             "survival_area": float(np.trapezoid(survival(results, times), times) / length),
             "n_failed": int(sum(r["failure_time_fs"] is not None for r in results)), "n_runs": len(results)}
+
+
+# --- the task: trained potentials from the accuracy runs, records to the store -------------------
+
+def _accuracy_runs(store, label: str, seeds) -> dict:
+    """{(descriptor, seed): run} of the largest training set per (descriptor, seed) for ``label``."""
+    best = {}
+    for run in store.runs():
+        key = run["key"]
+        if key["task"] != "accuracy" or key["dataset"] != label or key["seed"] not in seeds:
+            continue
+        k = (key["descriptor"], key["seed"])
+        if k not in best or key["setting"]["n_train"] > best[k]["key"]["setting"]["n_train"]:
+            best[k] = run
+    return best
+
+
+def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
+    """MD with every trained potential of ``acc_spec``'s data set (run the accuracy task first).
+
+    Start frames: the first ``n_starts`` test frames of each accuracy seed's split; the same starts,
+    temperatures and velocity seeds for every potential. Reference: for the built-in EMT alloy, EMT
+    itself run through the same protocol (also recorded, as descriptor ``emt``); for other periodic
+    data, the RDF of the data set's frames; molecules are judged by their bonds.
+    """
+    from ase.calculators.emt import EMT
+
+    from ..calculator import BenchCalculator
+    from ..data import random_split
+    from ..metrics import metric
+    from ..potential import load_checkpoint
+    from ..provenance import config_hash, provenance
+    from ..results.store import run_id
+    from .accuracy import load_frames
+
+    data = acc_spec.data
+    frames = load_frames(data.source, data.read_options)
+    test_frames = load_frames(data.test_source, data.read_options) if data.test_source else None
+    runs = _accuracy_runs(store, data.label, acc_spec.seeds)
+    if not runs:
+        raise ValueError(f"no trained potentials for {data.label!r} in {store.root}: run the accuracy task first")
+    builtin_emt = data.source == "builtin:emt-alloy"
+    periodic = bool(frames[0].pbc.any())
+    cfg = config_hash({"stability": spec.to_dict(), "data": data.label})
+    records = []
+    for acc_seed in acc_spec.seeds:
+        split = random_split(frames, train=data.n_train, valid=data.n_valid, test=0 if test_frames else data.n_test,
+                             seed=acc_seed)
+        pool = test_frames if test_frames else [frames[i] for i in split.test]
+        starts = pool[:spec.n_starts]
+        reference = None
+        if periodic and not builtin_emt:
+            reference = rdf([frames[i] for i in split.train], spec.rdf_r_max, spec.rdf_bins)
+        candidates = [("emt", None)] if builtin_emt else []
+        candidates += [(d, runs[(d, acc_seed)]) for d in acc_spec.descriptors if (d, acc_seed) in runs]
+        for temperature in spec.temperatures:
+            for s_idx, start in enumerate(starts):
+                if builtin_emt:  # the EMT reference RDF for this start and temperature
+                    ref_run = run_md(start, EMT(), spec, temperature, seed=10_000 + s_idx)
+                    reference = {tuple(map(int, k.split("-"))): np.array(v) for k, v in ref_run["rdf"].items()}
+                for md_seed in spec.seeds:
+                    for name, acc_run in candidates:
+                        key = {"task": "stability", "descriptor": name, "dataset": data.label, "seed": acc_seed,
+                               "setting": {"temperature": temperature, "start": s_idx, "md_seed": md_seed,
+                                           "ensemble": spec.ensemble}, "config_hash": cfg}
+                        if store.has(key):
+                            log(f"skip (done): stability {name} T={temperature} start={s_idx} seed={md_seed}")
+                            continue
+                        if acc_run is None:
+                            calc = EMT()
+                        else:
+                            model = store.artifacts_dir / run_id(acc_run["key"]) / "model.pt"
+                            calc = BenchCalculator(load_checkpoint(model))
+                        out = run_md(start, calc, spec, temperature, md_seed, reference_rdf=reference)
+                        failed = out["failure_time_fs"] is not None
+                        values = {"time_to_failure": out["failure_time_fs"] if failed else out["length_fs"],
+                                  "energy_drift": energy_drift(out)}
+                        if reference is not None and "rdf" in out:
+                            g = {tuple(map(int, k.split("-"))): np.array(v) for k, v in out["rdf"].items()}
+                            from .rdf import atom_fractions
+
+                            values["rdf_error"] = rdf_distance(g, reference, spec.rdf_r_max, atom_fractions(start))
+                        common = {**key, "failed": failed, "reason": out["reason"], "length_fs": out["length_fs"],
+                                  "spec": spec.to_dict(), "provenance": provenance("cpu", dtype="float64", seed=md_seed)}
+                        recs = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in values.items()]
+                        artifacts = {"trace": {k: out[k] for k in ("time_fs", "temperature", "total_energy")},
+                                     "rdf": out.get("rdf"),
+                                     "reference_rdf": {f"{a}-{b}": g.tolist() for (a, b), g in reference.items()}
+                                     if reference is not None else None}
+                        store.write(key, recs, artifacts)
+                        records += recs
+                        log(f"stability {name:9s} T={temperature:.0f} K start={s_idx} seed={md_seed}: "
+                            + (f"failed at {out['failure_time_fs']:.0f} fs ({out['reason']})" if failed
+                               else f"stable for {out['length_fs']:.0f} fs"))
+    return records
