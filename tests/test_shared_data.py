@@ -88,3 +88,11 @@ def test_named_task_data_sets_resolve_and_load():
         if spec.e0_source:
             assert read_isolated_energies(spec.e0_source), name
         assert "preset" in model
+
+
+def test_quick_budget_caps_named_data_sets():
+    from bench.tasks.presets import accuracy_spec
+
+    spec = accuracy_spec("rmd17-ethanol", quick=True)
+    assert spec.data.n_train == 100 and spec.data.n_valid == 20 and spec.train.max_epochs == 30
+    assert accuracy_spec("rmd17-ethanol", quick=False).data.n_train == 950

@@ -1,7 +1,8 @@
 """Named data sets for the tasks and the budgets of ``--quick`` and the full run.
 
 Budgets (identical for both descriptors):
-- quick (CI-sized, a few minutes on 2 cores): built-in EMT alloy, 1 seed, training sizes 25 and 75,
+- quick (CI-sized, a few minutes on 2 cores): built-in EMT alloy (other data sets: at most 100
+  training and 20 validation frames), 1 seed, training sizes 25 and 75,
   30 epochs (early-stopping patience 10), batch 8, lr 5e-3, EMA decay 0.9 (short runs), a small model (n_radial 6, n_embed 3,
   MLP [16]); timing on the 192-atom water box, 5 repeats.
 - full (a real comparison): 3 seeds, learning curves, up to 500 epochs with patience 50, batch 8,
@@ -62,6 +63,12 @@ def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None) -
     if quick:
         if dspec.source == "builtin:emt-alloy":
             dspec = DataSpec(dspec.source, n_train=75, n_valid=20, n_test=60)
+        else:  # cap counts (not fractions) so that a quick run stays a few minutes on any data set
+            from dataclasses import replace
+
+            cap = lambda n, m: min(n, m) if isinstance(n, int) else n  # noqa: E731
+            dspec = replace(dspec, n_train=cap(dspec.n_train, 100), n_valid=cap(dspec.n_valid, 20),
+                            n_test=cap(dspec.n_test, 100) if dspec.n_test is not None else None)
         return AccuracySpec(data=dspec, model=dict(QUICK_MODEL),
                             train=TrainConfig(max_epochs=30, patience=10, batch_size=8, lr=5e-3, ema_decay=0.9), seeds=(0,),
                             train_sizes=(25, 75) if dspec.source == "builtin:emt-alloy" else None)
