@@ -146,7 +146,7 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
 def predict(pot, graphs: Sequence[AtomsGraph], batch_size: int = 16) -> dict:
     """Predictions and references on ``graphs``: per-structure energies, forces, numbers (numpy)."""
     pot.eval()
-    dtype = next(iter(pot.buffers())).dtype
+    dtype = pot.scale.dtype
     e_pred, e_ref, n_at, f_pred, f_ref, z = [], [], [], [], [], []
     for batch in _batches([g.to(dtype=dtype) for g in graphs], batch_size, None):
         out = pot(batch, forces=True)

@@ -8,7 +8,7 @@ from ase.calculators.emt import EMT
 
 from bench.data.builtin_sets import EMTAlloyRecipe, random_alloy_cell
 from bench.tasks.rdf import rdf, rdf_distance
-from bench.tasks.stability import StabilitySpec, energy_drift, run_md, summarise, survival
+from bench.tasks.stability import StabilitySpec, energy_drift, rdf_from_json, run_md, summarise, survival
 
 
 def alloy(seed=0):
@@ -55,7 +55,7 @@ def reference():
     """The EMT reference RDF: EMT run through the same protocol."""
     ref = run_md(alloy(), EMT(), SPEC, 300.0, seed=99)
     assert ref["failure_time_fs"] is None
-    return {tuple(map(int, k.split("-"))): np.array(v) for k, v in ref["rdf"].items()}
+    return rdf_from_json(ref["rdf"])
 
 
 def test_emt_never_fails_on_the_alloy(reference):

@@ -39,12 +39,10 @@ def read_options(args) -> dict:
 
 
 def load(spec: str, args=None):
-    """Frames from ``builtin:NAME`` (or a bare built-in name) or a path."""
-    from ..data import BUILTIN, builtin, read
+    """Frames from ``builtin:NAME`` (or a bare built-in name) or a path, with the command's read options."""
+    from ..data import load as load_data
 
-    if spec.startswith("builtin:") or spec in BUILTIN:
-        return builtin(spec.split(":", 1)[-1])
-    return read(spec, **(read_options(args) if args is not None else {}))
+    return load_data(spec, read_options(args) if args is not None else None)
 
 
 def run(args) -> int:

@@ -8,7 +8,16 @@ from .read import read, read_isolated_energies
 from .reference import fit_e0
 from .splits import Split, explicit_split, random_split
 
+
+
+def load(source: str, read_options: dict | None = None):
+    """Frames from ``builtin:NAME`` (or a bare built-in name) or from a path via ``read``."""
+    if source.startswith("builtin:") or source in BUILTIN:
+        return builtin(source.split(":", 1)[-1])
+    return read(source, **(read_options or {}))
+
+
 __all__ = [
-    "BUILTIN", "DataError", "STANDARD_SETS", "Split", "builtin", "dataset_hash", "explicit_split",
+    "BUILTIN", "load", "DataError", "STANDARD_SETS", "Split", "builtin", "dataset_hash", "explicit_split",
     "fetch", "fit_e0", "random_split", "read", "read_isolated_energies",
 ]

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..data import builtin, dataset_hash, fit_e0, random_split, read, read_isolated_energies
+from ..data import dataset_hash, fit_e0, random_split, read_isolated_energies
+from ..data import load as load_frames
 from ..graph import AtomsGraph
 from ..potential import build, save_checkpoint
 from ..provenance import config_hash, provenance
@@ -33,6 +34,11 @@ class DataSpec:
     n_train: int | float = 0.7
     n_valid: int | float = 0.1
     n_test: int | float | None = None
+
+    def split(self, frames, seed: int, has_test_file: bool):
+        """The seeded split every task uses (no test part when a separate test file is given)."""
+        return random_split(frames, train=self.n_train, valid=self.n_valid,
+                            test=0 if has_test_file else self.n_test, seed=seed)
 
     @property
     def label(self) -> str:
@@ -56,12 +62,6 @@ class AccuracySpec:
         return asdict(self)
 
 
-def load_frames(source: str, read_options: dict):
-    if source.startswith("builtin:"):
-        return builtin(source.split(":", 1)[1])
-    return read(source, **read_options)
-
-
 def model_kwargs(model: dict) -> dict:
     from cace.presets import preset
 
@@ -83,8 +83,7 @@ def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=p
     cfg_hash = config_hash({"model": kw, "train": spec.train.to_dict(), "data": asdict(data)})
     records: list[dict] = []
     for seed in spec.seeds:
-        split = random_split(frames, train=data.n_train, valid=data.n_valid,
-                             test=0 if test_frames else data.n_test, seed=seed)
+        split = data.split(frames, seed, has_test_file=bool(test_frames))
         train_idx = list(split.train)
         sizes = spec.train_sizes or (len(train_idx),)
         if max(sizes) > len(train_idx):

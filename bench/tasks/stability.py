@@ -147,6 +147,11 @@ def run_md(start: Atoms, calc, spec: StabilitySpec, temperature: float, seed: in
     return out
 
 
+def rdf_from_json(stored: dict) -> dict:
+    """{"a-b": [...]} (as stored in results) -> {(a, b): array}."""
+    return {tuple(map(int, k.split("-"))): np.array(v) for k, v in stored.items()}
+
+
 def energy_drift(result: dict) -> float:
     """Slope of the total energy in meV/atom/ps (a linear fit over the trace)."""
     t, e = np.asarray(result["time_fs"]), np.asarray(result["total_energy"])
@@ -198,7 +203,6 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
     from ase.calculators.emt import EMT
 
     from ..calculator import BenchCalculator
-    from ..data import random_split
     from ..metrics import metric
     from ..potential import load_checkpoint
     from ..provenance import config_hash, provenance
@@ -216,8 +220,7 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
     cfg = config_hash({"stability": spec.to_dict(), "data": data.label})
     records = []
     for acc_seed in acc_spec.seeds:
-        split = random_split(frames, train=data.n_train, valid=data.n_valid, test=0 if test_frames else data.n_test,
-                             seed=acc_seed)
+        split = data.split(frames, acc_seed, has_test_file=bool(test_frames))
         pool = test_frames if test_frames else [frames[i] for i in split.test]
         starts = pool[:spec.n_starts]
         reference = None
@@ -227,9 +230,8 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
         candidates += [(d, runs[(d, acc_seed)]) for d in acc_spec.descriptors if (d, acc_seed) in runs]
         for temperature in spec.temperatures:
             for s_idx, start in enumerate(starts):
-                if builtin_emt:  # the EMT reference RDF for this start and temperature
-                    ref_run = run_md(start, EMT(), spec, temperature, seed=10_000 + s_idx)
-                    reference = {tuple(map(int, k.split("-"))): np.array(v) for k, v in ref_run["rdf"].items()}
+                if builtin_emt:  # the EMT reference RDF for this start and temperature, made when first needed
+                    reference = None
                 for md_seed in spec.seeds:
                     for name, acc_run in candidates:
                         key = {"task": "stability", "descriptor": name, "dataset": data.label, "seed": acc_seed,
@@ -238,6 +240,8 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
                         if store.has(key):
                             log(f"skip (done): stability {name} T={temperature} start={s_idx} seed={md_seed}")
                             continue
+                        if builtin_emt and reference is None:
+                            reference = rdf_from_json(run_md(start, EMT(), spec, temperature, seed=10_000 + s_idx)["rdf"])
                         if acc_run is None:
                             calc = EMT()
                         else:
@@ -248,10 +252,7 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
                         values = {"time_to_failure": out["failure_time_fs"] if failed else out["length_fs"],
                                   "energy_drift": energy_drift(out)}
                         if reference is not None and "rdf" in out:
-                            g = {tuple(map(int, k.split("-"))): np.array(v) for k, v in out["rdf"].items()}
-                            from .rdf import atom_fractions
-
-                            values["rdf_error"] = rdf_distance(g, reference, spec.rdf_r_max, atom_fractions(start))
+                            values["rdf_error"] = rdf_distance(rdf_from_json(out["rdf"]), reference, spec.rdf_r_max, atom_fractions(start))
                         common = {**key, "failed": failed, "reason": out["reason"], "length_fs": out["length_fs"],
                                   "spec": spec.to_dict(), "provenance": provenance("cpu", dtype="float64", seed=md_seed)}
                         recs = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in values.items()]
