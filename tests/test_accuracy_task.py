@@ -117,14 +117,20 @@ def test_report_has_every_section_and_damaged_files_are_clear_errors(data_file, 
 
     store = ResultsStore(tmp_path / "res")
     accuracy.run(spec(data_file, train_sizes=(6, 12)), store, progress=False, log=quiet)
-    timing.run(TimingSpec(sizes=(1,), repeats=2), store, log=quiet)
+    timing.run(TimingSpec(sizes=(1,), repeats=2, warmup=1, modes=("energy_forces",)), store, log=quiet)
+    from bench.tasks import timing_trained
+
+    trained = timing_trained.run(spec(data_file).data, store, repeats=2, warmup=1, log=quiet)
+    assert {r["descriptor"] for r in trained} == {"cace", "spherical", "spherical/cace"}
+    assert trained[0]["setting"]["n_train"] == 12 and trained[0]["setting"]["n_structures"] == 4
     html_path, md_path = build_report(tmp_path / "res", tmp_path / "rep")
     html, md = html_path.read_text(), md_path.read_text()
     for needle in ("Accuracy: tiny", "Caution: a short budget", "forces_mae (meV/A)", "energy_mae_per_atom", "learning curves",
-                   "predicted against reference", "Speed: energy + forces", "ratio sph/CACE", "commits:"):
+                   "predicted against reference", "Speed against system size", "ratio sph/CACE", "Roofline", "Accuracy against speed", "commits:"):
         assert needle in html and needle in md, needle
-    assert html.count("data:image/png;base64,") == 3 and "<script" not in html and "http" not in html.split("<footer>")[0]
-    assert len(list((tmp_path / "rep" / "figures").glob("*.png"))) == 3
+    # parity, learning curves; time against atoms, memory against atoms, roofline, accuracy against speed
+    assert html.count("data:image/png;base64,") == 6 and "<script" not in html and "http" not in html.split("<footer>")[0]
+    assert len(list((tmp_path / "rep" / "figures").glob("*.png"))) == 6
 
     damaged = store.runs_dir / "0000damaged.json"
     damaged.write_text("{ not json")
@@ -133,7 +139,7 @@ def test_report_has_every_section_and_damaged_files_are_clear_errors(data_file, 
     assert main(["report", str(tmp_path / "res")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "0000damaged.json" in err
-    assert len(store.runs(strict=False)) == 5 and len(store.errors) == 1  # the other 5 runs are intact
+    assert len(store.runs(strict=False)) == 7 and len(store.errors) == 1  # the other 7 runs are intact
     damaged.write_text(json.dumps({"format": "something-else", "records": []}))
     with pytest.raises(ResultsError, match="not a cace-bench run file"):
         store.runs()

@@ -6,13 +6,13 @@
 The water box is ``bench.structures.water_box()`` (64 H2O in 12.42 A, 192 atoms) and its 2x2x2
 supercell (1536 atoms). Both potentials get the same preset, dtype, threads and graph; they are
 timed round-robin in one process after warm-up (median and IQR), and the headline is the ratio
-spherical / CACE. Peak memory: one energy+forces call in a fresh process per case.
+spherical / CACE (median of the per-round ratios). Peak memory: one energy+forces call in a fresh
+process per case. The full sweeps are ``cace-bench timing``; this is the one-table headline.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
@@ -20,55 +20,32 @@ import torch
 KINDS = ("cace", "spherical")
 
 
-def setup(kind: str, repeat: int, dtype: str, device: str, seed: int = 0):
-    from ..graph import AtomsGraph
-    from ..potential import build
-    from ..structures import water_box
-
-    torch.manual_seed(seed)
-    pot = build(kind, elements=[1, 8], preset="water").to(device=device, dtype=getattr(torch, dtype))
-    atoms = water_box().repeat(repeat)
-    graph = AtomsGraph.from_atoms(atoms, pot.descriptor.cutoff, dtype=getattr(torch, dtype), device=device)
-    return pot, graph
-
-
-def _memory_child(argv) -> None:
-    """Child process: print {"peak_bytes": ...} for one energy+forces call."""
-    from ..tasks.measure import peak_call_memory
-
-    kind, repeat, dtype, device, threads = argv[0], int(argv[1]), argv[2], argv[3], int(argv[4])
-    torch.set_num_threads(threads)
-    pot, graph = setup(kind, repeat, dtype, device)
-    print(json.dumps({"peak_bytes": peak_call_memory(lambda: pot(graph), device)}))
-
-
 def run(sizes=(1, 2), threads: int = 2, dtype: str = "float32", device: str = "cpu", repeats: int = 10,
         warmup: int = 3) -> dict:
     from ..provenance import provenance
-    from ..tasks.measure import peak_memory_subprocess, time_round_robin
+    from ..tasks.measure import paired_ratio, time_round_robin
+    from ..tasks.timing import mode_call, peak_memory, setup
 
     torch.set_num_threads(threads)
-    rows = []
+    rows, ratios = [], []
     for repeat in sizes:
-        setups = {k: setup(k, repeat, dtype, device) for k in KINDS}
-        calls = {k: (lambda p=p, g=g: p(g)) for k, (p, g) in setups.items()}
+        case = dict(preset="water", repeat=repeat, dtype=dtype, device=device)
+        setups = {k: setup(k, **case) for k in KINDS}
+        calls = {k: mode_call(p, g, "energy_forces") for k, (p, g) in setups.items()}
         timing = time_round_robin(calls, device=device, warmup=warmup, repeats=repeats)
         n_atoms = setups["cace"][1].n_atoms
+        mem = {k: peak_memory(k, threads=threads, **case) for k in KINDS}
         for k in KINDS:
-            mem = peak_memory_subprocess("bench.benchmarks.water", ["--memory-child", k, str(repeat), dtype, device, str(threads)])
             pot = setups[k][0]
             rows.append({
                 "descriptor": k, "n_atoms": n_atoms, "n_edges": setups[k][1].n_edges,
                 "median_ms": 1e3 * timing[k]["median_s"], "iqr_ms": 1e3 * timing[k]["iqr_s"],
-                "peak_mb": mem["peak_bytes"] / 2**20, "mb_per_atom": mem["peak_bytes"] / 2**20 / n_atoms,
+                "peak_mb": mem[k] / 2**20, "mb_per_atom": mem[k] / 2**20 / n_atoms,
                 "n_parameters": sum(p.numel() for p in pot.parameters()), "n_features": pot.descriptor.n_features,
                 "times_ms": [1e3 * t for t in timing[k]["times_s"]],
             })
-    ratios = []
-    for n in sorted({r["n_atoms"] for r in rows}):
-        c, s = (next(r for r in rows if r["n_atoms"] == n and r["descriptor"] == k) for k in KINDS)
-        ratios.append({"n_atoms": n, "time_spherical_over_cace": s["median_ms"] / c["median_ms"],
-                       "memory_spherical_over_cace": s["peak_mb"] / c["peak_mb"]})
+        ratios.append({"n_atoms": n_atoms, "time_spherical_over_cace": paired_ratio(timing, "spherical", "cace")["median"],
+                       "memory_spherical_over_cace": mem["spherical"] / mem["cace"]})
     return {"benchmark": "water energy+forces", "preset": "water", "dtype": dtype, "repeats": repeats, "warmup": warmup,
             "rows": rows, "ratios": ratios, "provenance": provenance(device, dtype=dtype)}
 
@@ -88,9 +65,6 @@ def format_table(result: dict) -> str:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--memory-child":
-        _memory_child(argv[1:])
-        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 2], help="supercell repeats of the 192-atom box")
     p.add_argument("--threads", type=int, default=2)

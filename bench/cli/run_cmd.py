@@ -11,6 +11,7 @@ from .data_cmd import add_read_options, read_options
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="the main job: accuracy, stability and timing on both descriptors, then the report")
     _common(p)
+    _timing_options(p)
     p.set_defaults(func=run)
     a = sub.add_parser("accuracy", help="train and test both descriptors")
     _common(a)
@@ -18,13 +19,15 @@ def add_parser(sub) -> None:
     st = sub.add_parser("stability", help="MD with the trained potentials (after accuracy): time to failure, drift, RDF")
     _common(st)
     st.set_defaults(func=stability)
-    t = sub.add_parser("timing", help="energy+forces time and memory, side by side")
-    t.add_argument("--quick", action="store_true")
-    t.add_argument("--out", default="out")
+    t = sub.add_parser("timing", help="descriptor, energy+forces and training-step time and memory, side by side, "
+                                      "swept over atoms, l_max, nu_max, channels and dtype; then the trained potentials")
+    _common(t)
+    _timing_options(t)
     t.set_defaults(func=timing)
     r = sub.add_parser("report", help="HTML + Markdown report from a results folder")
     r.add_argument("results_dir")
     r.add_argument("-o", "--output", default=None, help="output folder (default: the results folder)")
+    r.add_argument("--baselines", default=None, help="also plot the tracked figures across this baselines folder's history")
     r.set_defaults(func=report)
 
 
@@ -35,6 +38,14 @@ def _common(p) -> None:
     p.add_argument("--out", default="out", help="results and report folder (default ./out)")
     p.add_argument("--no-progress", action="store_true")
     add_read_options(p)
+
+
+def _timing_options(p) -> None:
+    g = p.add_argument_group("timing")
+    g.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    g.add_argument("--threads", type=int, default=2, help="CPU threads (default 2; stated in every record)")
+    g.add_argument("--dtype", nargs="+", default=None, choices=["float32", "float64"],
+                   help="dtypes to time (default: float32 quick, both full)")
 
 
 def _log(msg: str) -> None:
@@ -71,16 +82,23 @@ def stability(args) -> int:
 def timing(args) -> int:
     from ..results.store import ResultsStore
     from ..tasks import timing as tim
-    from ..tasks.presets import timing_spec
+    from ..tasks import timing_trained
+    from ..tasks.presets import accuracy_spec, timing_spec
 
-    tim.run(timing_spec(quick=args.quick), ResultsStore(args.out), log=_log)
+    store = ResultsStore(args.out)
+    tim.run(timing_spec(quick=args.quick, device=args.device, threads=args.threads,
+                        dtypes=tuple(args.dtype) if args.dtype else None), store, log=_log)
+    opts = {k: v for k, v in read_options(args).items() if v is not None and k != "index"}
+    for data in args.data:
+        timing_trained.run(accuracy_spec(data, quick=args.quick, read_options=opts).data, store, device=args.device,
+                           threads=args.threads, repeats=5 if args.quick else 20, log=_log)
     return 0
 
 
 def report(args) -> int:
     from ..report import build_report
 
-    html_path, md_path = build_report(args.results_dir, args.output)
+    html_path, md_path = build_report(args.results_dir, args.output, baselines=getattr(args, "baselines", None))
     print(f"report: {html_path}\n        {md_path}")
     return 0
 

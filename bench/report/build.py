@@ -90,7 +90,7 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
         if tc:
             doc.para(f"Budget: up to {tc.get('max_epochs')} epochs, batch {tc.get('batch_size')}, Adam lr {tc.get('lr')}, "
                      f"EMA {tc.get('ema_decay')}, energy weight {' -> '.join(map(str, tc.get('energy_weights', [])))}, "
-                     f"force weight {tc.get('force_weight')}; {first['n_parameters']} parameters each.")
+                     f"force weight {tc.get('force_weight')}; {int(first['n_parameters'])} parameters each.")
             if tc.get("max_epochs", 0) <= 50 or len(seeds) < 3:
                 doc.para("Caution: a short budget or fewer than 3 seeds (the --quick run). These numbers show the "
                          "pipeline working on real training runs; they are not a comparison to decide on.")
@@ -137,29 +137,150 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
                        f"{dataset}: learning curves (test MAE against training-set size, mean ± std over seeds)")
 
 
-def _timing_section(doc: _Doc, timing: pd.DataFrame) -> None:
-    doc.heading("Speed: energy + forces")
-    t = timing[timing.metric == "time_energy_forces"].copy()
-    t["n_atoms"] = t["setting"].map(lambda s: s.get("n_atoms"))
-    mem = timing[timing.metric == "peak_memory_energy_forces"].copy()
-    mem["n_atoms"] = mem["setting"].map(lambda s: s.get("n_atoms"))
-    first = t.iloc[0]
-    prov = first.get("prov.device_name", "")
-    doc.para(f"Preset '{first['setting'].get('preset')}', {first['setting'].get('dtype')}, on {prov} with "
-             f"{first['setting'].get('threads')} threads: median over repeats after warm-up, both descriptors timed "
-             f"alternately in one run. The ratio spherical / CACE is the figure to compare across machines "
-             f"(> 1 means CACE is faster).")
-    rows = []
-    for n in sorted(t.n_atoms.unique()):
-        c = t[(t.n_atoms == n) & (t.descriptor == "cace")]["value"]
-        s = t[(t.n_atoms == n) & (t.descriptor == "spherical")]["value"]
-        mc = mem[(mem.n_atoms == n) & (mem.descriptor == "cace")]["value"]
-        ms = mem[(mem.n_atoms == n) & (mem.descriptor == "spherical")]["value"]
-        rows.append([str(n), f"{c.iloc[0]:.1f}", f"{s.iloc[0]:.1f}", f"{s.iloc[0] / c.iloc[0]:.2f}",
-                     f"{mc.iloc[0]:.0f}" if len(mc) else "-", f"{ms.iloc[0]:.0f}" if len(ms) else "-"])
-    doc.table(pd.DataFrame(rows, columns=["atoms", "CACE ms", "spherical ms", "ratio sph/CACE",
-                                          "CACE peak MB", "spherical peak MB"]))
-    doc.figure(plots.timing_bars(t), "Energy + forces time per evaluation (median)")
+def _setting_col(df: pd.DataFrame, name: str) -> pd.Series:
+    return df["setting"].map(lambda s: s.get(name) if isinstance(s, dict) else None)
+
+
+def _timing_sections(doc: _Doc, df: pd.DataFrame) -> None:
+    """Speed: method, headline table, time against atoms / l_max / nu_max / channels, memory,
+    roofline, and the trained potentials' accuracy against speed (with the accuracy records)."""
+    t = df[df.task == "timing"].copy()
+    t["sweep"] = _setting_col(t, "sweep")
+    t["dtype"] = _setting_col(t, "dtype")
+    t["n_atoms"] = _setting_col(t, "n_atoms").map(lambda n: int(n) if n is not None and n == n else n)
+    times = t[t.metric.str.startswith("time_") & t.descriptor.isin(["cace", "spherical"])]
+    doc.heading("Speed")
+    first = t[t.sweep != "ceilings"].iloc[0] if (t.sweep != "ceilings").any() else t.iloc[0]
+    prov = first.get("provenance") or {}
+    ver = prov.get("versions") or {}
+    doc.para(f"Device: {prov.get('device_name', '?')}"
+             + (f", {prov.get('threads')} threads" if prov.get("device") == "cpu" else
+                f", TF32 matmul {'on' if prov.get('tf32_matmul') else 'off'}")
+             + f"; torch {ver.get('torch', '?')}, e3nn {ver.get('e3nn', '?')}. Each point: every (descriptor, mode) "
+             "call timed round-robin in one loop after warm-up, median and IQR over the repeats (CUDA events and an "
+             "L2 flush on GPU). Modes: descriptor only (no autograd), energy + forces (the MD call), and a training "
+             "step (energy and force loss, differentiated with respect to the weights: the double backward). The "
+             "ratio spherical / CACE is the median of per-round ratios (> 1 means CACE is faster); it is the figure "
+             "to compare across machines, not the absolute times.")
+    for dtype in sorted(t.dtype.dropna().unique()):
+        _speed_for_dtype(doc, t[t.dtype == dtype], times[times.dtype == dtype], dtype)
+    _pareto_section(doc, df, t)
+
+
+def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str) -> None:
+    atoms = times[times.sweep == "atoms"]
+    ratios = t[(t.metric == "speed_ratio_spherical_over_cace")]
+    if len(atoms):
+        doc.heading(f"Speed against system size ({dtype})", 3)
+        modes = [m for m in ("descriptor", "energy_forces", "training_step") if m in set(atoms["mode"])]
+        rows = []
+        for n in sorted(atoms.n_atoms.unique()):
+            for m in modes:
+                sel = atoms[(atoms.n_atoms == n) & (atoms["mode"] == m)]
+                val = {k: sel[sel.descriptor == k].iloc[0] for k in ("cace", "spherical") if (sel.descriptor == k).any()}
+                r = ratios[(ratios.sweep == "atoms") & (ratios.n_atoms == n) & (ratios["mode"] == m)]
+                rows.append([str(n), plots.MODE_TITLES[m]]
+                            + [f"{val[k]['value']:.1f}" if k in val else "-" for k in ("cace", "spherical")]
+                            + [f"{r['value'].iloc[0]:.2f} ± {r['iqr'].iloc[0] / 2:.2f}" if len(r) else "-"]
+                            + [f"{val[k]['cost']['achieved_flops_per_s'] / 1e9:.1f}" if k in val else "-"
+                               for k in ("cace", "spherical")])
+        doc.table(pd.DataFrame(rows, columns=["atoms", "mode", "CACE ms", "spherical ms", "ratio sph/CACE (± IQR/2)",
+                                              "CACE GFLOP/s", "spherical GFLOP/s"]))
+        nl = t[(t.metric == "time_neighbor_list") & (t.sweep == "atoms")].sort_values("n_atoms")
+        mem = t[(t.metric == "peak_memory_energy_forces") & (t.sweep == "atoms")]
+        extra = {"neighbour list (vesin)": (nl.n_atoms.tolist(), nl["value"].tolist())} if len(nl) else None
+        doc.figure(plots.sweep_lines(atoms, "n_atoms", "atoms", logx=True, modes=modes, extra=extra),
+                   f"Time per evaluation against system size (water preset, {dtype}; log axes; the neighbour list, "
+                   "timed separately, in grey)")
+        if len(mem):
+            mrows = []
+            for n in sorted(mem.n_atoms.unique()):
+                v = {k: mem[(mem.n_atoms == n) & (mem.descriptor == k)]["value"] for k in ("cace", "spherical")}
+                mrows.append([str(n)] + [f"{v[k].iloc[0]:.1f} ({v[k].iloc[0] / n:.3f}/atom)" if len(v[k]) else "-"
+                                         for k in ("cace", "spherical")])
+            doc.table(pd.DataFrame(mrows, columns=["atoms", "CACE peak MB", "spherical peak MB"]))
+            doc.figure(plots.memory_lines(mem), f"Peak memory of one energy + forces call against system size ({dtype})")
+        _roofline(doc, t, atoms, dtype)
+    for sweep, label in (("l_max", "l_max"), ("nu_max", "body order nu_max"), ("n_radial", "radial channels K")):
+        sel = times[times.sweep == sweep].copy()
+        if not len(sel):
+            continue
+        sel[sweep] = _setting_col(sel, "overrides").map(lambda o: o.get(sweep))
+        modes = [m for m in ("descriptor", "energy_forces", "training_step") if m in set(sel["mode"])]
+        doc.heading(f"Speed against {label} ({dtype}, {int(sel.n_atoms.iloc[0])} atoms)", 3)
+        r = ratios[ratios.sweep == sweep].copy()
+        r[sweep] = _setting_col(r, "overrides").map(lambda o: o.get(sweep))
+        rows = []
+        for v in sorted(sel[sweep].unique()):
+            cells = [str(v)]
+            for m in modes:
+                q = r[(r[sweep] == v) & (r["mode"] == m)]
+                cells.append(f"{q['value'].iloc[0]:.2f}" if len(q) else "-")
+            feats = sel[(sel[sweep] == v) & (sel["mode"] == modes[0])]
+            cells += [str(int(feats[feats.descriptor == k]["n_features"].iloc[0])) if (feats.descriptor == k).any() else "-"
+                      for k in ("cace", "spherical")]
+            rows.append(cells)
+        doc.table(pd.DataFrame(rows, columns=[label] + [f"ratio sph/CACE, {plots.MODE_TITLES[m]}" for m in modes]
+                               + ["CACE features", "spherical features"]))
+        doc.figure(plots.sweep_lines(sel, sweep, label, logx=False, modes=modes),
+                   f"Time per evaluation against {label} (other settings from the preset; log time axis)")
+
+
+def _roofline(doc: _Doc, t: pd.DataFrame, atoms: pd.DataFrame, dtype: str) -> None:
+    ceil = {r.metric.removeprefix("ceiling_"): r.value for r in t[t.metric.str.startswith("ceiling_")].itertuples()}
+    if "matmul_flops_per_s" not in ceil:
+        return
+    roofs = {"measured": (ceil["matmul_flops_per_s"], ceil["copy_bytes_per_s"])}
+    if ceil.get("spec_flops_per_s"):
+        roofs["vendor"] = (ceil["spec_flops_per_s"], ceil["spec_bytes_per_s"])
+    n = atoms.n_atoms.max()
+    pts = [{"descriptor": r.descriptor, "mode": r.mode, "intensity": r.cost["intensity"],
+            "flops_per_s": r.cost["achieved_flops_per_s"]} for r in atoms[atoms.n_atoms == n].itertuples()]
+    doc.figure(plots.roofline(pts, roofs, f"{int(n)} atoms, {dtype}"),
+               f"Roofline at {int(n)} atoms ({dtype}): achieved FLOP/s (analytic FLOPs from bench.costmodel over the "
+               "measured median time) against arithmetic intensity, under the measured matmul and copy roofs of this "
+               "device" + (" and its vendor peaks" if "vendor" in roofs else ""))
+
+
+def _pareto_section(doc: _Doc, df: pd.DataFrame, t: pd.DataFrame) -> None:
+    trained = t[(t.sweep == "trained") & (t.metric == "time_energy_forces")]
+    acc = df[(df.task == "accuracy") & (df.metric == "forces_mae")]
+    if not len(trained) or not len(acc):
+        return
+    acc = acc.assign(n_train=_setting_col(acc, "n_train"))
+    points, rows = [], []
+    for r in trained.itertuples():
+        a = acc[(acc.dataset == r.dataset) & (acc.descriptor == r.descriptor) & (acc.n_train == r.setting["n_train"])]
+        if not len(a):
+            continue
+        points.append({"dataset": r.dataset, "descriptor": r.descriptor, "time_ms": r.value,
+                       "forces_mae": float(a["value"].mean()), "forces_mae_std": float(a["value"].std()) if len(a) > 1 else 0.0})
+        rows.append([r.dataset, NAMES[r.descriptor], f"{r.value:.1f}", _fmt(points[-1]["forces_mae"], points[-1]["forces_mae_std"]),
+                     str(r.setting["n_structures"]), str(r.setting["n_atoms"])])
+    if not points:
+        return
+    doc.heading("Accuracy against speed", 3)
+    doc.para("The trained potentials (largest training set) timed round-robin on the same test structures "
+             "(energy + forces, float32), against their test force MAE (mean ± std over seeds).")
+    doc.table(pd.DataFrame(rows, columns=["data set", "potential", "energy + forces ms", "force MAE (meV/A)",
+                                          "structures", "atoms"]))
+    doc.figure(plots.pareto(points), "Accuracy against speed of the trained potentials (lower left is better)")
+
+
+def _history_section(doc: _Doc, baselines) -> None:
+    from ..regression import history
+
+    snaps = history(baselines)
+    if not snaps:
+        return
+    doc.heading("Regression history")
+    doc.para(f"Tracked figures of every accepted baseline in {baselines} (oldest first): speed as ratios measured "
+             "in one run (spherical / CACE higher is better; X / reference lower is better), accuracy of the quick "
+             "built-in run.")
+    names = sorted({n for s in snaps for n in s["figures"]})
+    series = {n: [s["figures"].get(n, {}).get("value", float("nan")) for s in snaps] for n in names}
+    labels = [Path(s["path"]).stem for s in snaps]
+    doc.figure(plots.history(series, labels), "Tracked figures across accepted baselines")
 
 
 def _stability_section(doc: _Doc, store: ResultsStore, runs: list[dict]) -> None:
@@ -229,8 +350,9 @@ def _footer(df: pd.DataFrame) -> str:
     return html.escape(" · ".join(parts))
 
 
-def build_report(results_dir, out_dir=None) -> tuple[Path, Path]:
-    """Write ``report.html`` and ``report.md`` (+ figures/) into ``out_dir`` (default: results_dir)."""
+def build_report(results_dir, out_dir=None, *, baselines=None) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` (+ figures/) into ``out_dir`` (default: results_dir);
+    ``baselines``: a baselines folder whose history is plotted too."""
     store = ResultsStore(results_dir)
     runs = store.runs(strict=True)
     records = [r for run in runs for r in run["records"]]
@@ -250,7 +372,9 @@ def build_report(results_dir, out_dir=None) -> tuple[Path, Path]:
     if "stability" in tasks:
         _stability_section(doc, store, runs)
     if "timing" in tasks:
-        _timing_section(doc, df[df.task == "timing"])
+        _timing_sections(doc, df)
+    if baselines is not None:
+        _history_section(doc, baselines)
     footer = _footer(df)
     html_path, md_path = out / "report.html", out / "report.md"
     html_path.write_text(doc.render_html(footer))

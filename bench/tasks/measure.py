@@ -59,6 +59,17 @@ def time_round_robin(calls: dict[str, Callable[[], object]], *, device="cpu", wa
     return out
 
 
+def paired_ratio(timing: dict, numerator: str, denominator: str) -> dict:
+    """Median and IQR of the per-round ratios t_num / t_den of a ``time_round_robin`` result.
+
+    Each round times both calls back to back, so a ratio within a round sees the same machine
+    state; its median over rounds is steadier than the ratio of the two medians.
+    """
+    r = np.asarray(timing[numerator]["times_s"]) / np.asarray(timing[denominator]["times_s"])
+    q1, med, q3 = np.percentile(r, [25, 50, 75])
+    return {"median": float(med), "iqr": float(q3 - q1)}
+
+
 def current_rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()

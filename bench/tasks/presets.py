@@ -4,16 +4,18 @@ Budgets (identical for both descriptors):
 - quick (CI-sized, a few minutes on 2 cores): built-in EMT alloy (other data sets: at most 100
   training and 20 validation frames), 1 seed, training sizes 25 and 75,
   30 epochs (early-stopping patience 10), batch 8, lr 5e-3, EMA decay 0.9 (short runs), a small model (n_radial 6, n_embed 3,
-  MLP [16]); timing on the 192-atom water box, 5 repeats.
+  MLP [16]); timing: water preset on 192 and 1536 atoms, l_max and nu_max sweeps, 5 repeats.
 - full (a real comparison): 3 seeds, learning curves, up to 500 epochs with patience 50, batch 8,
-  lr 1e-2 (the authors'), each data set with its CACE-paper preset; timing on 192 and 1536 atoms,
-  20 repeats.
+  lr 1e-2 (the authors'), each data set with its CACE-paper preset; timing sweeps over atoms,
+  l_max 1-6, nu_max 1-4, channels and dtype, 20 repeats (``timing_spec``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import torch
 
 from ..train import TrainConfig
 from .accuracy import AccuracySpec, DataSpec
@@ -77,8 +79,17 @@ def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None) -
                         seeds=(0, 1, 2), train_sizes=sizes)
 
 
-def timing_spec(*, quick: bool) -> TimingSpec:
-    return TimingSpec(sizes=(1,), repeats=5) if quick else TimingSpec(sizes=(1, 2), repeats=20)
+def timing_spec(*, quick: bool, device: str = "cpu", threads: int = 2, dtypes: tuple | None = None) -> TimingSpec:
+    """quick: 192 and 1536 atoms, l_max 1-4, nu_max 1-4, float32, 5 repeats (about 2 min on 2 cores);
+    full: atoms up to 5184 on CPU (up to 331776 on CUDA, or until memory runs out), l_max 1-6,
+    nu_max 1-4, channels n_radial 4-24, float32 and float64, 20 repeats."""
+    cuda = torch.device(device).type == "cuda"
+    if quick:
+        return TimingSpec(sizes=(1, 2), l_max=(1, 2, 3, 4), nu_max=(1, 2, 3, 4), dtypes=dtypes or ("float32",),
+                          repeats=5, warmup=2, device=device, threads=threads)
+    return TimingSpec(sizes=(1, 2, 4, 6, 8, 12) if cuda else (1, 2, 3), l_max=(1, 2, 3, 4, 5, 6), nu_max=(1, 2, 3, 4),
+                      n_radial=(4, 8, 12, 16, 24), dtypes=dtypes or ("float32", "float64"), repeats=20,
+                      device=device, threads=threads)
 
 
 def stability_spec(data: str, *, quick: bool) -> StabilitySpec:

@@ -1,0 +1,56 @@
+"""The analytic cost model against what torch executes: matmul FLOPs exactly, derivative modes
+within their stated band, and exact scaling with system size."""
+
+import pytest
+import torch
+
+from bench.costmodel import MODE_FACTORS, counted_matmul_flops, potential_stages, totals
+from bench.graph import AtomsGraph
+from bench.potential import build
+from bench.structures import water_box
+
+
+def _case(kind, preset, repeat=1, **kw):
+    torch.manual_seed(0)
+    pot = build(kind, elements=[1, 8], preset=preset, **kw)
+    graph = AtomsGraph.from_atoms(water_box().repeat(repeat), pot.descriptor.cutoff, dtype=torch.float32)
+    return pot, graph
+
+
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+@pytest.mark.parametrize("preset,kw", [("water", {}), ("ethanol", {}), ("water", {"nu_max": 4}), ("water", {"nu_max": 1}),
+                                       ("water", {"l_max": 5, "n_layers": 2})])
+def test_matmul_flops_match_what_torch_executes(kind, preset, kw):
+    pot, graph = _case(kind, preset, **kw)
+    with torch.no_grad():
+        counted = counted_matmul_flops(lambda: pot(graph, forces=False))
+    assert totals(potential_stages(pot, graph, kind))["matmul_flops"] == counted
+
+
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+@pytest.mark.parametrize("preset", ["water", "ethanol"])
+def test_mode_factors_hold_for_counted_derivative_passes(kind, preset):
+    pot, graph = _case(kind, preset)
+    with torch.no_grad():
+        forward = counted_matmul_flops(lambda: pot(graph, forces=False))
+    ef = counted_matmul_flops(lambda: pot(graph))
+
+    def step():
+        out = pot(graph, training=True)
+        (out["forces"] ** 2).sum().backward()
+
+    train = counted_matmul_flops(step)
+    for mode, counted in (("energy_forces", ef), ("training_step", train)):
+        assert abs(counted / forward / MODE_FACTORS[mode] - 1) < 0.25, (mode, counted / forward)
+
+
+def test_cost_scales_exactly_with_supercell_size():
+    pot, small = _case("cace", "water", repeat=1)
+    _, big = _case("cace", "water", repeat=2)
+    a, b = totals(potential_stages(pot, small)), totals(potential_stages(pot, big))
+    assert big.n_atoms == 8 * small.n_atoms and big.max_neighbors == small.max_neighbors
+    for k in ("flops", "matmul_flops"):
+        assert b[k] == pytest.approx(8 * a[k], rel=1e-12)
+    # traffic: per-atom tensors scale by 8, the readout weights (read once) do not
+    assert 8 * a["bytes"] * 0.99 < b["bytes"] < 8 * a["bytes"]
+    assert 0 < a["intensity"] == pytest.approx(b["intensity"], rel=0.01)
