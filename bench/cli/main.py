@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import data_cmd, run_cmd
+from . import data_cmd, regress_cmd, run_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
+    regress_cmd.add_parser(sub)
     return p
 
 

@@ -1,0 +1,134 @@
+"""Regression tracking: comparison logic, the CLI's exit codes, the baselines history, and the
+measured check catching an injected slowdown while letting ordinary noise pass."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from bench.cli.main import main
+from bench.regression import accept, compare, history, load_snapshot, merge_best, probe_speed, snapshot
+from bench.results.store import ResultsError
+
+
+def _snap(**values):
+    figs = {}
+    for name, v in values.items():
+        name = name.replace("__", ".")
+        kind = "speed" if name.startswith("speed") else "accuracy"
+        better = "higher" if name.endswith("over_cace") else "lower"
+        figs[name] = {"value": v, "better": better, "kind": kind, "unit": ""}
+    return snapshot(figs)
+
+
+def _by_name(changes):
+    return {c.name: c for c in changes}
+
+
+def test_compare_judges_direction_and_tolerance():
+    base = _snap(speed__spherical_over_cace=1.0, speed__cace_over_reference=2.0, accuracy__cace__forces_mae=100.0)
+    # within tolerance on every figure (speed 1.2x worse, accuracy 20% worse)
+    ok = _snap(speed__spherical_over_cace=1.0 / 1.2, speed__cace_over_reference=2.4, accuracy__cace__forces_mae=120.0)
+    assert not any(c.regressed for c in compare(base, ok))
+    # beyond: the higher-is-better ratio fell by 1.3x, the lower-is-better one rose by 1.3x
+    bad = _snap(speed__spherical_over_cace=1.0 / 1.3, speed__cace_over_reference=2.6, accuracy__cace__forces_mae=130.0)
+    ch = _by_name(compare(base, bad))
+    assert ch["speed.spherical_over_cace"].regressed and ch["speed.cace_over_reference"].regressed
+    assert ch["accuracy.cace.forces_mae"].regressed
+    assert ch["speed.cace_over_reference"].worse_by == pytest.approx(0.3)
+    # improvements never regress, however large
+    better = _snap(speed__spherical_over_cace=5.0, speed__cace_over_reference=0.1, accuracy__cace__forces_mae=1.0)
+    assert not any(c.regressed for c in compare(base, better))
+    # the tolerance is the caller's
+    assert not any(c.regressed for c in compare(base, bad, max_slowdown=1.35, accuracy_tolerance=0.35))
+
+
+def test_missing_figure_and_reference_version_mismatch():
+    base = _snap(speed__spherical_over_cace=1.0, accuracy__cace__forces_mae=100.0)
+    cur = _snap(speed__spherical_over_cace=1.0)
+    ch = _by_name(compare(base, cur))
+    assert ch["accuracy.cace.forces_mae"].regressed and ch["accuracy.cace.forces_mae"].current is None
+    cur["reference_version"] = base["reference_version"] + 1
+    with pytest.raises(ResultsError, match="reference workload versions differ"):
+        compare(base, cur)
+
+
+def test_merge_best_keeps_the_better_measurement():
+    a = _snap(speed__spherical_over_cace=0.8, speed__cace_over_reference=3.0)["figures"]
+    b = _snap(speed__spherical_over_cace=0.9, speed__cace_over_reference=3.3)["figures"]
+    m = merge_best(a, b)
+    assert m["speed.spherical_over_cace"]["value"] == 0.9 and m["speed.cace_over_reference"]["value"] == 3.0
+
+
+def test_compare_cli_exit_codes_and_table(tmp_path, capsys):
+    base, good, bad = tmp_path / "base.json", tmp_path / "good.json", tmp_path / "bad.json"
+    base.write_text(json.dumps(_snap(speed__spherical_over_cace=1.0, accuracy__cace__forces_mae=100.0)))
+    good.write_text(json.dumps(_snap(speed__spherical_over_cace=0.95, accuracy__cace__forces_mae=101.0)))
+    bad.write_text(json.dumps(_snap(speed__spherical_over_cace=0.5, accuracy__cace__forces_mae=101.0)))
+    assert main(["compare", str(base), str(good)]) == 0
+    assert "no regression (2 tracked figures)" in capsys.readouterr().out
+    assert main(["compare", str(base), str(bad)]) == 1
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("speed.spherical_over_cace"))
+    assert "REGRESSED" in line and "+100.0%" in line
+    assert "1 of 2 tracked figures regressed" in out
+    # a malformed snapshot: a one-line error naming the file, exit 2
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "cace-bench/regression-v1", "figures": {"x": {"value": "fast"}}}')
+    assert main(["compare", str(base), str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.json" in err and "'x'" in err
+
+
+def test_accept_keeps_every_baseline(tmp_path, capsys):
+    folder = tmp_path / "baselines"
+    for v in (1.0, 1.1):
+        p = tmp_path / f"s{v}.json"
+        p.write_text(json.dumps(_snap(speed__spherical_over_cace=v)))
+        accept(p, folder)
+    hist = history(folder)
+    assert [h["figures"]["speed.spherical_over_cace"]["value"] for h in hist] == [1.0, 1.1]
+    assert load_snapshot(folder)["figures"]["speed.spherical_over_cace"]["value"] == 1.1   # latest.json
+    assert main(["baseline", "history", "--dir", str(folder)]) == 0
+    assert "speed.spherical_over_cace" in capsys.readouterr().out
+
+
+def _slow_down_cace(monkeypatch):
+    """Every CACE descriptor forward sleeps twice as long as it ran (a 'regression' in CACE only)."""
+    from cace.model import CACE
+
+    original = CACE.forward
+
+    def slow(self, graph):
+        t0 = time.perf_counter()
+        out = original(self, graph)
+        time.sleep(2 * (time.perf_counter() - t0))
+        return out
+
+    monkeypatch.setattr(CACE, "forward", slow)
+
+
+def test_measured_check_catches_injected_slowdown_and_passes_noise(monkeypatch):
+    baseline = snapshot(probe_speed(repeats=9, warmup=2))
+    noise = snapshot(probe_speed(repeats=9, warmup=2))          # the same code, measured again
+    assert not any(c.regressed for c in compare(baseline, noise)), compare(baseline, noise)
+    _slow_down_cace(monkeypatch)
+    slowed = snapshot(probe_speed(repeats=9, warmup=2))
+    ch = _by_name(compare(baseline, slowed))
+    assert ch["speed.spherical_over_cace"].regressed and ch["speed.cace_over_reference"].regressed
+    assert not ch["speed.spherical_over_reference"].regressed   # the baseline's code did not change
+
+
+def test_regress_command_confirms_then_fails_on_a_real_slowdown(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "reg"
+    assert main(["regress", "--speed-only", "--repeats", "7", "--out", str(out)]) == 0
+    assert (out / "regression.json").is_file()
+    capsys.readouterr()
+    _slow_down_cace(monkeypatch)
+    code = main(["regress", "--speed-only", "--repeats", "7", "--out", str(tmp_path / "now"), "--baseline", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1, captured.out
+    assert "measuring speed once more" in captured.err
+    assert json.loads((tmp_path / "now" / "regression.json").read_text())["confirmed"] is True
