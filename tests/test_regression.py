@@ -132,3 +132,17 @@ def test_regress_command_confirms_then_fails_on_a_real_slowdown(tmp_path, monkey
     assert code == 1, captured.out
     assert "measuring speed once more" in captured.err
     assert json.loads((tmp_path / "now" / "regression.json").read_text())["confirmed"] is True
+
+
+def test_the_stored_baseline_is_valid_and_complete():
+    from pathlib import Path
+
+    from bench.tasks.reference import VERSION
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "baselines"
+    snap = load_snapshot(folder)
+    assert snap["reference_version"] == VERSION
+    expected = {"speed.spherical_over_cace", "speed.cace_over_reference", "speed.spherical_over_reference"}
+    expected |= {f"accuracy.{k}.{m}" for k in ("cace", "spherical") for m in ("forces_mae", "energy_mae_per_atom")}
+    assert set(snap["figures"]) == expected
+    assert snap["provenance"]["git"]["commit"] and history(folder)[-1]["figures"] == snap["figures"]
