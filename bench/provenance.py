@@ -33,14 +33,31 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_mhz() -> float | None:
+    """The current clock of the first core, where /proc/cpuinfo says it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def device_info(device) -> dict:
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return {"device": "cuda", "device_name": props.name, "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
-    return {"device": "cpu", "device_name": cpu_name(), "threads": torch.get_num_threads()}
+        try:  # needs pynvml; absent on many installs
+            clock = torch.cuda.clock_rate(device)
+        except Exception:  # noqa: BLE001 - any failure only means "clock not readable"
+            clock = None
+        return {"device": "cuda", "device_name": props.name, "clock_mhz": clock,
+                "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+                "cuda": torch.version.cuda}
+    return {"device": "cpu", "device_name": cpu_name(), "threads": torch.get_num_threads(), "clock_mhz": cpu_mhz()}
 
 
 def versions() -> dict:

@@ -46,6 +46,7 @@ def _timing_options(p) -> None:
     g.add_argument("--threads", type=int, default=2, help="CPU threads (default 2; stated in every record)")
     g.add_argument("--dtype", nargs="+", default=None, choices=["float32", "float64"],
                    help="dtypes to time (default: float32 quick, both full)")
+    g.add_argument("--repeats", type=int, default=None, help="timed rounds per point (default: 5 quick, 20 full)")
 
 
 def _log(msg: str) -> None:
@@ -85,13 +86,18 @@ def timing(args) -> int:
     from ..tasks import timing_trained
     from ..tasks.presets import accuracy_spec, timing_spec
 
+    from dataclasses import replace
+
     store = ResultsStore(args.out)
-    tim.run(timing_spec(quick=args.quick, device=args.device, threads=args.threads,
-                        dtypes=tuple(args.dtype) if args.dtype else None), store, log=_log)
+    spec = timing_spec(quick=args.quick, device=args.device, threads=args.threads,
+                       dtypes=tuple(args.dtype) if args.dtype else None)
+    if args.repeats:
+        spec = replace(spec, repeats=args.repeats)
+    tim.run(spec, store, log=_log)
     opts = {k: v for k, v in read_options(args).items() if v is not None and k != "index"}
     for data in args.data:
         timing_trained.run(accuracy_spec(data, quick=args.quick, read_options=opts).data, store, device=args.device,
-                           threads=args.threads, repeats=5 if args.quick else 20, log=_log)
+                           threads=args.threads, repeats=args.repeats or (5 if args.quick else 20), log=_log)
     return 0
 
 
