@@ -37,12 +37,35 @@ SNAPSHOT_NAME = "regression.json"
 
 
 # --- measuring -----------------------------------------------------------------------------------
-def probe_speed(*, repeats: int = 21, warmup: int = 3, threads: int = 2, device: str = "cpu") -> dict:
-    """Speed figures from one round-robin run: CACE, spherical and the reference workload."""
+def probe_speed(*, repeats: int = 21, warmup: int = 3, threads: int = 2, device: str = "cpu",
+                preload: str | None = None) -> dict:
+    """Speed figures from one round-robin run of CACE, spherical and the reference workload.
+
+    Measured in a fresh Python process, so that what this process did before (training, say,
+    which leaves the allocator and thread pools in another state) cannot move the ratios.
+    ``preload``: a Python file the measuring process runs first (to inject a slowdown and watch
+    the check catch it, or to attach a profiler).
+    """
+    import subprocess
+    import sys
+
+    args = json.dumps({"repeats": repeats, "warmup": warmup, "threads": threads, "device": device, "preload": preload})
+    res = subprocess.run([sys.executable, "-m", "bench.regression", "--speed-probe", args], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"the speed probe failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _probe_speed_here(repeats: int, warmup: int, threads: int, device: str, preload: str | None) -> dict:
     from .tasks.measure import paired_ratio, time_round_robin
     from .tasks.reference import ReferenceWorkload
     from .tasks.timing import mode_call, setup
 
+    if preload:
+        import runpy
+
+        runpy.run_path(preload)
     torch.set_num_threads(threads)
     calls = {}
     for kind in ("cace", "spherical"):
@@ -85,6 +108,24 @@ def snapshot(figures: dict, **extra) -> dict:
 
     return {"format": FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "reference_version": VERSION, "provenance": provenance("cpu"), "figures": figures, **extra}
+
+
+def measure_against(baseline: dict, *, repeats: int = 21, threads: int = 2, accuracy: dict | None = None,
+                    max_slowdown: float = 1.25, accuracy_tolerance: float = 0.25, preload: str | None = None,
+                    log=print) -> tuple[dict, list]:
+    """The CI decision: measure speed (plus the given ``accuracy`` figures), compare with
+    ``baseline``; if a speed figure is beyond its limit, measure speed once more and keep the
+    better of the two for each figure (noise does not repeat, a real slowdown does).
+    Returns (snapshot, changes)."""
+    figures = {**probe_speed(repeats=repeats, threads=threads, preload=preload), **(accuracy or {})}
+    snap = snapshot(figures, threads=threads, repeats=repeats)
+    changes = compare(baseline, snap, max_slowdown=max_slowdown, accuracy_tolerance=accuracy_tolerance)
+    if any(c.regressed and c.name.startswith("speed.") for c in changes):
+        log("a speed figure is beyond its limit: measuring speed once more, keeping the better of the two")
+        snap["figures"] = merge_best(snap["figures"], probe_speed(repeats=repeats, threads=threads, preload=preload))
+        snap["confirmed"] = True
+        changes = compare(baseline, snap, max_slowdown=max_slowdown, accuracy_tolerance=accuracy_tolerance)
+    return snap, changes
 
 
 def merge_best(a: dict, b: dict) -> dict:
@@ -192,3 +233,10 @@ def accept(snapshot_path, folder) -> Path:
 
 def write_snapshot(folder, snap: dict) -> Path:
     return write_json_atomic(Path(folder) / SNAPSHOT_NAME, snap)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--speed-probe":
+        print(json.dumps(_probe_speed_here(**json.loads(sys.argv[2]))))

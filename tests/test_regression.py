@@ -4,12 +4,11 @@ measured check catching an injected slowdown while letting ordinary noise pass."
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from bench.cli.main import main
-from bench.regression import accept, compare, history, load_snapshot, merge_best, probe_speed, snapshot
+from bench.regression import accept, compare, history, load_snapshot, measure_against, merge_best, probe_speed, snapshot
 from bench.results.store import ResultsError
 
 
@@ -95,42 +94,57 @@ def test_accept_keeps_every_baseline(tmp_path, capsys):
     assert "speed.spherical_over_cace" in capsys.readouterr().out
 
 
-def _slow_down_cace(monkeypatch):
-    """Every CACE descriptor forward sleeps twice as long as it ran (a 'regression' in CACE only)."""
-    from cace.model import CACE
+SLOWDOWN = """
+import time
+from cace.model import CACE
 
-    original = CACE.forward
-
-    def slow(self, graph):
-        t0 = time.perf_counter()
-        out = original(self, graph)
-        time.sleep(2 * (time.perf_counter() - t0))
-        return out
-
-    monkeypatch.setattr(CACE, "forward", slow)
+_original = CACE.forward
 
 
-def test_measured_check_catches_injected_slowdown_and_passes_noise(monkeypatch):
-    baseline = snapshot(probe_speed(repeats=9, warmup=2))
-    noise = snapshot(probe_speed(repeats=9, warmup=2))          # the same code, measured again
-    assert not any(c.regressed for c in compare(baseline, noise)), compare(baseline, noise)
-    _slow_down_cace(monkeypatch)
-    slowed = snapshot(probe_speed(repeats=9, warmup=2))
-    ch = _by_name(compare(baseline, slowed))
+def _slow(self, graph):
+    t0 = time.perf_counter()
+    out = _original(self, graph)
+    time.sleep(2 * (time.perf_counter() - t0))     # every CACE descriptor forward takes 3x as long
+    return out
+
+
+CACE.forward = _slow
+"""
+
+
+def _slowdown_file(tmp_path):
+    path = tmp_path / "slow_cace.py"
+    path.write_text(SLOWDOWN)
+    return str(path)
+
+
+def test_measured_check_catches_injected_slowdown_and_passes_noise(tmp_path):
+    """The CI decision (measure in a fresh process, re-measure once on an alarm) on unchanged code
+    and on a CACE slowed down by a sleep in its forward."""
+    baseline = snapshot(probe_speed(repeats=15, warmup=3))
+    _, noise = measure_against(baseline, repeats=15, log=lambda m: None)   # the same code, measured again
+    assert not any(c.regressed for c in noise), noise
+    slowed, changes = measure_against(baseline, repeats=15, preload=_slowdown_file(tmp_path), log=lambda m: None)
+    ch = _by_name(changes)
+    assert slowed["confirmed"] is True
     assert ch["speed.spherical_over_cace"].regressed and ch["speed.cace_over_reference"].regressed
-    assert not ch["speed.spherical_over_reference"].regressed   # the baseline's code did not change
+    assert not ch["speed.spherical_over_reference"].regressed   # the spherical code did not change
 
 
-def test_regress_command_confirms_then_fails_on_a_real_slowdown(tmp_path, monkeypatch, capsys):
+def test_regress_command_confirms_then_fails_on_a_real_slowdown(tmp_path, capsys):
     out = tmp_path / "reg"
     assert main(["regress", "--speed-only", "--repeats", "7", "--out", str(out)]) == 0
     assert (out / "regression.json").is_file()
     capsys.readouterr()
-    _slow_down_cace(monkeypatch)
-    code = main(["regress", "--speed-only", "--repeats", "7", "--out", str(tmp_path / "now"), "--baseline", str(out)])
+    full = json.loads((out / "regression.json").read_text())     # a baseline that also tracks accuracy
+    full["figures"]["accuracy.cace.forces_mae"] = {"value": 100.0, "better": "lower", "kind": "accuracy", "unit": "meV/A"}
+    (tmp_path / "full.json").write_text(json.dumps(full))
+    code = main(["regress", "--speed-only", "--repeats", "7", "--out", str(tmp_path / "now"),
+                 "--baseline", str(tmp_path / "full.json"), "--preload", _slowdown_file(tmp_path)])
     captured = capsys.readouterr()
     assert code == 1, captured.out
-    assert "measuring speed once more" in captured.err
+    assert "measuring speed once more" in captured.err and "REGRESSED" in captured.out
+    assert "accuracy." not in captured.out                         # --speed-only judges only what it measured
     assert json.loads((tmp_path / "now" / "regression.json").read_text())["confirmed"] is True
 
 
