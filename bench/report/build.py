@@ -179,7 +179,7 @@ def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str
                 sel = atoms[(atoms.n_atoms == n) & (atoms["mode"] == m)]
                 val = {k: sel[sel.descriptor == k].iloc[0] for k in ("cace", "spherical") if (sel.descriptor == k).any()}
                 r = ratios[(ratios.sweep == "atoms") & (ratios.n_atoms == n) & (ratios["mode"] == m)]
-                rows.append([str(n), plots.MODE_TITLES[m]]
+                rows.append([str(int(n)), plots.MODE_TITLES[m]]
                             + [f"{val[k]['value']:.1f}" if k in val else "-" for k in ("cace", "spherical")]
                             + [f"{r['value'].iloc[0]:.2f} ± {r['iqr'].iloc[0] / 2:.2f}" if len(r) else "-"]
                             + [f"{val[k]['cost']['achieved_flops_per_s'] / 1e9:.1f}" if k in val else "-"
@@ -196,7 +196,7 @@ def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str
             mrows = []
             for n in sorted(mem.n_atoms.unique()):
                 v = {k: mem[(mem.n_atoms == n) & (mem.descriptor == k)]["value"] for k in ("cace", "spherical")}
-                mrows.append([str(n)] + [f"{v[k].iloc[0]:.1f} ({v[k].iloc[0] / n:.3f}/atom)" if len(v[k]) else "-"
+                mrows.append([str(int(n))] + [f"{v[k].iloc[0]:.1f} ({v[k].iloc[0] / n:.3f}/atom)" if len(v[k]) else "-"
                                          for k in ("cace", "spherical")])
             doc.table(pd.DataFrame(mrows, columns=["atoms", "CACE peak MB", "spherical peak MB"]))
             doc.figure(plots.memory_lines(mem), f"Peak memory of one energy + forces call against system size ({dtype})")
