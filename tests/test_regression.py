@@ -160,3 +160,22 @@ def test_the_stored_baseline_is_valid_and_complete():
     expected |= {f"accuracy.{k}.{m}" for k in ("cace", "spherical") for m in ("forces_mae", "energy_mae_per_atom")}
     assert set(snap["figures"]) == expected
     assert snap["provenance"]["git"]["commit"] and history(folder)[-1]["figures"] == snap["figures"]
+
+
+def test_report_plots_the_baseline_history(tmp_path):
+    from bench.report import build_report
+    from bench.results.store import ResultsStore
+
+    folder = tmp_path / "baselines"
+    for v in (0.9, 0.95, 0.85):
+        p = tmp_path / f"s{v}.json"
+        p.write_text(json.dumps(_snap(speed__spherical_over_cace=v, accuracy__cace__forces_mae=100 * v)))
+        accept(p, folder)
+    store = ResultsStore(tmp_path / "res")   # a results folder with one timing record
+    key = {"task": "timing", "descriptor": "device", "dataset": "-", "seed": 0,
+           "setting": {"sweep": "ceilings", "dtype": "float32", "device": "cpu", "threads": 2}, "config_hash": "-"}
+    store.write(key, [{**key, "metric": "ceiling_matmul_flops_per_s", "value": 1e11, "unit": ""}])
+    _, md = build_report(tmp_path / "res", tmp_path / "rep", baselines=folder)
+    text = md.read_text()
+    assert "## Regression history" in text and "Tracked figures across accepted baselines" in text
+    assert len(list((tmp_path / "rep" / "figures").glob("*.png"))) == 1

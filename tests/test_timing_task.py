@@ -44,7 +44,7 @@ def test_records_of_a_sweep_with_provenance_and_cost(tmp_path, monkeypatch):
 def test_atoms_sweep_stops_at_slow_points_and_out_of_memory(tmp_path, monkeypatch):
     calls = []
 
-    def fake_point(spec, sweep, overrides, repeat, dtype, log=print):
+    def fake_point(spec, sweep, overrides, repeat, dtype):
         calls.append(repeat)
         if repeat == 3:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -121,7 +121,7 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or "out of memory" in str(err).lower() or "not enough memory" in str(err).lower()
 
 
-def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype: str, *, log=print) -> dict:
+def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype: str) -> dict:
     """Time every (descriptor, mode) at one point; returns {"rows": [...], "ratios": {...}, ...}."""
     from ..costmodel import potential_stages, totals
     from ..graph import AtomsGraph
@@ -221,10 +221,12 @@ def run(spec: TimingSpec, store: ResultsStore, *, log=print) -> list[dict]:
                 log(f"skip (done): {label}")
                 continue
             try:
-                point = time_point(spec, sweep, overrides, repeat, dtype, log=log)
+                point = time_point(spec, sweep, overrides, repeat, dtype)
             except (RuntimeError, MemoryError) as err:
                 if not _is_oom(err):
                     raise
+                if torch.device(spec.device).type == "cuda":
+                    torch.cuda.empty_cache()
                 log(f"out of memory at {label}: the {sweep} sweep stops here")
                 stopped.add(sweep)
                 continue
