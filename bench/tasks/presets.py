@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from ..train import TrainConfig
 from .accuracy import AccuracySpec, DataSpec
 from .stability import StabilitySpec
@@ -81,13 +79,13 @@ def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None) -
 
 def timing_spec(*, quick: bool, device: str = "cpu", threads: int = 2, dtypes: tuple | None = None) -> TimingSpec:
     """quick: 192 and 1536 atoms, l_max 1-4, nu_max 1-4, float32, 5 repeats (about 2 min on 2 cores);
-    full: atoms up to 5184 on CPU (up to 331776 on CUDA, or until memory runs out), l_max 1-6,
-    nu_max 1-4, channels n_radial 4-24, float32 and float64, 20 repeats."""
-    cuda = torch.device(device).type == "cuda"
+    full: atoms from 192 up to 331776 (supercells 1-12), stopping where a call would take over 10 s
+    (about 5184 atoms on 2 CPU cores) or memory runs out; l_max 1-6, nu_max 1-4, channels n_radial
+    4-24, float32 and float64, 20 repeats."""
     if quick:
         return TimingSpec(sizes=(1, 2), l_max=(1, 2, 3, 4), nu_max=(1, 2, 3, 4), dtypes=dtypes or ("float32",),
                           repeats=5, warmup=2, device=device, threads=threads)
-    return TimingSpec(sizes=(1, 2, 4, 6, 8, 12) if cuda else (1, 2, 3), l_max=(1, 2, 3, 4, 5, 6), nu_max=(1, 2, 3, 4),
+    return TimingSpec(sizes=(1, 2, 3, 4, 6, 8, 12), l_max=(1, 2, 3, 4, 5, 6), nu_max=(1, 2, 3, 4),
                       n_radial=(4, 8, 12, 16, 24), dtypes=dtypes or ("float32", "float64"), repeats=20,
                       device=device, threads=threads)
 

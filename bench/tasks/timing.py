@@ -8,8 +8,9 @@ its supercells, with a preset and one-at-a-time overrides:
                    (the double backward training needs)
 and, separately, the neighbour list (vesin, through ``AtomsGraph.from_atoms``).
 
-Sweeps (``TimingSpec``): atoms (supercell repeats; stops where a call exceeds
-``max_seconds_per_call`` or memory runs out), l_max, nu_max, channels (n_radial) and dtype.
+Sweeps (``TimingSpec``): atoms (supercell repeats; stops before a point whose slowest call,
+extrapolated linearly in the atom count from the last point, would exceed ``max_seconds_per_call``,
+or where memory runs out), l_max, nu_max, channels (n_radial) and dtype.
 Method (``bench.tasks.measure``): at each point every (descriptor, mode) call is timed
 round-robin in one loop after warm-up, median and IQR over repeats; CUDA events and an L2 flush
 on GPU. The headline ``speed_ratio_spherical_over_cace`` is the median of the per-round ratios.
@@ -49,7 +50,7 @@ class TimingSpec:
     repeats: int = 10
     warmup: int = 3
     memory: bool = True                   # peak memory of energy+forces at each atoms point
-    max_seconds_per_call: float = 10.0    # the atoms sweep stops after a point slower than this
+    max_seconds_per_call: float = 10.0    # the atoms sweep stops before a point predicted slower than this
 
     def points(self):
         """(sweep, overrides, repeat) for every point, the atoms sweep first."""
@@ -210,10 +211,16 @@ def run(spec: TimingSpec, store: ResultsStore, *, log=print) -> list[dict]:
                     for k, v in c.items() if v is not None]
             store.write(ckey, recs)
             records += recs
-        stopped = set()
+        stopped, last = set(), None           # last: (repeat, slowest call in s) of the atoms sweep
         for sweep, overrides, repeat in spec.points():
             key = _key(spec, sweep, overrides, repeat, dtype)
             label = f"timing {sweep} {overrides or ''} x{repeat} {dtype}"
+            if sweep == "atoms" and last is not None and "atoms" not in stopped:
+                predicted = last[1] * (repeat / last[0]) ** 3          # the cost is linear in the atom count
+                if predicted > spec.max_seconds_per_call:
+                    log(f"a call at x{repeat} would take about {predicted:.0f} s > {spec.max_seconds_per_call} s: "
+                        "the atoms sweep stops here")
+                    stopped.add("atoms")
             if sweep in stopped:
                 log(f"skip ({sweep} sweep stopped): {label}")
                 continue
@@ -234,10 +241,8 @@ def run(spec: TimingSpec, store: ResultsStore, *, log=print) -> list[dict]:
             store.write(key, recs)
             records += recs
             log(format_point(label, point))
-            slowest = max(r["median_s"] for r in point["rows"])
-            if sweep == "atoms" and slowest > spec.max_seconds_per_call:
-                log(f"a call took {slowest:.1f} s > {spec.max_seconds_per_call} s: the atoms sweep stops here")
-                stopped.add("atoms")
+            if sweep == "atoms":
+                last = (repeat, max(r["median_s"] for r in point["rows"]))
     return records
 
 
