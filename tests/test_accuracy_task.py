@@ -126,7 +126,7 @@ def test_report_has_every_section_and_damaged_files_are_clear_errors(data_file, 
     html_path, md_path = build_report(tmp_path / "res", tmp_path / "rep")
     html, md = html_path.read_text(), md_path.read_text()
     for needle in ("Accuracy: tiny", "Caution: a short budget", "forces_mae (meV/A)", "energy_mae_per_atom", "learning curves",
-                   "predicted against reference", "Speed against system size", "ratio sph/CACE", "Roofline", "Accuracy against speed", "commits:"):
+                   "predicted against reference", "Speed against system size", "ratio sph/CACE", "Roofline", "Accuracy against speed", "Caution: some points have only 2 repeats", "commits:"):
         assert needle in html and needle in md, needle
     # parity, learning curves; time against atoms, memory against atoms, roofline, accuracy against speed
     assert html.count("data:image/png;base64,") == 6 and "<script" not in html and "http" not in html.split("<footer>")[0]

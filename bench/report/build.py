@@ -162,6 +162,10 @@ def _timing_sections(doc: _Doc, df: pd.DataFrame) -> None:
              "step (energy and force loss, differentiated with respect to the weights: the double backward). The "
              "ratio spherical / CACE is the median of per-round ratios (> 1 means CACE is faster); it is the figure "
              "to compare across machines, not the absolute times.")
+    repeats = [s.get("repeats") for s in t["setting"] if isinstance(s, dict) and s.get("repeats")]
+    if repeats and min(repeats) < 10:
+        doc.para(f"Caution: some points have only {min(repeats)} repeats (the --quick run); their ratios can move "
+                 "by 10% from run to run on a shared machine.")
     for dtype in sorted(t.dtype.dropna().unique()):
         _speed_for_dtype(doc, t[t.dtype == dtype], times[times.dtype == dtype], dtype)
     _pareto_section(doc, df, t)
