@@ -13,7 +13,12 @@ class Metric:
     description: str
 
     def is_better(self, a: float, b: float) -> bool:
-        return a < b if self.better == "lower" else a > b
+        return is_better(a, b, self.better)
+
+
+def is_better(a: float, b: float, better: str) -> bool:
+    """Is ``a`` better than ``b`` when ``better`` is "lower" or "higher"?"""
+    return a < b if better == "lower" else a > b
 
 
 _METRICS = [

@@ -60,7 +60,7 @@ def probe_speed(*, repeats: int = 21, warmup: int = 3, threads: int = 2, device:
 def _probe_speed_here(repeats: int, warmup: int, threads: int, device: str, preload: str | None) -> dict:
     from .tasks.measure import paired_ratio, time_round_robin
     from .tasks.reference import ReferenceWorkload
-    from .tasks.timing import mode_call, setup
+    from .tasks.timing import KINDS, mode_call, setup
 
     if preload:
         import runpy
@@ -68,7 +68,7 @@ def _probe_speed_here(repeats: int, warmup: int, threads: int, device: str, prel
         runpy.run_path(preload)
     torch.set_num_threads(threads)
     calls = {}
-    for kind in ("cace", "spherical"):
+    for kind in KINDS:
         pot, graph = setup(kind, preset="water", repeat=1, dtype="float32", device=device)
         calls[kind] = mode_call(pot, graph, "energy_forces")
     calls["reference"] = ReferenceWorkload(device=device)
@@ -110,15 +110,17 @@ def snapshot(figures: dict, **extra) -> dict:
             "reference_version": VERSION, "provenance": provenance("cpu"), "figures": figures, **extra}
 
 
-def measure_against(baseline: dict, *, repeats: int = 21, threads: int = 2, accuracy: dict | None = None,
+def measure_against(baseline: dict | None, *, repeats: int = 21, threads: int = 2, accuracy: dict | None = None,
                     max_slowdown: float = 1.25, accuracy_tolerance: float = 0.25, preload: str | None = None,
                     log=print) -> tuple[dict, list]:
     """The CI decision: measure speed (plus the given ``accuracy`` figures), compare with
     ``baseline``; if a speed figure is beyond its limit, measure speed once more and keep the
     better of the two for each figure (noise does not repeat, a real slowdown does).
-    Returns (snapshot, changes)."""
+    Returns (snapshot, changes); without a baseline, the snapshot and no changes."""
     figures = {**probe_speed(repeats=repeats, threads=threads, preload=preload), **(accuracy or {})}
     snap = snapshot(figures, threads=threads, repeats=repeats)
+    if baseline is None:
+        return snap, []
     changes = compare(baseline, snap, max_slowdown=max_slowdown, accuracy_tolerance=accuracy_tolerance)
     if any(c.regressed and c.name.startswith("speed.") for c in changes):
         log("a speed figure is beyond its limit: measuring speed once more, keeping the better of the two")
@@ -130,10 +132,12 @@ def measure_against(baseline: dict, *, repeats: int = 21, threads: int = 2, accu
 
 def merge_best(a: dict, b: dict) -> dict:
     """Per figure, the better of two measurements (a confirmation run after an alarm)."""
+    from .metrics import is_better
+
     out = dict(a)
     for name, fb in b.items():
         fa = a.get(name)
-        if fa is None or (fb["value"] > fa["value"] if fb["better"] == "higher" else fb["value"] < fa["value"]):
+        if fa is None or is_better(fb["value"], fa["value"], fb["better"]):
             out[name] = fb
     return out
 
@@ -166,7 +170,7 @@ class Change:
     name: str
     baseline: float
     current: float | None
-    worse_by: float | None       # factor >= 1 means worse (speed) / relative change (accuracy)
+    worse_by: float | None       # relative worsening (0.3: 30% worse; negative: better); None if missing
     limit: float
     regressed: bool
 

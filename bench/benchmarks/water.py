@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-KINDS = ("cace", "spherical")
+from ..tasks.accuracy import DESCRIPTORS as KINDS
 
 
 def run(sizes=(1, 2), threads: int = 2, dtype: str = "float32", device: str = "cpu", repeats: int = 10,

@@ -58,18 +58,22 @@ def _judge(baseline: dict, current: dict, args) -> int:
     return 1 if any(c.regressed for c in changes) else 0
 
 
+def _check_tolerances(args) -> None:
+    if args.max_slowdown < 1.0 or args.accuracy_tolerance < 0:
+        raise ValueError("--max-slowdown must be >= 1 and --accuracy-tolerance >= 0")
+
+
 def compare(args) -> int:
     from ..regression import load_snapshot
 
-    if args.max_slowdown < 1.0 or args.accuracy_tolerance < 0:
-        raise ValueError("--max-slowdown must be >= 1 and --accuracy-tolerance >= 0")
+    _check_tolerances(args)
     return _judge(load_snapshot(args.baseline), load_snapshot(args.current), args)
 
 
 def regress(args) -> int:
-    from ..regression import measure_against, probe_accuracy, probe_speed, snapshot, write_snapshot
-    from ..regression import load_snapshot
+    from ..regression import load_snapshot, measure_against, probe_accuracy, write_snapshot
 
+    _check_tolerances(args)
     baseline = load_snapshot(args.baseline) if args.baseline else None   # a bad baseline fails before any work
     if baseline is not None and args.speed_only:  # judge only what was measured
         baseline["figures"] = {k: v for k, v in baseline["figures"].items() if v.get("kind") == "speed"}
@@ -78,13 +82,9 @@ def regress(args) -> int:
         _log("accuracy probe: quick built-in run, 25 training structures, both descriptors")
         accuracy = probe_accuracy(args.out, log=_log)
     _log("speed probe: water preset, 192 atoms, energy+forces, CACE / spherical / reference, round-robin")
-    if baseline is None:
-        snap = snapshot({**probe_speed(repeats=args.repeats, threads=args.threads, preload=args.preload), **accuracy},
-                        threads=args.threads, repeats=args.repeats)
-    else:
-        snap, _ = measure_against(baseline, repeats=args.repeats, threads=args.threads, accuracy=accuracy,
-                                  max_slowdown=args.max_slowdown, accuracy_tolerance=args.accuracy_tolerance,
-                                  preload=args.preload, log=_log)
+    snap, _ = measure_against(baseline, repeats=args.repeats, threads=args.threads, accuracy=accuracy,
+                              max_slowdown=args.max_slowdown, accuracy_tolerance=args.accuracy_tolerance,
+                              preload=args.preload, log=_log)
     path = write_snapshot(args.out, snap)
     snap["path"] = str(path)
     print(f"snapshot: {path}")

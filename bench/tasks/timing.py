@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from ..provenance import config_hash, provenance
 from ..results.store import ResultsStore
 
-KINDS = ("cace", "spherical")
+from .accuracy import DESCRIPTORS as KINDS
+
 MODES = ("descriptor", "energy_forces", "training_step")
-SWEEPS = ("atoms", "l_max", "nu_max", "n_radial")
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ from ..graph import AtomsGraph, collate
 from ..potential import load_checkpoint
 from ..provenance import provenance
 from ..results.store import ResultsStore, run_id
+from .accuracy import DESCRIPTORS as KINDS
 from .measure import paired_ratio, time_round_robin
-
-KINDS = ("cace", "spherical")
 
 
 def _trained_pair(store: ResultsStore, label: str) -> dict | None:
