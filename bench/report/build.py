@@ -75,8 +75,12 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if np.isfinite(std) and std > 0 else "")
 
 
+def _setting_col(df: pd.DataFrame, name: str) -> pd.Series:
+    return df["setting"].map(lambda s: s.get(name) if isinstance(s, dict) else None)
+
+
 def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> None:
-    acc = acc.assign(n_train=acc["setting"].map(lambda s: s.get("n_train")))
+    acc = acc.assign(n_train=_setting_col(acc, "n_train"))
     for dataset, d in acc.groupby("dataset", sort=True):
         doc.heading(f"Accuracy: {dataset}")
         n_max = int(d.n_train.max())
@@ -137,17 +141,13 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
                        f"{dataset}: learning curves (test MAE against training-set size, mean ± std over seeds)")
 
 
-def _setting_col(df: pd.DataFrame, name: str) -> pd.Series:
-    return df["setting"].map(lambda s: s.get(name) if isinstance(s, dict) else None)
-
-
 def _timing_sections(doc: _Doc, df: pd.DataFrame) -> None:
     """Speed: method, headline table, time against atoms / l_max / nu_max / channels, memory,
     roofline, and the trained potentials' accuracy against speed (with the accuracy records)."""
     t = df[df.task == "timing"].copy()
     t["sweep"] = _setting_col(t, "sweep")
     t["dtype"] = _setting_col(t, "dtype")
-    t["n_atoms"] = _setting_col(t, "n_atoms").map(lambda n: int(n) if n is not None and n == n else n)
+    t["n_atoms"] = _setting_col(t, "n_atoms")
     times = t[t.metric.str.startswith("time_") & t.descriptor.isin(["cace", "spherical"])]
     doc.heading("Speed")
     first = t[t.sweep != "ceilings"].iloc[0] if (t.sweep != "ceilings").any() else t.iloc[0]
@@ -162,9 +162,9 @@ def _timing_sections(doc: _Doc, df: pd.DataFrame) -> None:
              "step (energy and force loss, differentiated with respect to the weights: the double backward). The "
              "ratio spherical / CACE is the median of per-round ratios (> 1 means CACE is faster); it is the figure "
              "to compare across machines, not the absolute times.")
-    repeats = [s.get("repeats") for s in t["setting"] if isinstance(s, dict) and s.get("repeats")]
-    if repeats and min(repeats) < 10:
-        doc.para(f"Caution: some points have only {min(repeats)} repeats (the --quick run); their ratios can move "
+    repeats = _setting_col(t, "repeats").dropna()
+    if len(repeats) and repeats.min() < 10:
+        doc.para(f"Caution: some points have only {int(repeats.min())} repeats (the --quick run); their ratios can move "
                  "by 10% from run to run on a shared machine.")
     for dtype in sorted(t.dtype.dropna().unique()):
         _speed_for_dtype(doc, t[t.dtype == dtype], times[times.dtype == dtype], dtype)
