@@ -49,8 +49,7 @@ def _sizes(descriptor, graph) -> dict:
     terms = sym.n_terms()
     cfg = descriptor.config()
     return dict(N=graph.n_atoms, E=graph.n_edges, nb=graph.max_neighbors, R=cfg["n_rbf"],
-                e=descriptor.embedding.n_embed, C=descriptor.n_channels, K=cfg["n_radial"] if not descriptor.fixed_basis
-                else cfg["n_rbf"], Q=descriptor.angular.n_ang, L=int(descriptor.angular.l_of.max()) + 1,
+                e=descriptor.embedding.n_embed, C=descriptor.n_channels, K=cfg["n_radial"], Q=descriptor.angular.n_ang, L=int(descriptor.angular.l_of.max()) + 1,
                 orders=list(sym.orders), T={o: terms[o] for o in sym.orders},
                 n_inv={o: c for o, c in zip(sym.orders, sym.counts)}, n_layers=len(descriptor.layers),
                 messages=tuple(cfg["messages"]) if len(descriptor.layers) else (), mixed=descriptor.mix0 is not None)

@@ -19,7 +19,7 @@ def _case(kind, preset, repeat=1, **kw):
 
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 @pytest.mark.parametrize("preset,kw", [("water", {}), ("ethanol", {}), ("water", {"nu_max": 4}), ("water", {"nu_max": 1}),
-                                       ("water", {"l_max": 5, "n_layers": 2})])
+                                       ("water", {"l_max": 5, "n_layers": 2}), ("water", {"fixed_basis": True})])
 def test_matmul_flops_match_what_torch_executes(kind, preset, kw):
     pot, graph = _case(kind, preset, **kw)
     with torch.no_grad():

@@ -17,34 +17,28 @@ import sys
 
 import torch
 
-from ..tasks.accuracy import DESCRIPTORS as KINDS
-
 
 def run(sizes=(1, 2), threads: int = 2, dtype: str = "float32", device: str = "cpu", repeats: int = 10,
         warmup: int = 3) -> dict:
+    """The timing task's own measurement (``tasks.timing.time_point``), energy+forces only, as one table."""
     from ..provenance import provenance
-    from ..tasks.measure import paired_ratio, time_round_robin
-    from ..tasks.timing import mode_call, peak_memory, setup
+    from ..tasks.timing import TimingSpec, time_point
 
     torch.set_num_threads(threads)
+    spec = TimingSpec(modes=("energy_forces",), threads=threads, device=device, repeats=repeats, warmup=warmup)
     rows, ratios = [], []
     for repeat in sizes:
-        case = dict(preset="water", repeat=repeat, dtype=dtype, device=device)
-        setups = {k: setup(k, **case) for k in KINDS}
-        calls = {k: mode_call(p, g, "energy_forces") for k, (p, g) in setups.items()}
-        timing = time_round_robin(calls, device=device, warmup=warmup, repeats=repeats)
-        n_atoms = setups["cace"][1].n_atoms
-        mem = {k: peak_memory(k, threads=threads, **case) for k in KINDS}
-        for k in KINDS:
-            pot = setups[k][0]
+        point = time_point(spec, "atoms", {}, repeat, dtype)
+        n_atoms, mem = point["n_atoms"], point["memory"]
+        for row in point["rows"]:
             rows.append({
-                "descriptor": k, "n_atoms": n_atoms, "n_edges": setups[k][1].n_edges,
-                "median_ms": 1e3 * timing[k]["median_s"], "iqr_ms": 1e3 * timing[k]["iqr_s"],
-                "peak_mb": mem[k] / 2**20, "mb_per_atom": mem[k] / 2**20 / n_atoms,
-                "n_parameters": sum(p.numel() for p in pot.parameters()), "n_features": pot.descriptor.n_features,
-                "times_ms": [1e3 * t for t in timing[k]["times_s"]],
+                "descriptor": row["descriptor"], "n_atoms": n_atoms, "n_edges": point["n_edges"],
+                "median_ms": 1e3 * row["median_s"], "iqr_ms": 1e3 * row["iqr_s"],
+                "peak_mb": mem[row["descriptor"]] / 2**20, "mb_per_atom": mem[row["descriptor"]] / 2**20 / n_atoms,
+                "n_parameters": row["n_parameters"], "n_features": row["n_features"],
+                "times_ms": [1e3 * t for t in row["times_s"]],
             })
-        ratios.append({"n_atoms": n_atoms, "time_spherical_over_cace": paired_ratio(timing, "spherical", "cace")["median"],
+        ratios.append({"n_atoms": n_atoms, "time_spherical_over_cace": point["ratios"]["energy_forces"]["median"],
                        "memory_spherical_over_cace": mem["spherical"] / mem["cace"]})
     return {"benchmark": "water energy+forces", "preset": "water", "dtype": dtype, "repeats": repeats, "warmup": warmup,
             "rows": rows, "ratios": ratios, "provenance": provenance(device, dtype=dtype)}
