@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 MODE_FACTORS = {"descriptor": 1.0, "energy_forces": 2.5, "training_step": 7.0}
-ANGULAR_FLOPS_PER_COMPONENT = {"cace": 2.0, "spherical": 4.0}
+ANGULAR_FLOPS_PER_COMPONENT = {"cace": 1.0, "spherical": 4.0}  # CACE: one multiply per monomial (parent x component)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,19 @@ class CartesianBasis(nn.Module):
         self.index = {lv: q for q, lv in enumerate(self.lvecs)}
         exps = torch.tensor(self.lvecs, dtype=torch.long)                       # [Q, 3]
         self.register_buffer("exponents", exps, persistent=False)
-        # column of u_d^p in the flattened [E, 3 (l_max + 1)] power table, per monomial and axis
-        self.register_buffer("power_column", exps + torch.arange(3) * (self.l_max + 1), persistent=False)
+        # Each monomial of degree l >= 1 is its parent of degree l - 1 times one component:
+        # x^a y^b z^c = (x^a y^b z^c / u_d) * u_d with d the first axis of nonzero exponent.
+        # parent_l[k] indexes the parent within the degree-(l-1) block, axis_l[k] is d.
+        self.degree_steps = []
+        for l in range(1, self.l_max + 1):
+            parents, axes = [], []
+            for lv in self.of_degree(l):
+                d = next(k for k in range(3) if lv[k] > 0)
+                parent = tuple(e - (k == d) for k, e in enumerate(lv))
+                parents.append(self.of_degree(l - 1).index(parent))
+                axes.append(d)
+            self.register_buffer(f"parent{l}", torch.tensor(parents, dtype=torch.long), persistent=False)
+            self.register_buffer(f"axis{l}", torch.tensor(axes, dtype=torch.long), persistent=False)
         self.register_buffer("l_of", exps.sum(1), persistent=False)
         self.register_buffer("weight", torch.tensor([float(multinomial(lv)) for lv in self.lvecs]), persistent=False)
 
@@ -58,13 +69,17 @@ class CartesianBasis(nn.Module):
         return len(self.lvecs)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        # powers[e, d, p] = u[e, d]^p for p = 0..l_max  -> [E, 3, l_max + 1]
-        powers = torch.cumprod(torch.cat([torch.ones_like(u)[:, :, None],
-                                          u[:, :, None].expand(-1, -1, self.l_max)], dim=2), dim=2)
-        flat = powers.reshape(u.shape[0], 3 * (self.l_max + 1))                                     # [E, 3 (l_max + 1)]
-        col = self.power_column
-        return (flat.index_select(1, col[:, 0]) * flat.index_select(1, col[:, 1])
-                * flat.index_select(1, col[:, 2]))                                     # [E, Q]
+        """L_(a,b,c)(u) = x^a y^b z^c, built degree by degree: L_l = L_(l-1)[parent_l] * u[axis_l].
+
+        One multiplication per monomial and no scan (``torch.cumprod`` over powers was a scan kernel
+        that took about half of CACE's GPU time); the loop runs over the l_max degrees, not over terms.
+        """
+        block = u.new_ones(u.shape[0], 1)                                           # [E, 1] degree 0
+        blocks = [block]
+        for l in range(1, self.l_max + 1):
+            block = block.index_select(1, getattr(self, f"parent{l}")) * u.index_select(1, getattr(self, f"axis{l}"))
+            blocks.append(block)                                                    # [E, (l+1)(l+2)/2]
+        return torch.cat(blocks, dim=1)                                             # [E, Q]
 
     def of_degree(self, l: int) -> list[tuple[int, int, int]]:
         return [lv for lv in self.lvecs if sum(lv) == l]

@@ -40,6 +40,25 @@ def test_monomials_are_x_a_y_b_z_c():
     assert multinomial((2, 1, 1)) == 12
 
 
+@pytest.mark.parametrize("l_max", [1, 3, 6])
+def test_monomial_gradients_are_analytic(l_max):
+    """d(x^a y^b z^c)/dx = a x^(a-1) y^b z^c, also where a component is exactly zero (no 0/0, no NaN)."""
+    basis = CartesianBasis(l_max).double()
+    u = torch.tensor([[0.3, -0.5, 0.8124], [0.0, 0.6, -0.8], [1.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    jac = torch.autograd.functional.jacobian(basis, u)                      # [P, Q, P, 3]
+    for p in range(u.shape[0]):
+        x = u[p].detach().tolist()
+        for q, lv in enumerate(basis.lvecs):
+            for d in range(3):
+                if lv[d] == 0:
+                    want = 0.0
+                else:
+                    e = list(lv)
+                    e[d] -= 1
+                    want = lv[d] * x[0] ** e[0] * x[1] ** e[1] * x[2] ** e[2]
+                assert float(jac[p, q, p, d]) == pytest.approx(want, rel=1e-13, abs=1e-15), (p, lv, d)
+
+
 @pytest.mark.parametrize("l_max, nu_max, expected", [(3, 3, 6), (4, 3, 9), (3, 4, 10), (4, 4, 19), (6, 4, None)])
 def test_invariant_counts(l_max, nu_max, expected):
     """1 + l_max + #(l1<=l2, l1+l2<=l_max) [+ #chains]; the spec gives 6 for l_max = 3, nu <= 3."""
