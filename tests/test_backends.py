@@ -1,0 +1,82 @@
+"""Backends are drop-in swaps: the same weights, the eager numbers (bench.backends).
+
+Inductor on CPU compiles real C++ here (10-20 s a model), so the default CPU parity runs in float64
+on one tiny graph; a second graph of other atom, edge and neighbour counts (the dynamic-shape
+recompile MD needs) is the ``slow`` test. CUDA parity, float32 and CUDA graphs included, is under the ``gpu`` marker.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from bench.backends import BACKENDS, BackendUnavailable, check_backend, default_backend, with_backend
+from bench.graph import AtomsGraph
+from bench.potential import build
+from bench.testing import random_periodic
+
+KW = dict(cutoff=3.5, n_rbf=4, n_embed=2, n_radial=3, l_max=3, nu_max=3, n_layers=1, messages=("M", "Ar", "Bchi"))
+
+
+def _graphs(dtype, device="cpu"):
+    rng = np.random.default_rng(3)
+    small = random_periodic(rng, [1, 8], n=8)
+    large = random_periodic(rng, [1, 8], n=13)
+    return [AtomsGraph.from_atoms(a, KW["cutoff"], dtype=dtype, device=device) for a in (small, large)]
+
+
+def _assert_parity(kind, backend, dtype, device, rtol, atol, sizes=2):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    pot = build(kind, elements=[1, 8], readout=(8,), **KW).to(device=device, dtype=dtype)
+    fast = with_backend(pot, backend)
+    assert fast.backend == backend and pot.backend == "eager"
+    for graph in _graphs(dtype, device)[:sizes]:
+        ref = pot(graph, stress=True)
+        for _ in range(2):                       # CUDA graphs replay from the second call on
+            out = fast(graph, stress=True)
+        for key in ("energy", "forces", "stress"):
+            assert torch.allclose(out[key], ref[key], rtol=rtol, atol=atol), (kind, backend, key)
+    return pot, fast
+
+
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+def test_compile_backend_equals_eager_float64(kind):
+    pot, fast = _assert_parity(kind, "compile", torch.float64, "cpu", rtol=1e-10, atol=1e-10, sizes=1)
+    # the same tensors, not copies: a weight update reaches the compiled potential
+    assert fast.state_dict().keys() == pot.state_dict().keys()
+    assert all(a is b for a, b in zip(fast.parameters(), pot.parameters()))
+    graph = _graphs(torch.float64)[0]
+    with torch.no_grad():
+        pot.linear.weight.add_(0.5)
+    assert torch.allclose(fast(graph)["energy"], pot(graph)["energy"], rtol=1e-10, atol=1e-10)
+    # no double backward through AOTAutograd: a clear error, not a wrong gradient
+    with pytest.raises(BackendUnavailable, match="double backward"):
+        fast(graph, training=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+def test_compile_backend_follows_a_change_of_size(kind):
+    """A second graph of other atom, edge and neighbour counts (one recompile, dynamic shapes)."""
+    _assert_parity(kind, "compile", torch.float64, "cpu", rtol=1e-10, atol=1e-10, sizes=2)
+
+
+def test_backend_choice_is_checked():
+    with pytest.raises(ValueError, match="unknown backend 'fused'"):
+        check_backend("fused", "cpu")
+    with pytest.raises(BackendUnavailable, match="needs CUDA"):
+        check_backend("compile-cudagraphs", "cpu")
+    assert default_backend("cpu") == "eager" and default_backend("cuda") == "compile"
+    pot = build("cace", elements=[1, 8], readout=(8,), **KW)
+    assert with_backend(pot, "eager") is pot
+    assert set(BACKENDS) == {"eager", "compile", "compile-cudagraphs"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+@pytest.mark.parametrize("backend", ["compile", "compile-cudagraphs"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_backends_equal_eager(kind, backend, dtype):
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    _assert_parity(kind, backend, dtype, "cuda", **tol)
