@@ -59,7 +59,9 @@ class _CompiledDescriptor:
         if double_backward:
             raise BackendUnavailable("a compiled descriptor has no double backward (torch.compile's AOTAutograd), "
                                      "so it cannot take a force-loss training step; train with backend 'eager'")
-        return self._fn(graph)
+        # past dynamo's recompile limit an error, never a silent fall-back to eager timed as "compile"
+        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+            return self._fn(graph)
 
 
 def with_backend(potential, backend: str):

@@ -42,6 +42,7 @@ _METRICS = [
     Metric("time_to_failure", "fs", "higher", "MD time until the first failure criterion fired (censored at the run length)"),
     Metric("energy_drift", "meV/atom/ps", "lower", "slope of the total energy in MD (NVE: should be ~0)"),
     Metric("rdf_error", "", "lower", "pair-weighted L1 distance of the final RDF window from the reference"),
+    Metric("backend_unavailable", "", "lower", "1 where a backend could not run a (descriptor, mode) here; the record's error says why"),
     Metric("speed_ratio_spherical_over_cace", "", "higher", "time spherical / time CACE, same run (> 1: CACE faster)"),
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}

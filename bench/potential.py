@@ -59,9 +59,13 @@ class Potential(nn.Module):
     backend = "eager"            # how the descriptor runs: bench.backends.with_backend makes the others
     _descriptor_runner = None
 
-    def atomic_energies(self, graph, *, double_backward: bool = False) -> torch.Tensor:
+    def features(self, graph, *, double_backward: bool = False) -> torch.Tensor:
+        """The descriptor B [N, F], run through this potential's backend."""
         runner = self._descriptor_runner
-        B = self.descriptor(graph) if runner is None else runner(graph, double_backward=double_backward)  # [N, F]
+        return self.descriptor(graph) if runner is None else runner(graph, double_backward=double_backward)
+
+    def atomic_energies(self, graph, *, double_backward: bool = False) -> torch.Tensor:
+        B = self.features(graph, double_backward=double_backward)                # [N, F]
         return self.scale * (self.mlp(B) + self.linear(B)).squeeze(-1) + self.e0_table.to(B.dtype)[graph.numbers]
 
     def forward(self, graph, *, forces: bool = True, stress: bool = False, training: bool = False) -> dict:

@@ -41,18 +41,54 @@ def test_records_of_a_sweep_with_provenance_and_cost(tmp_path, monkeypatch):
     assert timing.run(spec, store, log=quiet) == []
 
 
+def test_a_backend_that_cannot_run_is_recorded_and_the_headline_uses_the_rest(tmp_path, monkeypatch):
+    """compile-cudagraphs cannot run on the CPU: one failure record per (descriptor, mode), with the
+    reason; the eager rows and the headline ratio are still there, naming the backend they used."""
+    monkeypatch.setattr(timing, "setup", lambda kind, overrides=None, **kw: setup(kind, overrides={**SMALL, **(overrides or {})}, **kw))
+    spec = TimingSpec(sizes=(1,), repeats=2, warmup=1, memory=False, backends=("eager", "compile-cudagraphs"))
+    records = timing.run(spec, ResultsStore(tmp_path), log=quiet)
+    failed = [r for r in records if r["metric"] == "backend_unavailable"]
+    assert sorted((r["descriptor"], r["mode"]) for r in failed) == sorted(
+        (k, m) for k in ("cace", "spherical") for m in timing.MODES)
+    assert all(r["backend"] == "compile-cudagraphs" and "needs CUDA" in r["error"] for r in failed)
+    times = [r for r in records if r["metric"].startswith("time_") and r["descriptor"] in ("cace", "spherical")]
+    assert len(times) == 6 and {r["backend"] for r in times} == {"eager"}
+    best = [r for r in records if r["metric"] == "speed_ratio_spherical_over_cace" and r["backend"] == "best"]
+    assert len(best) == 3 and all(r["backend_cace"] == r["backend_spherical"] == "eager" for r in best)
+    assert all(r["setting"]["backends"] == ["eager", "compile-cudagraphs"] for r in records if r["setting"].get("sweep") == "atoms")
+    from bench.report import build_report
+
+    _, md = build_report(tmp_path, tmp_path / "rep")
+    text = md.read_text()
+    assert "### Backends (float32)" in text and "compile-cudagraphs" in text and "needs CUDA" in text
+
+
+def test_headline_ratio_takes_each_side_at_its_fastest_backend():
+    rounds = 5
+    timing_result = {f"{k}/{b}/energy_forces": {"median_s": t, "iqr_s": 0.0, "times_s": [t] * rounds}
+                     for (k, b), t in {("cace", "eager"): 2.0, ("cace", "compile"): 1.0,
+                                       ("spherical", "eager"): 1.5, ("spherical", "compile"): 3.0}.items()}
+    spec = TimingSpec(modes=("energy_forces",), backends=("eager", "compile"))
+    best, by_backend = timing._ratios(timing_result, spec)
+    assert best["energy_forces"]["backend_cace"] == "compile" and best["energy_forces"]["backend_spherical"] == "eager"
+    assert best["energy_forces"]["median"] == pytest.approx(1.5)
+    assert by_backend["eager"]["energy_forces"]["median"] == pytest.approx(0.75)
+    assert by_backend["compile"]["energy_forces"]["median"] == pytest.approx(3.0)
+
+
 def test_atoms_sweep_stops_at_slow_points_and_out_of_memory(tmp_path, monkeypatch):
     calls = []
 
-    def fake_point(spec, sweep, overrides, repeat, dtype):
+    def fake_point(spec, sweep, overrides, repeat, dtype, runners=None):
         calls.append(repeat)
         if repeat == 3:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         row = {"mode": "energy_forces", "median_s": 0.5 * repeat, "iqr_s": 0.0, "times_s": [0.5], "flops": 1.0,
                "bytes": 1.0, "intensity": 1.0, "achieved_flops_per_s": 1.0, "n_parameters": 1, "n_features": 1}
         return {"n_atoms": 192 * repeat**3, "n_edges": 1, "max_neighbors": 1, "memory": {}, "model": {},
-                "rows": [{**row, "descriptor": k} for k in ("cace", "spherical")],
-                "ratios": {"energy_forces": {"median": 1.0, "iqr": 0.0}}, "neighbor_list": {"median_s": 0.0, "iqr_s": 0.0}}
+                "rows": [{**row, "descriptor": k, "backend": "eager"} for k in ("cace", "spherical")],
+                "ratios": {"energy_forces": {"median": 1.0, "iqr": 0.0, "backend_cace": "eager", "backend_spherical": "eager"}},
+                "neighbor_list": {"median_s": 0.0, "iqr_s": 0.0}}
 
     monkeypatch.setattr(timing, "time_point", fake_point)
     monkeypatch.setattr("bench.tasks.reference.ceilings", lambda *a, **k: {"matmul_flops_per_s": 1.0})

@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
+
+from ..backends import BACKENDS
+
 from .data_cmd import add_read_options, read_options
 
 
@@ -42,7 +46,10 @@ def _common(p) -> None:
 
 def _timing_options(p) -> None:
     g = p.add_argument_group("timing")
-    g.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    g.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when present, else cpu)")
+    g.add_argument("--backend", nargs="+", default=None, choices=list(BACKENDS),
+                   help="backends to time both descriptors under (bench.backends; default: eager on CPU, "
+                        "every backend on CUDA); the headline pairs each side at its fastest")
     g.add_argument("--threads", type=int, default=2, help="CPU threads (default 2; stated in every record)")
     g.add_argument("--dtype", nargs="+", default=None, choices=["float32", "float64"],
                    help="dtypes to time (default: float32 quick, both full)")
@@ -89,8 +96,10 @@ def timing(args) -> int:
     from dataclasses import replace
 
     store = ResultsStore(args.out)
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     spec = timing_spec(quick=args.quick, device=args.device, threads=args.threads,
-                       dtypes=tuple(args.dtype) if args.dtype else None)
+                       dtypes=tuple(args.dtype) if args.dtype else None,
+                       backends=tuple(args.backend) if args.backend else None)
     if args.repeats:
         spec = replace(spec, repeats=args.repeats)
     tim.run(spec, store, log=_log)

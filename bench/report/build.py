@@ -148,7 +148,9 @@ def _timing_sections(doc: _Doc, df: pd.DataFrame) -> None:
     t["sweep"] = _setting_col(t, "sweep")
     t["dtype"] = _setting_col(t, "dtype")
     t["n_atoms"] = _setting_col(t, "n_atoms")
-    times = t[t.metric.str.startswith("time_") & t.descriptor.isin(["cace", "spherical"])]
+    t["backend"] = t["backend"].fillna("eager") if "backend" in t else "eager"   # records before backends: eager
+    all_times = t[t.metric.str.startswith("time_") & t.descriptor.isin(["cace", "spherical"])]
+    times = _fastest_backend(all_times)
     doc.heading("Speed")
     first = t[t.sweep != "ceilings"].iloc[0] if (t.sweep != "ceilings").any() else t.iloc[0]
     prov = first.get("provenance") or {}
@@ -166,17 +168,69 @@ def _timing_sections(doc: _Doc, df: pd.DataFrame) -> None:
     if len(repeats) and repeats.min() < 10:
         doc.para(f"Caution: some points have only {int(repeats.min())} repeats (the --quick run); their ratios can move "
                  "by 10% from run to run on a shared machine.")
+    if all_times.backend.nunique() > 1 or (t.metric == "backend_unavailable").any():
+        doc.para("Each descriptor was timed under several backends (bench.backends: eager, torch.compile, CUDA "
+                 "graphs), with the same weights. The tables and figures below show each side at its fastest backend "
+                 "(named in the backend column), and the headline ratio pairs those; the backend table after them "
+                 "gives every backend, and what a backend could not run.")
     for dtype in sorted(t.dtype.dropna().unique()):
         _speed_for_dtype(doc, t[t.dtype == dtype], times[times.dtype == dtype], dtype)
+        _backend_section(doc, t[t.dtype == dtype], all_times[all_times.dtype == dtype], dtype)
     _pareto_section(doc, df, t)
+
+
+def _point_key(df: pd.DataFrame) -> pd.Series:
+    return (_setting_col(df, "sweep").astype(str) + "|" + _setting_col(df, "overrides").astype(str) + "|"
+            + df["n_atoms"].astype(str) + "|" + df["dtype"].astype(str) + "|" + df["mode"].astype(str))
+
+
+def _fastest_backend(times: pd.DataFrame) -> pd.DataFrame:
+    """One row per (point, descriptor, mode): the backend with the lowest median time."""
+    if not len(times):
+        return times
+    key = _point_key(times) + "|" + times["descriptor"].astype(str)
+    return times.loc[times["value"].groupby(key).idxmin().values]
+
+
+def _backend_section(doc: _Doc, t: pd.DataFrame, all_times: pd.DataFrame, dtype: str) -> None:
+    """Every backend of the atoms sweep side by side, and the backends that could not run."""
+    fails = t[t.metric == "backend_unavailable"]
+    if all_times.backend.nunique() <= 1 and not len(fails):
+        return
+    doc.heading(f"Backends ({dtype})", 3)
+    atoms = all_times[all_times.sweep == "atoms"]
+    ratios = t[(t.metric == "speed_ratio_spherical_over_cace") & (t.sweep == "atoms")]
+    rows = []
+    for n in sorted(atoms.n_atoms.unique()):
+        for m in ("descriptor", "energy_forces", "training_step"):
+            for b in sorted(atoms.backend.unique()):
+                sel = atoms[(atoms.n_atoms == n) & (atoms["mode"] == m) & (atoms.backend == b)]
+                if not len(sel):
+                    continue
+                val = {k: sel[sel.descriptor == k]["value"] for k in ("cace", "spherical")}
+                r = ratios[(ratios.n_atoms == n) & (ratios["mode"] == m) & (ratios.backend == b)]
+                rows.append([str(int(n)), plots.MODE_TITLES[m], b]
+                            + [f"{val[k].iloc[0]:.2f}" if len(val[k]) else "unavailable" for k in ("cace", "spherical")]
+                            + [f"{r['value'].iloc[0]:.2f}" if len(r) else "-"])
+    if rows:
+        doc.table(pd.DataFrame(rows, columns=["atoms", "mode", "backend", "CACE ms", "spherical ms",
+                                              "ratio sph/CACE, same backend"]))
+    if len(fails):
+        seen = fails.drop_duplicates(subset=["descriptor", "backend", "mode"])
+        doc.table(pd.DataFrame([[NAMES.get(r.descriptor, r.descriptor), r.backend, plots.MODE_TITLES.get(r.mode, r.mode),
+                                 r.error] for r in seen.itertuples()],
+                               columns=["descriptor", "backend", "mode", "why it could not run"]))
 
 
 def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str) -> None:
     atoms = times[times.sweep == "atoms"]
-    ratios = t[(t.metric == "speed_ratio_spherical_over_cace")]
+    ratios = t[(t.metric == "speed_ratio_spherical_over_cace") & t.backend.isin(["best", "eager"])]
+    if (ratios.backend == "best").any():            # the headline pairs each side at its fastest backend
+        ratios = ratios[(ratios.backend == "best") | ~_point_key(ratios).isin(set(_point_key(ratios[ratios.backend == "best"])))]
     if len(atoms):
         doc.heading(f"Speed against system size ({dtype})", 3)
         modes = [m for m in ("descriptor", "energy_forces", "training_step") if m in set(atoms["mode"])]
+        several = times.backend.nunique() > 1
         rows = []
         for n in sorted(atoms.n_atoms.unique()):
             for m in modes:
@@ -187,11 +241,14 @@ def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str
                             + [f"{val[k]['value']:.1f}" if k in val else "-" for k in ("cace", "spherical")]
                             + [f"{r['value'].iloc[0]:.2f} ± {r['iqr'].iloc[0] / 2:.2f}" if len(r) else "-"]
                             + [f"{val[k]['cost']['achieved_flops_per_s'] / 1e9:.1f}" if k in val else "-"
-                               for k in ("cace", "spherical")])
+                               for k in ("cace", "spherical")]
+                            + ([" / ".join(val[k]["backend"] if k in val else "-" for k in ("cace", "spherical"))]
+                               if several else []))
         doc.table(pd.DataFrame(rows, columns=["atoms", "mode", "CACE ms", "spherical ms", "ratio sph/CACE (± IQR/2)",
-                                              "CACE GFLOP/s", "spherical GFLOP/s"]))
+                                              "CACE GFLOP/s", "spherical GFLOP/s"]
+                               + (["backend CACE / spherical"] if several else [])))
         nl = t[(t.metric == "time_neighbor_list") & (t.sweep == "atoms")].sort_values("n_atoms")
-        mem = t[(t.metric == "peak_memory_energy_forces") & (t.sweep == "atoms")]
+        mem = t[(t.metric == "peak_memory_energy_forces") & (t.sweep == "atoms") & (t.backend == "eager")]
         extra = {"neighbour list (vesin)": (nl.n_atoms.tolist(), nl["value"].tolist())} if len(nl) else None
         doc.figure(plots.sweep_lines(atoms, "n_atoms", "atoms", logx=True, modes=modes, extra=extra),
                    f"Time per evaluation against system size (water preset, {dtype}; log axes; the neighbour list, "

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from ..train import TrainConfig
 from .accuracy import AccuracySpec, DataSpec
 from .stability import StabilitySpec
@@ -77,17 +79,23 @@ def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None) -
                         seeds=(0, 1, 2), train_sizes=sizes)
 
 
-def timing_spec(*, quick: bool, device: str = "cpu", threads: int = 2, dtypes: tuple | None = None) -> TimingSpec:
+def timing_spec(*, quick: bool, device: str = "cpu", threads: int = 2, dtypes: tuple | None = None,
+                backends: tuple | None = None) -> TimingSpec:
     """quick: 192 and 1536 atoms, l_max 1-4, nu_max 1-4, float32, 5 repeats (about 2 min on 2 cores);
     full: atoms from 192 up to 331776 (supercells 1-12), stopping where a call would take over 10 s
     (about 5184 atoms on 2 CPU cores) or memory runs out; l_max 1-6, nu_max 1-4, channels n_radial
-    4-24, float32 and float64, 20 repeats."""
+    4-24, float32 and float64, 20 repeats. Backends (bench.backends): eager on CPU (Inductor's CPU
+    code was slower than eager there, and compiling every point costs minutes), every backend on CUDA."""
+    from ..backends import BACKENDS
+
+    if backends is None:
+        backends = BACKENDS if torch.device(device).type == "cuda" else ("eager",)
     if quick:
         return TimingSpec(sizes=(1, 2), l_max=(1, 2, 3, 4), nu_max=(1, 2, 3, 4), dtypes=dtypes or ("float32",),
-                          repeats=5, warmup=2, device=device, threads=threads)
+                          repeats=5, warmup=2, device=device, threads=threads, backends=tuple(backends))
     return TimingSpec(sizes=(1, 2, 3, 4, 6, 8, 12), l_max=(1, 2, 3, 4, 5, 6), nu_max=(1, 2, 3, 4),
                       n_radial=(4, 8, 12, 16, 24), dtypes=dtypes or ("float32", "float64"), repeats=20,
-                      device=device, threads=threads)
+                      device=device, threads=threads, backends=tuple(backends))
 
 
 def stability_spec(data: str, *, quick: bool) -> StabilitySpec:

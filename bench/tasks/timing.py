@@ -50,6 +50,7 @@ class TimingSpec:
     repeats: int = 10
     warmup: int = 3
     memory: bool = True                   # peak memory of energy+forces at each atoms point
+    backends: tuple = ("eager",)          # bench.backends: each (descriptor, mode) is timed under every backend
     max_seconds_per_call: float = 10.0    # the atoms sweep stops before a point predicted slower than this
 
     def points(self):
@@ -61,16 +62,22 @@ class TimingSpec:
 
 
 def setup(kind: str, *, preset: str = "water", overrides: dict | None = None, repeat: int = 1,
-          dtype: str = "float32", device: str = "cpu", seed: int = 0):
+          dtype: str = "float32", device: str = "cpu", seed: int = 0, backend: str = "eager", potential=None):
     """(potential, graph): the preset (with ``overrides``) on the water box repeated ``repeat``
-    times per axis; the same seed gives both descriptors the same initial draws."""
+    times per axis, run through ``backend``; the same seed gives both descriptors the same initial draws.
+    ``potential``: one already built for this (kind, preset, overrides, dtype, device, seed), reused
+    (its weights are what a new build would draw; a compiled backend keeps its compiled graphs)."""
+    from ..backends import with_backend
     from ..graph import AtomsGraph
     from ..potential import build
     from ..structures import water_box
 
-    torch.manual_seed(seed)
-    pot = build(kind, elements=[1, 8], preset=preset, **(overrides or {}))
-    pot = pot.to(device=device, dtype=getattr(torch, dtype))
+    if potential is None:
+        torch.manual_seed(seed)
+        pot = build(kind, elements=[1, 8], preset=preset, **(overrides or {}))
+        pot = with_backend(pot.to(device=device, dtype=getattr(torch, dtype)), backend)
+    else:
+        pot = potential
     atoms = water_box().repeat(repeat)
     graph = AtomsGraph.from_atoms(atoms, pot.descriptor.cutoff, dtype=getattr(torch, dtype), device=device)
     return pot, graph
@@ -81,7 +88,7 @@ def mode_call(pot, graph, mode: str):
     if mode == "descriptor":
         def call():
             with torch.no_grad():
-                return pot.descriptor(graph)
+                return pot.features(graph)
     elif mode == "energy_forces":
         def call():
             return pot(graph)
@@ -122,30 +129,85 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or "out of memory" in str(err).lower() or "not enough memory" in str(err).lower()
 
 
-def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype: str) -> dict:
-    """Time every (descriptor, mode) at one point; returns {"rows": [...], "ratios": {...}, ...}."""
+def _backend_calls(setups: dict, spec: TimingSpec, runners: dict):
+    """({"kind/backend/mode": call}, [failures]): each call made once here (a compiled backend
+    compiles on it); a backend that cannot run a call is a failure record, not an omission.
+    ``runners[(kind, backend)]`` keeps each backend's potential for the next point of the sweep (the
+    same weights; compiled graphs reused, dynamic shapes after the first change of size)."""
+    from ..backends import with_backend
+
+    calls, failures = {}, []
+    for k, (pot, g) in setups.items():
+        for b in spec.backends:
+            for m in spec.modes:
+                try:
+                    if (k, b) not in runners:
+                        runners[(k, b)] = with_backend(pot, b)
+                    call = mode_call(runners[(k, b)], g, m)
+                    call()
+                except Exception as err:  # noqa: BLE001 -- a non-eager backend's failure is a result
+                    if b == "eager" or _is_oom(err):
+                        raise
+                    failures.append({"descriptor": k, "backend": b, "mode": m,
+                                     "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"})
+                    continue
+                calls[f"{k}/{b}/{m}"] = call
+    return calls, failures
+
+
+def _ratios(timing: dict, spec: TimingSpec) -> tuple[dict, dict]:
+    """Speed ratios spherical / CACE from one round-robin: per backend (both sides on it), and the
+    headline at the best backend of each side (lowest median), paired round by round."""
+    from .measure import paired_ratio
+
+    by_backend = {b: {m: paired_ratio(timing, f"spherical/{b}/{m}", f"cace/{b}/{m}") for m in spec.modes
+                      if f"spherical/{b}/{m}" in timing and f"cace/{b}/{m}" in timing} for b in spec.backends}
+    best = {}
+    for m in spec.modes:
+        pick = {}
+        for k in KINDS:
+            ok = [b for b in spec.backends if f"{k}/{b}/{m}" in timing]
+            if ok:
+                pick[k] = min(ok, key=lambda b: timing[f"{k}/{b}/{m}"]["median_s"])
+        if len(pick) == len(KINDS):
+            r = paired_ratio(timing, f"spherical/{pick['spherical']}/{m}", f"cace/{pick['cace']}/{m}")
+            best[m] = {**r, "backend_cace": pick["cace"], "backend_spherical": pick["spherical"]}
+    return best, by_backend
+
+
+def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype: str,
+               runners: dict | None = None) -> dict:
+    """Time every (descriptor, backend, mode) at one point; returns {"rows": [...], "ratios": {...}, ...}.
+
+    ``ratios[mode]`` is the headline (each side at its fastest backend); ``backend_ratios[b][mode]``
+    compares the two on one backend; ``failures`` lists what a backend could not run. ``runners``:
+    the potentials of the previous point of the same (overrides, dtype), reused (``_backend_calls``)."""
     from ..costmodel import potential_stages, totals
     from ..graph import AtomsGraph
-    from .measure import paired_ratio, time_round_robin
+    from .measure import peak_call_memory, time_round_robin
 
+    runners = {} if runners is None else runners
     case = dict(preset=spec.preset, overrides=overrides, repeat=repeat, dtype=dtype, device=spec.device)
-    setups = {k: setup(k, **case) for k in KINDS}
+    setups = {k: setup(k, potential=runners.get((k, "eager")), **case) for k in KINDS}
     graph = setups["cace"][1]
     model = {k: v for k, v in setups["cace"][0].descriptor.config().items() if k != "elements"}
-    calls = {f"{k}/{m}": mode_call(pot, g, m) for k, (pot, g) in setups.items() for m in spec.modes}
+    calls, failures = _backend_calls(setups, spec, runners)
     timing = time_round_robin(calls, device=spec.device, warmup=spec.warmup, repeats=spec.repeats)
     rows = []
     for k, (pot, g) in setups.items():
         stages = potential_stages(pot, g, k)
-        for m in spec.modes:
-            t = timing[f"{k}/{m}"]
-            cost = totals(stages if m != "descriptor" else stages[:-1], m)
-            rows.append({"descriptor": k, "mode": m, "median_s": t["median_s"], "iqr_s": t["iqr_s"],
-                         "times_s": t["times_s"], "flops": cost["flops"], "bytes": cost["bytes"],
-                         "intensity": cost["intensity"], "achieved_flops_per_s": cost["flops"] / t["median_s"],
-                         "n_parameters": sum(p.numel() for p in pot.parameters()),
-                         "n_features": pot.descriptor.n_features})
-    ratios = {m: paired_ratio(timing, f"spherical/{m}", f"cace/{m}") for m in spec.modes}
+        for b in spec.backends:
+            for m in spec.modes:
+                if f"{k}/{b}/{m}" not in timing:
+                    continue
+                t = timing[f"{k}/{b}/{m}"]
+                cost = totals(stages if m != "descriptor" else stages[:-1], m)
+                rows.append({"descriptor": k, "backend": b, "mode": m, "median_s": t["median_s"], "iqr_s": t["iqr_s"],
+                             "times_s": t["times_s"], "flops": cost["flops"], "bytes": cost["bytes"],
+                             "intensity": cost["intensity"], "achieved_flops_per_s": cost["flops"] / t["median_s"],
+                             "n_parameters": sum(p.numel() for p in pot.parameters()),
+                             "n_features": pot.descriptor.n_features})
+    ratios, backend_ratios = _ratios(timing, spec)
     # the neighbour list, timed on its own (the same list serves both descriptors)
     from ..structures import water_box
 
@@ -156,16 +218,25 @@ def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype
                           device=spec.device, warmup=1, repeats=max(3, spec.repeats // 2))["nl"]
     memory = {}
     if spec.memory and sweep == "atoms":
-        del setups, calls
-        for k in KINDS:
-            memory[k] = peak_memory(k, threads=spec.threads, **case)
+        cuda = torch.device(spec.device).type == "cuda"
+        for b in spec.backends:
+            for k in KINDS:
+                name, call = (k if b == "eager" else f"{k}/{b}"), calls.get(f"{k}/{b}/energy_forces")
+                if call is None:
+                    continue
+                # CUDA: the allocator's peak of the very call timed; CPU: a fresh process per case
+                memory[name] = (peak_call_memory(call, spec.device) if cuda
+                                else peak_memory(k, threads=spec.threads, backend=b, **case))
     return {"n_atoms": graph.n_atoms, "n_edges": graph.n_edges, "max_neighbors": graph.max_neighbors,
-            "rows": rows, "ratios": ratios, "neighbor_list": nl, "memory": memory, "model": model}
+            "rows": rows, "ratios": ratios, "backend_ratios": backend_ratios, "failures": failures,
+            "neighbor_list": nl, "memory": memory, "model": model}
 
 
 def _key(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype: str) -> dict:
     setting = {"sweep": sweep, "preset": spec.preset, "overrides": overrides, "repeat": repeat, "dtype": dtype,
                "threads": spec.threads, "device": spec.device, "repeats": spec.repeats}
+    if tuple(spec.backends) != ("eager",):       # eager-only keys stay those stored before backends existed
+        setting["backends"] = list(spec.backends)
     return {"task": "timing", "descriptor": "cace+spherical", "dataset": "water-box", "seed": 0,
             "setting": setting, "config_hash": config_hash({"modes": list(spec.modes), "warmup": spec.warmup})}
 
@@ -177,20 +248,30 @@ def _records(key: dict, point: dict, prov: dict) -> list[dict]:
             "config_hash": key["config_hash"], "provenance": prov}
     out = []
     for row in point["rows"]:
-        out.append({**base, "descriptor": row["descriptor"], "metric": f"time_{row['mode']}",
+        out.append({**base, "descriptor": row["descriptor"], "backend": row["backend"], "metric": f"time_{row['mode']}",
                     "value": 1e3 * row["median_s"], "unit": "ms", "iqr": 1e3 * row["iqr_s"],
                     "samples": [1e3 * t for t in row["times_s"]], "mode": row["mode"],
                     "cost": {k: row[k] for k in ("flops", "bytes", "intensity", "achieved_flops_per_s")},
                     "n_parameters": row["n_parameters"], "n_features": row["n_features"]})
-    for mode, r in point["ratios"].items():
+    for mode, r in point["ratios"].items():        # the headline: each side at its fastest backend
         out.append({**base, "descriptor": "spherical/cace", "metric": "speed_ratio_spherical_over_cace",
-                    "value": r["median"], "unit": "", "iqr": r["iqr"], "mode": mode})
+                    "value": r["median"], "unit": "", "iqr": r["iqr"], "mode": mode, "backend": "best",
+                    "backend_cace": r["backend_cace"], "backend_spherical": r["backend_spherical"]})
+    if len(point.get("backend_ratios", {})) > 1:
+        for b, per_mode in point["backend_ratios"].items():
+            for mode, r in per_mode.items():
+                out.append({**base, "descriptor": "spherical/cace", "metric": "speed_ratio_spherical_over_cace",
+                            "value": r["median"], "unit": "", "iqr": r["iqr"], "mode": mode, "backend": b})
+    for f in point.get("failures", []):
+        out.append({**base, "descriptor": f["descriptor"], "backend": f["backend"], "mode": f["mode"],
+                    "metric": "backend_unavailable", "value": 1.0, "unit": "", "error": f["error"]})
     nl = point["neighbor_list"]
     out.append({**base, "descriptor": "vesin", "metric": "time_neighbor_list", "value": 1e3 * nl["median_s"],
                 "unit": "ms", "iqr": 1e3 * nl["iqr_s"]})
-    for k, b in point["memory"].items():
-        out.append({**base, "descriptor": k, "metric": "peak_memory_energy_forces", "value": b / 2**20, "unit": "MB",
-                    "mode": "energy_forces"})
+    for name, b in point["memory"].items():
+        kind, _, backend = name.partition("/")
+        out.append({**base, "descriptor": kind, "backend": backend or "eager", "metric": "peak_memory_energy_forces",
+                    "value": b / 2**20, "unit": "MB", "mode": "energy_forces"})
     return out
 
 
@@ -212,7 +293,10 @@ def run(spec: TimingSpec, store: ResultsStore, *, log=print) -> list[dict]:
             store.write(ckey, recs)
             records += recs
         stopped, last = set(), None           # last: (repeat, slowest call in s) of the atoms sweep
+        runners = {}                          # (kind, backend) -> potential, kept along the atoms sweep
         for sweep, overrides, repeat in spec.points():
+            if sweep != "atoms":
+                runners = {}                  # another model: new potentials (and compiled graphs)
             key = _key(spec, sweep, overrides, repeat, dtype)
             label = f"timing {sweep} {overrides or ''} x{repeat} {dtype}"
             if sweep == "atoms" and last is not None and "atoms" not in stopped:
@@ -228,7 +312,7 @@ def run(spec: TimingSpec, store: ResultsStore, *, log=print) -> list[dict]:
                 log(f"skip (done): {label}")
                 continue
             try:
-                point = time_point(spec, sweep, overrides, repeat, dtype)
+                point = time_point(spec, sweep, overrides, repeat, dtype, runners)
             except (RuntimeError, MemoryError) as err:
                 if not _is_oom(err):
                     raise
@@ -249,11 +333,17 @@ def run(spec: TimingSpec, store: ResultsStore, *, log=print) -> list[dict]:
 def format_point(label: str, point: dict) -> str:
     lines = [f"{label}: {point['n_atoms']} atoms, {point['n_edges']} edges, neighbour list "
              f"{1e3 * point['neighbor_list']['median_s']:.1f} ms"]
+    backends = list(dict.fromkeys(r["backend"] for r in point["rows"]))
     for m, r in point["ratios"].items():
-        c = next(x for x in point["rows"] if x["descriptor"] == "cace" and x["mode"] == m)
-        s = next(x for x in point["rows"] if x["descriptor"] == "spherical" and x["mode"] == m)
-        lines.append(f"  {m:14s} CACE {1e3 * c['median_s']:9.2f} ms  spherical {1e3 * s['median_s']:9.2f} ms  "
-                     f"ratio sph/CACE {r['median']:.2f} (IQR {r['iqr']:.2f})")
+        for b in backends:
+            c = next((x for x in point["rows"] if x["descriptor"] == "cace" and x["mode"] == m and x["backend"] == b), None)
+            s = next((x for x in point["rows"] if x["descriptor"] == "spherical" and x["mode"] == m and x["backend"] == b), None)
+            cells = [f"{k} {1e3 * x['median_s']:9.2f} ms" if x else f"{k}         -   " for k, x in (("CACE", c), ("spherical", s))]
+            lines.append(f"  {m:14s} {b:18s} " + "  ".join(cells))
+        lines.append(f"  {m:14s} ratio sph/CACE {r['median']:.2f} (IQR {r['iqr']:.2f}) at the best backend of each "
+                     f"(CACE {r['backend_cace']}, spherical {r['backend_spherical']})")
+    for f in point.get("failures", []):
+        lines.append(f"  unavailable: {f['descriptor']} {f['backend']} {f['mode']}: {f['error']}")
     if point["memory"]:
         lines.append("  peak MB (energy+forces): " + ", ".join(f"{k} {b / 2**20:.1f}" for k, b in point["memory"].items()))
     return "\n".join(lines)

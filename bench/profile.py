@@ -1,0 +1,96 @@
+"""Kernel profile of energy + forces, both descriptors, every backend: where the time goes.
+
+    python -m bench.profile [--device cuda] [--repeat 4] [--backend eager compile] [--dtype float32]
+                            [--calls 5] [--rows 25] [--out DIR]
+
+The water preset on the water box repeated ``repeat`` times per axis (4: 12,288 atoms), one
+warm-up call (compiles where the backend compiles), then ``calls`` energy + forces calls under
+``torch.profiler``. Writes ``DIR/profile-<descriptor>-<backend>.txt``: the operator / kernel table
+sorted by device time (self CUDA time on a GPU, self CPU time on the CPU), the top ``rows`` rows,
+and ``DIR/profile.json``: per case the total and the top operators with their share of the time.
+This is the starting point the GPU work reads before and after a change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+
+def profile_case(kind: str, backend: str, *, device: str, repeat: int, dtype: str, calls: int) -> tuple[str, dict]:
+    """(table text, summary) of ``calls`` energy+forces calls of ``kind`` under ``backend``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from .tasks.timing import mode_call, setup
+
+    pot, graph = setup(kind, repeat=repeat, dtype=dtype, device=device, backend=backend)
+    call = mode_call(pot, graph, "energy_forces")
+    call()                                                          # warm-up (and compilation)
+    cuda = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            call()
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    events = prof.key_averages()
+    table = events.table(sort_by=key, row_limit=25)
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    rows = sorted(((e.key, getattr(e, attr, 0.0)) for e in events), key=lambda kv: -kv[1])
+    total = sum(t for _, t in rows)
+    summary = {"descriptor": kind, "backend": backend, "n_atoms": graph.n_atoms, "n_edges": graph.n_edges,
+               "calls": calls, "time_per_call_ms": total / calls / 1e3, "clock": "device" if cuda else "cpu",
+               "top": [{"op": k, "ms_per_call": t / calls / 1e3, "share": t / total if total else 0.0}
+                       for k, t in rows[:15]]}
+    return table, summary
+
+
+def main(argv=None) -> int:
+    from .backends import BACKENDS, BackendUnavailable, check_backend
+    from .provenance import provenance
+
+    p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--repeat", type=int, default=4, help="supercell repeats of the 192-atom water box (4: 12,288 atoms)")
+    p.add_argument("--backend", nargs="+", default=None, choices=list(BACKENDS))
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--calls", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="out/profile")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    backends = args.backend or (list(BACKENDS) if torch.device(args.device).type == "cuda" else ["eager"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries, failures = [], []
+    for backend in backends:
+        for kind in ("cace", "spherical"):
+            try:
+                check_backend(backend, args.device)
+                table, summary = profile_case(kind, backend, device=args.device, repeat=args.repeat,
+                                              dtype=args.dtype, calls=args.calls)
+            except BackendUnavailable as err:
+                failures.append({"descriptor": kind, "backend": backend, "error": str(err)})
+                continue
+            (out / f"profile-{kind}-{backend}.txt").write_text(table)
+            summaries.append(summary)
+            top = ", ".join(f"{r['op']} {100 * r['share']:.0f}%" for r in summary["top"][:4])
+            print(f"{kind:9s} {backend:18s} {summary['time_per_call_ms']:8.2f} ms/call ({summary['clock']} time): {top}",
+                  flush=True)
+    result = {"cases": summaries, "unavailable": failures, "dtype": args.dtype,
+              "provenance": provenance(args.device, dtype=args.dtype, threads=args.threads)}
+    tmp = out / "profile.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out / "profile.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
