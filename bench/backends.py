@@ -37,6 +37,12 @@ def default_backend(device) -> str:
     return DEFAULT_CUDA if torch.device(device).type == "cuda" else DEFAULT_CPU
 
 
+def timed_backends(device) -> tuple:
+    """The backends a timing run or profile covers by default: every one on CUDA; eager on CPU
+    (Inductor's CPU code was slower for energy + forces, and compiling every point costs minutes)."""
+    return BACKENDS if torch.device(device).type == "cuda" else ("eager",)
+
+
 def check_backend(backend: str, device) -> None:
     """Raise ``BackendUnavailable`` (one line, naming what to pass instead) where ``backend`` cannot run."""
     if backend not in BACKENDS:

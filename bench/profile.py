@@ -53,7 +53,7 @@ def profile_case(kind: str, backend: str, *, device: str, repeat: int, dtype: st
 
 
 def main(argv=None) -> int:
-    from .backends import BACKENDS, BackendUnavailable, check_backend
+    from .backends import BACKENDS, BackendUnavailable, check_backend, timed_backends
     from .provenance import provenance
 
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="out/profile")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    backends = args.backend or (list(BACKENDS) if torch.device(args.device).type == "cuda" else ["eager"])
+    backends = args.backend or timed_backends(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summaries, failures = [], []

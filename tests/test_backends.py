@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.backends import BACKENDS, BackendUnavailable, check_backend, default_backend, with_backend
+from bench.backends import BACKENDS, BackendUnavailable, check_backend, default_backend, timed_backends, with_backend
 from bench.graph import AtomsGraph
 from bench.potential import build
 from bench.testing import random_periodic
@@ -67,6 +67,7 @@ def test_backend_choice_is_checked():
     with pytest.raises(BackendUnavailable, match="needs CUDA"):
         check_backend("compile-cudagraphs", "cpu")
     assert default_backend("cpu") == "eager" and default_backend("cuda") == "compile"
+    assert timed_backends("cpu") == ("eager",) and timed_backends("cuda") == BACKENDS
     pot = build("cace", elements=[1, 8], readout=(8,), **KW)
     assert with_backend(pot, "eager") is pot
     assert set(BACKENDS) == {"eager", "compile", "compile-cudagraphs"}

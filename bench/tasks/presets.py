@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from ..train import TrainConfig
 from .accuracy import AccuracySpec, DataSpec
 from .stability import StabilitySpec
@@ -84,12 +82,10 @@ def timing_spec(*, quick: bool, device: str = "cpu", threads: int = 2, dtypes: t
     """quick: 192 and 1536 atoms, l_max 1-4, nu_max 1-4, float32, 5 repeats (about 2 min on 2 cores);
     full: atoms from 192 up to 331776 (supercells 1-12), stopping where a call would take over 10 s
     (about 5184 atoms on 2 CPU cores) or memory runs out; l_max 1-6, nu_max 1-4, channels n_radial
-    4-24, float32 and float64, 20 repeats. Backends (bench.backends): eager on CPU (Inductor's CPU
-    code was slower than eager there, and compiling every point costs minutes), every backend on CUDA."""
-    from ..backends import BACKENDS
+    4-24, float32 and float64, 20 repeats. Backends: ``bench.backends.timed_backends(device)``."""
+    from ..backends import timed_backends
 
-    if backends is None:
-        backends = BACKENDS if torch.device(device).type == "cuda" else ("eager",)
+    backends = timed_backends(device) if backends is None else backends
     if quick:
         return TimingSpec(sizes=(1, 2), l_max=(1, 2, 3, 4), nu_max=(1, 2, 3, 4), dtypes=dtypes or ("float32",),
                           repeats=5, warmup=2, device=device, threads=threads, backends=tuple(backends))
