@@ -27,6 +27,7 @@ import torch
 BACKENDS = ("eager", "compile", "compile-cudagraphs")
 DEFAULT_CPU = "eager"       # Inductor's CPU code was slower than eager on 2 threads (README, "Backends")
 DEFAULT_CUDA = "compile"
+RECOMPILE_LIMIT = 64        # compiled graphs per code object (see _CompiledDescriptor.__call__)
 
 
 class BackendUnavailable(RuntimeError):
@@ -65,8 +66,12 @@ class _CompiledDescriptor:
         if double_backward:
             raise BackendUnavailable("a compiled descriptor has no double backward (torch.compile's AOTAutograd), "
                                      "so it cannot take a force-loss training step; train with backend 'eager'")
-        # past dynamo's recompile limit an error, never a silent fall-back to eager timed as "compile"
-        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        # Both descriptors share one ``forward`` code object, and dynamo's recompile limit (8) counts
+        # the compiled graphs of every instance, backend and size on it together: an atoms sweep of
+        # both descriptors and two compiled backends hit it on an H200 (4 entries, 4 dynamic-shape
+        # recompiles, then 64-bit indexing past 2**31 elements). RECOMPILE_LIMIT leaves room for
+        # that; past it an error, never a silent fall-back to eager timed as "compile".
+        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT):
             return self._fn(graph)
 
 

@@ -9,8 +9,9 @@
 # whole stays under 8 minutes and a slow step cannot starve the others (partial results are kept:
 # the timing store writes each finished point at once):
 #   1. the gpu-marked tests (backend parity on CUDA, float32 and float64)    -> OUT/gpu-tests.log
-#   2. a kernel profile at 12,288 atoms, both descriptors, every backend      -> OUT/profile/
-#   3. the headline: E+F from 192 to ~1M atoms, every backend, memory/atom    -> OUT/timing/
+#   2. a kernel profile at 12,288 atoms, both descriptors, eager and compile -> OUT/profile/
+#   3. the headline: E+F from 192 atoms up (stops before a call over 1.5 s or at out of memory),
+#      every backend, memory/atom                                              -> OUT/timing/
 #   4. the three modes at 192 / 1,536 / 12,288 atoms, every backend          -> OUT/timing/
 #   5. the report of OUT/timing                                               -> OUT/report/
 set -uo pipefail
@@ -27,10 +28,11 @@ mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/device.csv" 2>&1 || true
 step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECONDS
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"; }
-step 100 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$out/gpu-tests.log" | tail -5
-step 70  python3 -m bench.profile --device cuda --repeat 4 --out "$out/profile"
-step 210 python3 -m bench.benchmarks.gpu --part sweep --out "$out/timing"
-step 60  python3 -m bench.benchmarks.gpu --part modes --out "$out/timing"
-step 30  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
-[ -n "${OUT:-}" ] && cp -r "$out" "$OUT/" 2>/dev/null
+step 90  python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$out/gpu-tests.log" | tail -5
+step 75  python3 -m bench.profile --device cuda --repeat 4 --backend eager compile --out "$out/profile"
+step 200 python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5 --out "$out/timing"
+step 45  python3 -m bench.benchmarks.gpu --part modes --repeats 5 --out "$out/timing"
+step 20  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
+# the device tool brings back at most 8 files: one archive of everything
+[ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" && cp "$out/gpu-tests.log" "$OUT/" 2>/dev/null
 exit 0

@@ -12,7 +12,7 @@ import torch
 from bench.backends import BACKENDS, BackendUnavailable, check_backend, default_backend, timed_backends, with_backend
 from bench.graph import AtomsGraph
 from bench.potential import build
-from bench.testing import random_periodic
+from bench.testing import random_periodic, relative_error
 
 KW = dict(cutoff=3.5, n_rbf=4, n_embed=2, n_radial=3, l_max=3, nu_max=3, n_layers=1, messages=("M", "Ar", "Bchi"))
 
@@ -24,7 +24,10 @@ def _graphs(dtype, device="cpu"):
     return [AtomsGraph.from_atoms(a, KW["cutoff"], dtype=dtype, device=device) for a in (small, large)]
 
 
-def _assert_parity(kind, backend, dtype, device, rtol, atol, sizes=2):
+def _assert_parity(kind, backend, dtype, device, rtol, atol=None, sizes=2):
+    """Compiled == eager on ``sizes`` graphs: elementwise ``allclose(rtol, atol)``, or, with
+    ``atol=None``, ‖fast − eager‖ / ‖eager‖ <= rtol per output (float32: Inductor reorders sums, and
+    force components of 70 eV/Å round by 4e-5 while the relative error stays near 1e-6)."""
     torch._dynamo.reset()
     torch.manual_seed(0)
     pot = build(kind, elements=[1, 8], readout=(8,), **KW).to(device=device, dtype=dtype)
@@ -35,7 +38,10 @@ def _assert_parity(kind, backend, dtype, device, rtol, atol, sizes=2):
         for _ in range(2):                       # CUDA graphs replay from the second call on
             out = fast(graph, stress=True)
         for key in ("energy", "forces", "stress"):
-            assert torch.allclose(out[key], ref[key], rtol=rtol, atol=atol), (kind, backend, key)
+            if atol is None:
+                assert relative_error(out[key], ref[key]) <= rtol, (kind, backend, key, relative_error(out[key], ref[key]))
+            else:
+                assert torch.allclose(out[key], ref[key], rtol=rtol, atol=atol), (kind, backend, key)
     return pot, fast
 
 
@@ -79,5 +85,14 @@ def test_backend_choice_is_checked():
 @pytest.mark.parametrize("backend", ["compile", "compile-cudagraphs"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_backends_equal_eager(kind, backend, dtype):
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
-    _assert_parity(kind, backend, dtype, "cuda", **tol)
+    """One graph size (each compile costs 10-20 s on the GPU machine; the dynamic-shape recompile is
+    the CPU ``slow`` test's)."""
+    tol = dict(rtol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    _assert_parity(kind, backend, dtype, "cuda", sizes=1, **tol)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+def test_compile_backend_equals_eager_float32(kind):
+    """float32 on CPU, the precision MD and timing use: relative error <= 1e-5 per output."""
+    _assert_parity(kind, "compile", torch.float32, "cpu", rtol=1e-5, sizes=1)

@@ -2,7 +2,7 @@
 million (or out of memory), through the timing task (its round-robin method, records and resume).
 
     python -m bench.benchmarks.gpu [--device cuda] [--out results/gpu/<device>/timing] [--part sweep|modes|all]
-                                   [--sizes 1 2 4 8 12 17] [--repeats 10]
+                                   [--sizes 1 2 4 8 12 17] [--repeats 10] [--max-seconds 5]
 
 - ``sweep``: energy + forces only, supercells 1, 2, 4, 8, 12, 17 of the 192-atom box (192 to
   943,296 atoms), float32, backends eager / compile / compile-cudagraphs; peak memory of every
@@ -22,12 +22,12 @@ import sys
 import torch
 
 
-def specs(part: str, device: str, sizes: tuple, repeats: int):
+def specs(part: str, device: str, sizes: tuple, repeats: int, max_seconds: float = 5.0):
     from ..backends import BACKENDS
     from ..tasks.timing import TimingSpec
 
     sweep = TimingSpec(sizes=sizes, modes=("energy_forces",), dtypes=("float32",), device=device, repeats=repeats,
-                       warmup=3, backends=BACKENDS, max_seconds_per_call=5.0)
+                       warmup=3, backends=BACKENDS, max_seconds_per_call=max_seconds)
     modes = TimingSpec(sizes=(1, 2, 4), dtypes=("float32",), device=device, repeats=repeats, warmup=3,
                        backends=BACKENDS, memory=False)
     return {"sweep": [sweep], "modes": [modes], "all": [sweep, modes]}[part]
@@ -43,13 +43,15 @@ def main(argv=None) -> int:
     p.add_argument("--part", default="all", choices=["sweep", "modes", "all"])
     p.add_argument("--sizes", nargs="+", type=int, default=[1, 2, 4, 8, 12, 17])
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--max-seconds", type=float, default=5.0,
+                   help="the sweep stops before a call predicted to take longer than this")
     args = p.parse_args(argv)
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device here; pass --device cpu to try the machinery on the CPU", file=sys.stderr)
         return 2
     name = torch.cuda.get_device_name(0).replace(" ", "-") if torch.device(args.device).type == "cuda" else "cpu"
     store = ResultsStore(args.out or f"results/gpu/{name}/timing")
-    for spec in specs(args.part, args.device, tuple(args.sizes), args.repeats):
+    for spec in specs(args.part, args.device, tuple(args.sizes), args.repeats, args.max_seconds):
         timing.run(spec, store, log=lambda m: print(m, flush=True))
     return 0
 
