@@ -1,18 +1,30 @@
 """Execution backends: the same potential, the same weights, another way of running the descriptor.
 
-    eager              PyTorch eager mode (the reference every other backend is tested against)
-    compile            ``torch.compile(descriptor, fullgraph=True)`` with Inductor; AOTAutograd
-                       compiles the backward too, so energy + forces runs compiled (the readout
-                       MLP and the autograd call stay eager). Shapes: static on the first call, and
-                       after a call with other atom / edge / neighbour counts one dynamic-shape
-                       graph serves every size (``dynamic=None``, PyTorch's automatic dynamic).
-    compile-cudagraphs the same with ``mode="reduce-overhead"``: CUDA graphs replay the kernels of
-                       a fixed-size call (MD at a fixed neighbour-list size); CUDA only.
+Two independent choices, named together:
+
+    neighbour sums  dense (batched matrix products over an [atoms, max_neighbours] layout,
+                    ``bench/nn/neighbor_sum.py``) or fused (one Triton kernel per sum, forward and
+                    backward, that never writes the per-edge tensors, ``bench/nn/neighbor_sum_triton.py``)
+    runner          eager PyTorch, ``torch.compile`` (Inductor; AOTAutograd compiles the backward
+                    too, so energy + forces runs compiled), or compile with CUDA graphs
+                    (``mode="reduce-overhead"``: replays the kernels of a fixed-size call)
+
+    eager                     dense, eager (the reference every other backend is tested against)
+    compile                   dense, torch.compile(descriptor, fullgraph=True)
+    compile-cudagraphs        dense, compile + CUDA graphs (CUDA only)
+    fused                     fused, eager
+    compile-fused             fused, torch.compile (the kernels are custom operators it compiles around)
+    compile-fused-cudagraphs  fused, compile + CUDA graphs (CUDA only)
+
+Shapes under compile: static on the first call, and after a call with other atom / edge /
+neighbour counts one dynamic-shape graph serves every size (``dynamic=None``, PyTorch's automatic
+dynamic). The fused kernels run on CUDA, and on the CPU only inside Triton's interpreter (tests).
 
 Both descriptors get exactly the same backend code (the fairness rule: an optimisation offered to
-one side is offered to the other). What a backend cannot do is an error, raised at the first call
-and recorded by the timing task, never hidden: AOTAutograd has no double backward, so a compiled
-potential cannot take a force-loss training step (``training=True``); training runs eager.
+one side is offered to the other); the fused kernel takes either angular basis as its input. What a
+backend cannot do is an error, raised at the first call and recorded by the timing task, never
+hidden: AOTAutograd and the fused kernels have no double backward, so only eager takes a
+force-loss training step (``training=True``).
 
 ``with_backend`` returns a new ``Potential`` object that shares the parameter and buffer tensors
 of the original (a drop-in swap: no copy, no state-dict change); the original keeps running eager.
@@ -24,7 +36,7 @@ import copy
 
 import torch
 
-BACKENDS = ("eager", "compile", "compile-cudagraphs")
+BACKENDS = ("eager", "compile", "compile-cudagraphs", "fused", "compile-fused", "compile-fused-cudagraphs")
 DEFAULT_CPU = "eager"       # Inductor's CPU code was slower than eager on 2 threads (README, "Backends")
 DEFAULT_CUDA = "compile"
 RECOMPILE_LIMIT = 64        # compiled graphs per code object (see _CompiledDescriptor.__call__)
@@ -44,35 +56,55 @@ def timed_backends(device) -> tuple:
     return BACKENDS if torch.device(device).type == "cuda" else ("eager",)
 
 
+def _parts(backend: str) -> tuple[str, str | None]:
+    """(neighbour sum "dense" | "triton", compile mode None (eager) | "default" | "reduce-overhead")."""
+    neighbor_sum = "triton" if "fused" in backend else "dense"
+    mode = None if backend in ("eager", "fused") else ("reduce-overhead" if backend.endswith("cudagraphs") else "default")
+    return neighbor_sum, mode
+
+
 def check_backend(backend: str, device) -> None:
     """Raise ``BackendUnavailable`` (one line, naming what to pass instead) where ``backend`` cannot run."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    if backend == "compile-cudagraphs" and torch.device(device).type != "cuda":
-        raise BackendUnavailable(f"backend {backend!r} needs CUDA (device is {torch.device(device)}); "
+    device = torch.device(device)
+    if backend.endswith("cudagraphs") and device.type != "cuda":
+        raise BackendUnavailable(f"backend {backend!r} needs CUDA (device is {device}); "
                                  "pass --backend compile or eager")
+    if "fused" in backend:
+        from .nn.neighbor_sum_triton import check_device
+
+        try:
+            check_device(device)
+        except RuntimeError as err:
+            raise BackendUnavailable(f"backend {backend!r}: {err}") from None
 
 
-class _CompiledDescriptor:
-    """Callable running ``descriptor`` through ``torch.compile``; not an nn.Module, so the
-    potential's modules, parameters and state dict stay those of the original."""
+class _DescriptorRunner:
+    """Callable running ``descriptor`` with its neighbour sums ``neighbor_sum``, eager or through
+    ``torch.compile``; not an nn.Module, so the potential's modules, parameters and state dict stay
+    those of the original."""
 
-    def __init__(self, descriptor, mode: str | None):
+    def __init__(self, descriptor, neighbor_sum: str, mode: str | None):
         self.descriptor = descriptor
+        self.neighbor_sum = neighbor_sum
         self.mode = mode
-        self._fn = torch.compile(descriptor, fullgraph=True, dynamic=None, mode=mode)
+        self._fn = descriptor if mode is None else torch.compile(descriptor, fullgraph=True, dynamic=None, mode=mode)
 
     def __call__(self, graph, *, double_backward: bool = False):
         if double_backward:
-            raise BackendUnavailable("a compiled descriptor has no double backward (torch.compile's AOTAutograd), "
-                                     "so it cannot take a force-loss training step; train with backend 'eager'")
+            raise BackendUnavailable("this backend has no double backward (torch.compile's AOTAutograd and the fused "
+                                     "kernels differentiate once), so it cannot take a force-loss training step; "
+                                     "train with backend 'eager'")
+        if self.mode is None:
+            return self._fn(graph, neighbor_sum=self.neighbor_sum)
         # Both descriptors share one ``forward`` code object, and dynamo's recompile limit (8) counts
         # the compiled graphs of every instance, backend and size on it together: an atoms sweep of
         # both descriptors and two compiled backends hit it on an H200 (4 entries, 4 dynamic-shape
         # recompiles, then 64-bit indexing past 2**31 elements). RECOMPILE_LIMIT leaves room for
         # that; past it an error, never a silent fall-back to eager timed as "compile".
         with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT):
-            return self._fn(graph)
+            return self._fn(graph, neighbor_sum=self.neighbor_sum)
 
 
 def with_backend(potential, backend: str):
@@ -81,7 +113,7 @@ def with_backend(potential, backend: str):
     if backend == "eager":
         return potential
     new = copy.copy(potential)                      # a new object over the same modules and tensors
-    mode = "reduce-overhead" if backend == "compile-cudagraphs" else None
-    object.__setattr__(new, "_descriptor_runner", _CompiledDescriptor(potential.descriptor, mode))
+    neighbor_sum, mode = _parts(backend)
+    object.__setattr__(new, "_descriptor_runner", _DescriptorRunner(potential.descriptor, neighbor_sum, mode))
     object.__setattr__(new, "backend", backend)
     return new

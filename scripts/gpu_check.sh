@@ -4,16 +4,18 @@
 # Prepare on a machine with network, from the project root (downloads ase / vesin wheels, ~10 MB):
 #     bash ../shared/gpu/wheels.sh
 # Then on the CUDA machine (the device tool: carry .whl), from the project root:
-#     bash scripts/gpu_check.sh [OUT]          # OUT default: results/gpu/<device name>
+#     bash scripts/gpu_check.sh [--quick] [OUT]     # OUT default: results/gpu/<device name>
 # It installs what is missing from .whl (offline), then, each step under its own time limit so the
 # whole stays under 8 minutes and a slow step cannot starve the others (partial results are kept:
 # the timing store writes each finished point at once):
-#   1. the gpu-marked tests (backend parity on CUDA, float32 and float64)    -> OUT/gpu-tests.log
-#   2. a kernel profile at 12,288 atoms, both descriptors, eager and compile -> OUT/profile/
+#   1. the gpu-marked tests (backend and fused-kernel parity on CUDA, float32 and float64) -> OUT/gpu-tests.log
+#   2. a kernel profile at 12,288 atoms, both descriptors                                  -> OUT/profile/
 #   3. the headline: E+F from 192 atoms up (stops before a call over 1.5 s or at out of memory),
-#      every backend, memory/atom                                              -> OUT/timing/
-#   4. the three modes at 192 / 1,536 / 12,288 atoms, every backend          -> OUT/timing/
-#   5. the report of OUT/timing                                               -> OUT/report/
+#      eager and fused neighbour sums, memory/atom                                         -> OUT/timing/
+#   4. the compiled backends (dense and fused, CUDA graphs) at 192 / 12,288 / 98,304 atoms -> OUT/timing-compiled/
+#   5. the reports of both timing folders                                                  -> OUT/report*/
+# --quick (under 5 minutes, for a nearly spent lease): the tests without compiled backends, the
+# compiled backends at 12,288 atoms only, no 192-atom compile. Each torch.compile costs 15-20 s there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import ase, vesin" 2>/dev/null; then
@@ -22,17 +24,31 @@ if ! python3 -c "import ase, vesin" 2>/dev/null; then
 else
   export PYTHONPATH="$PWD"
 fi
+quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 out=${1:-results/gpu/$name}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/device.csv" 2>&1 || true
+# after every step, the archive the device tool brings back (at most 8 files) is refreshed, so a
+# call cut short still returns what finished
 step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECONDS
-         timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"; }
-step 90  python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$out/gpu-tests.log" | tail -5
-step 75  python3 -m bench.profile --device cuda --repeat 4 --backend eager compile --out "$out/profile"
-step 200 python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5 --out "$out/timing"
-step 45  python3 -m bench.benchmarks.gpu --part modes --repeats 5 --out "$out/timing"
-step 20  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
-# the device tool brings back at most 8 files: one archive of everything
-[ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" && cp "$out/gpu-tests.log" "$OUT/" 2>/dev/null
+         timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
+         [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
+gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
+if [ $quick = 1 ]; then
+  step 50  python3 -m pytest -q -p no:cacheprovider -m gpu -k "not compile" tests > "$out/gpu-tests.log" 2>&1
+  tail -3 "$out/gpu-tests.log"
+  step 70  $gpu --backend eager fused --sizes 1 2 4 8 12 --out "$out/timing"
+  step 90  $gpu --backend compile-cudagraphs compile-fused-cudagraphs --sizes 4 --out "$out/timing-compiled"
+  step 35  python3 -m bench.profile --device cuda --repeat 4 --backend eager fused --out "$out/profile"
+else
+  step 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests > "$out/gpu-tests.log" 2>&1
+  tail -3 "$out/gpu-tests.log"
+  step 60  python3 -m bench.profile --device cuda --repeat 4 --backend eager fused compile-fused --out "$out/profile"
+  step 100 $gpu --backend eager fused --out "$out/timing"
+  step 130 $gpu --backend compile-cudagraphs compile-fused-cudagraphs --sizes 1 4 8 --out "$out/timing-compiled"
+fi
+step 15  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
+step 15  python3 -m bench.cli.main report "$out/timing-compiled" -o "$out/report-compiled"
+[ -n "${OUT:-}" ] && cp "$out/gpu-tests.log" "$OUT/" 2>/dev/null
 exit 0

@@ -4,6 +4,19 @@ from pathlib import Path
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _interpret_triton_without_cuda() -> None:
+    """Without a GPU, Triton kernels run in Triton's interpreter, on CPU tensors (the fused
+    neighbour-sum parity tests): chosen when Triton is first imported, so set here, before any test
+    module imports it."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+_interpret_triton_without_cuda()
 SHARED_DATA = SHARED / "data"
 
 

@@ -68,15 +68,16 @@ def test_compile_backend_follows_a_change_of_size(kind):
 
 
 def test_backend_choice_is_checked():
-    with pytest.raises(ValueError, match="unknown backend 'fused'"):
-        check_backend("fused", "cpu")
+    with pytest.raises(ValueError, match="unknown backend 'triton'"):
+        check_backend("triton", "cpu")
     with pytest.raises(BackendUnavailable, match="needs CUDA"):
         check_backend("compile-cudagraphs", "cpu")
     assert default_backend("cpu") == "eager" and default_backend("cuda") == "compile"
     assert timed_backends("cpu") == ("eager",) and timed_backends("cuda") == BACKENDS
     pot = build("cace", elements=[1, 8], readout=(8,), **KW)
     assert with_backend(pot, "eager") is pot
-    assert set(BACKENDS) == {"eager", "compile", "compile-cudagraphs"}
+    assert set(BACKENDS) == {"eager", "compile", "compile-cudagraphs", "fused", "compile-fused",
+                             "compile-fused-cudagraphs"}
 
 
 @pytest.mark.gpu

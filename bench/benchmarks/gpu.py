@@ -2,10 +2,11 @@
 million (or out of memory), through the timing task (its round-robin method, records and resume).
 
     python -m bench.benchmarks.gpu [--device cuda] [--out results/gpu/<device>/timing] [--part sweep|modes|all]
-                                   [--sizes 1 2 4 8 12 17] [--repeats 10] [--max-seconds 5]
+                                   [--sizes 1 2 4 8 12 17] [--repeats 10] [--max-seconds 5] [--backend ...]
 
 - ``sweep``: energy + forces only, supercells 1, 2, 4, 8, 12, 17 of the 192-atom box (192 to
-  943,296 atoms), float32, backends eager / compile / compile-cudagraphs; peak memory of every
+  943,296 atoms), float32, every backend of bench.backends (dense and fused neighbour sums, eager,
+  compiled, CUDA graphs) or those named by --backend; peak memory of every
   backend from the allocator (memory per atom). The sweep stops before a call predicted over 5 s,
   or at out of memory.
 - ``modes``: descriptor, energy + forces and training step at 192, 1,536 and 12,288 atoms (the
@@ -22,18 +23,20 @@ import sys
 import torch
 
 
-def specs(part: str, device: str, sizes: tuple, repeats: int, max_seconds: float = 5.0):
-    from ..backends import BACKENDS
+def specs(part: str, device: str, sizes: tuple, repeats: int, max_seconds: float = 5.0, backends=None):
+    from ..backends import timed_backends
     from ..tasks.timing import TimingSpec
 
+    backends = tuple(backends or timed_backends(device))
     sweep = TimingSpec(sizes=sizes, modes=("energy_forces",), dtypes=("float32",), device=device, repeats=repeats,
-                       warmup=3, backends=BACKENDS, max_seconds_per_call=max_seconds)
+                       warmup=3, backends=backends, max_seconds_per_call=max_seconds)
     modes = TimingSpec(sizes=(1, 2, 4), dtypes=("float32",), device=device, repeats=repeats, warmup=3,
-                       backends=BACKENDS, memory=False)
+                       backends=backends, memory=False)
     return {"sweep": [sweep], "modes": [modes], "all": [sweep, modes]}[part]
 
 
 def main(argv=None) -> int:
+    from ..backends import BACKENDS
     from ..results.store import ResultsStore
     from ..tasks import timing
 
@@ -43,6 +46,8 @@ def main(argv=None) -> int:
     p.add_argument("--part", default="all", choices=["sweep", "modes", "all"])
     p.add_argument("--sizes", nargs="+", type=int, default=[1, 2, 4, 8, 12, 17])
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--backend", nargs="+", default=None, choices=list(BACKENDS),
+                   help="backends to time (default: every one that runs on the device)")
     p.add_argument("--max-seconds", type=float, default=5.0,
                    help="the sweep stops before a call predicted to take longer than this")
     args = p.parse_args(argv)
@@ -51,7 +56,7 @@ def main(argv=None) -> int:
         return 2
     name = torch.cuda.get_device_name(0).replace(" ", "-") if torch.device(args.device).type == "cuda" else "cpu"
     store = ResultsStore(args.out or f"results/gpu/{name}/timing")
-    for spec in specs(args.part, args.device, tuple(args.sizes), args.repeats, args.max_seconds):
+    for spec in specs(args.part, args.device, tuple(args.sizes), args.repeats, args.max_seconds, args.backend):
         timing.run(spec, store, log=lambda m: print(m, flush=True))
     return 0
 

@@ -42,7 +42,14 @@ class _EdgeData:
     """Per-forward edge quantities, computed once and shared by every layer."""
 
     __slots__ = ("r", "fc", "radial", "angular", "theta", "senders", "receivers", "flat_slot",
-                 "n_atoms", "max_neighbors", "angular_dense", "_edge_basis")
+                 "n_atoms", "max_neighbors", "angular_dense", "_edge_basis", "rowptr")
+
+    def fused_sum(self, W: torch.Tensor, wl: torch.Tensor) -> torch.Tensor:
+        """sum_{j -> i} L_q(u_ij) R_n(r_ij) f_c(r_ij) W[ij, wl[q], c]  -> [N, Q, R, C], one Triton kernel
+        (``neighbor_sum_triton``); W [E, n_rows, C]."""
+        from .neighbor_sum_triton import edge_sum
+
+        return edge_sum(self.angular, self.radial, W, wl, self.rowptr, self.n_atoms)
 
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge rows [E, P] -> [N, max_neighbors, P] (zero padded)."""
@@ -95,14 +102,17 @@ class MessageLayer(nn.Module):
             e, L, R = self.n_embed, self.n_l, ed.radial.shape[1]
             H = self.h(B_flat).view(N, L, e, e)                                      # [N, l, a, b]
             g = (H * ed.theta.view(N, 1, 1, e)).reshape(N, L * C)                    # theta_j[b] h_j[l, a, b]
-            G = ed.dense(g[ed.senders])                                              # [N, nb, L C]
-            # one batched product per l block: rows (q, n) of that l against the sender weights of that l
-            # one product per l block, computed transposed so that every gradient comes back in
-            # the natural [N, nb, .] layout: out_l[i, c, (q, n)] = sum_slot G_l[i, slot, c] basis_l[i, slot, (q, n)]
-            blocks = ed.edge_basis().split(self.rows_per_l(R), dim=2)
-            S = torch.cat([torch.bmm(G_l.transpose(1, 2), b) for b, G_l in zip(blocks, G.split(C, dim=2))],
-                          dim=2)                                                      # [N, C, Q R]
-            S = S.view(N, C, Q, R).permute(0, 2, 3, 1)                                # [N, Q, R, C]
+            if ed.rowptr is not None:               # fused: S[i, q, n, c] = sum_j L_q R_n g_j[l(q), c]
+                S = ed.fused_sum(g[ed.senders].view(-1, L, C), self.l_of)            # [N, Q, R, C]
+            else:
+                G = ed.dense(g[ed.senders])                                          # [N, nb, L C]
+                # one batched product per l block: rows (q, n) of that l against the sender weights
+                # of that l, computed transposed so that every gradient comes back in the natural
+                # [N, nb, .] layout: out_l[i, c, (q, n)] = sum_slot G_l[i, slot, c] basis_l[i, slot, (q, n)]
+                blocks = ed.edge_basis().split(self.rows_per_l(R), dim=2)
+                S = torch.cat([torch.bmm(G_l.transpose(1, 2), b) for b, G_l in zip(blocks, G.split(C, dim=2))],
+                              dim=2)                                                  # [N, C, Q R]
+                S = S.view(N, C, Q, R).permute(0, 2, 3, 1)                            # [N, Q, R, C]
             S = (S.reshape(N, Q, R, e, e) * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, C)
             new = new + self.mix(S)
         new = new * inv_sqrt_nn
@@ -169,7 +179,7 @@ class AtomicClusterExpansion(nn.Module):
         return self.symmetrize.labels
 
     # --- forward -------------------------------------------------------------------------------
-    def edge_data(self, graph) -> _EdgeData:
+    def edge_data(self, graph, neighbor_sum: str = "dense") -> _EdgeData:
         vec = graph.edge_vectors()                                   # [E, 3]
         r = torch.linalg.norm(vec, dim=1)                            # [E]
         ed = _EdgeData()
@@ -180,22 +190,39 @@ class AtomicClusterExpansion(nn.Module):
         ed.theta = self.embedding(graph.numbers)                     # [N, e]
         ed.senders, ed.receivers = graph.edge_index
         ed.n_atoms, ed.max_neighbors = graph.n_atoms, graph.max_neighbors
+        ed._edge_basis = None
+        if neighbor_sum == "triton":                                 # edges sorted by receiver: CSR
+            from .neighbor_sum_triton import receiver_rowptr
+
+            ed.rowptr = receiver_rowptr(ed.receivers, ed.n_atoms)    # [N + 1]
+            ed.flat_slot = ed.angular_dense = None
+            return ed
+        if neighbor_sum != "dense":
+            raise ValueError(f"neighbor_sum must be 'dense' or 'triton', got {neighbor_sum!r}")
+        ed.rowptr = None
         ed.flat_slot = ed.receivers * ed.max_neighbors + graph.neighbor_slot
         ed.angular_dense = ed.dense(ed.angular)                       # [N, nb, Q]
-        ed._edge_basis = None
         return ed
 
     def atomic_basis(self, ed: _EdgeData) -> torch.Tensor:
         """Layer-0 A' [N, Q, K, C] (A before mixing when ``fixed_basis``)."""
         N, e, R = ed.n_atoms, ed.theta.shape[1], ed.radial.shape[1]
+        if ed.rowptr is not None:                   # fused: S[i, q, n, b] = sum_j L_q R_n theta_j[b]
+            Q = ed.angular.shape[1]
+            S = ed.fused_sum(ed.theta[ed.senders][:, None, :], self.angular.l_of.new_zeros(Q))  # [N, Q, R, e_b]
+            A = (S[:, :, :, None, :] * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, e * e)
+            return A if self.mix0 is None else self.mix0(A)
         x = (ed.radial[:, :, None] * ed.theta[ed.senders][:, None, :]).reshape(-1, R * e)  # [E, R e_b]
         S = torch.bmm(ed.dense(x).transpose(1, 2), ed.angular_dense)                     # [N, R e_b, Q]
         Q = S.shape[2]
         A = (S.view(N, 1, R, e, Q).permute(0, 4, 2, 1, 3) * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, e * e)
         return A if self.mix0 is None else self.mix0(A)
 
-    def forward(self, graph) -> torch.Tensor:
-        ed = self.edge_data(graph)
+    def forward(self, graph, neighbor_sum: str = "dense") -> torch.Tensor:
+        """Features [N, n_features]. ``neighbor_sum``: "dense" (batched matrix products over the
+        [atoms, max_neighbours] layout, ``neighbor_sum.py``) or "triton" (one fused kernel per
+        neighbour sum, ``neighbor_sum_triton.py``): the same function, the same weights."""
+        ed = self.edge_data(graph, neighbor_sum)
         A = self.atomic_basis(ed)
         B = self.symmetrize(A).flatten(1)                            # [N, n_inv K C]
         features = [B]

@@ -1,0 +1,159 @@
+"""The neighbour sum of the A-basis as one fused Triton kernel, forward and backward.
+
+    out[i, q, n, c] = sum_{edges e into i} Y[e, q] R[e, n] W[e, wl[q], c]          -> [N, Q, R, C]
+
+Y [E, Q] is the angular basis (Cartesian monomials for CACE, e3nn's real spherical harmonics for
+the baseline: the kernel takes either, so both descriptors run the same code), R [E, R] the radial
+basis times the envelope, W [E, L, C] per-edge channel weights, and wl [Q] the row of W each
+angular component reads (all 0 for layer 0, where W is the sender's embedding; l(q) for the
+Bchi message, where the sender's weights depend on l). It replaces the dense-layout batched matrix
+products of ``neighbor_sum.py`` (same numbers; ``AtomicClusterExpansion.forward(graph,
+neighbor_sum="triton")``): one program per receiving atom loops over its edges (the graph's edges
+are sorted by receiver) and accumulates the [Q, R, C] tile in registers, so neither the
+[atoms, max_neighbours, .] tables nor any per-edge product tensor is written to memory.
+
+Backward, one program per atom again, its gradient tile loaded once, per edge:
+
+    dY[e, q]    = sum_{n, c} g[i, q, n, c] R[e, n] W[e, wl[q], c]
+    dR[e, n]    = sum_{q, c} g[i, q, n, c] Y[e, q] W[e, wl[q], c]
+    dW[e, l, c] = sum_{q: wl[q] = l} sum_n g[i, q, n, c] Y[e, q] R[e, n]
+
+Every edge belongs to one atom, so each gradient row is written by one program (no atomics).
+The backward is not itself differentiable: energy + forces and force-based MD work through it,
+a force-loss training step (a second derivative) does not (``bench.backends`` says so).
+
+On CUDA tensors the kernels are compiled; on CPU tensors they run in Triton's interpreter (slow:
+for parity tests on small graphs, which is how CI checks them without a GPU).
+"""
+
+import functools
+import os
+
+import torch
+
+try:
+    import triton
+except ImportError:                      # the dense path needs no Triton; the fused one says so
+    triton = None
+
+
+def available() -> bool:
+    return triton is not None
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def interpreting() -> bool:
+    """Triton's interpreter is chosen when Triton is first imported (``TRITON_INTERPRET=1``); it
+    runs the kernels on CPU tensors (tests without a GPU)."""
+    if triton is None:
+        return False
+    knobs = getattr(triton, "knobs", None)
+    return bool(knobs.runtime.interpret) if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@functools.cache
+def _kernels():
+    """(forward, backward) kernels, compiled for CUDA or interpreted (``interpreting()``)."""
+    from .edge_sum_kernels import edge_sum_bwd, edge_sum_fwd
+
+    return triton.jit(edge_sum_fwd), triton.jit(edge_sum_bwd)
+
+
+def check_device(device) -> None:
+    """Raise a one-line RuntimeError where the fused kernels cannot run on ``device``."""
+    if triton is None:
+        raise RuntimeError("the fused neighbour sum needs Triton (pip install triton); "
+                           "use the default dense path (backend 'eager' or 'compile')")
+    if torch.device(device).type != "cuda" and not interpreting():
+        raise RuntimeError(f"the fused neighbour sum runs on CUDA (device is {torch.device(device)}); on the CPU "
+                           "only in Triton's interpreter, for tests: set TRITON_INTERPRET=1 before Python starts")
+
+
+def _launch_args(Y, R, W):
+    E, Q = Y.shape
+    L, C = W.shape[1], W.shape[2]
+    return dict(Q=Q, NR=R.shape[1], CW=C, L=L, QP=max(_next_pow2(Q), 2), RP=max(_next_pow2(R.shape[1]), 2),
+                CP=max(_next_pow2(C), 2))
+
+
+def _num_warps(meta: dict) -> int:
+    tile = meta["QP"] * meta["RP"] * meta["CP"]
+    return 4 if tile <= 2048 else 8
+
+
+# The kernels as PyTorch custom operators: opaque to torch.compile (which compiles the rest of the
+# model around them, dynamic shapes and CUDA graphs included), differentiable once.
+@torch.library.custom_op("cace_bench::edge_sum", mutates_args=())
+def _edge_sum_op(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Tensor,
+                 rowptr: torch.Tensor) -> torch.Tensor:
+    Y, R, W = Y.contiguous(), R.contiguous(), W.contiguous()
+    meta = _launch_args(Y, R, W)
+    n_atoms = rowptr.shape[0] - 1
+    out = Y.new_empty(n_atoms, meta["Q"], meta["NR"], meta["CW"])            # [N, Q, R, C]
+    if n_atoms:
+        fwd, _ = _kernels()
+        fwd[(n_atoms,)](Y, R, W, wl, rowptr, out, num_warps=_num_warps(meta), **meta)
+    return out
+
+
+@_edge_sum_op.register_fake
+def _(Y, R, W, wl, rowptr):
+    return Y.new_empty(rowptr.shape[0] - 1, Y.shape[1], R.shape[1], W.shape[2])
+
+
+@torch.library.custom_op("cace_bench::edge_sum_backward", mutates_args=())
+def _edge_sum_backward_op(grad: torch.Tensor, Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Tensor,
+                          rowptr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    Y, R, W = Y.contiguous(), R.contiguous(), W.contiguous()
+    gY, gR, gW = torch.zeros_like(Y), torch.zeros_like(R), torch.zeros_like(W)
+    n_atoms = rowptr.shape[0] - 1
+    if n_atoms and Y.shape[0]:
+        meta = _launch_args(Y, R, W)
+        _, bwd = _kernels()
+        bwd[(n_atoms,)](grad.contiguous(), Y, R, W, wl, rowptr, gY, gR, gW, num_warps=_num_warps(meta), **meta)
+    return gY, gR, gW
+
+
+@_edge_sum_backward_op.register_fake
+def _(grad, Y, R, W, wl, rowptr):
+    return torch.empty_like(Y), torch.empty_like(R), torch.empty_like(W)
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, grad):
+    Y, R, W, wl, rowptr = ctx.saved_tensors
+    gY, gR, gW = _edge_sum_backward_op(grad, Y, R, W, wl, rowptr)
+    return gY, gR, gW, None, None
+
+
+_edge_sum_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def receiver_rowptr(receivers: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """CSR row pointers [N + 1] (int64) of edges sorted by receiver: atom i owns edges
+    rowptr[i]:rowptr[i+1]. A binary search, not ``bincount``: no device-to-host sync (CUDA graphs)."""
+    atoms = torch.arange(n_atoms + 1, device=receivers.device, dtype=receivers.dtype)
+    return torch.searchsorted(receivers, atoms)
+
+
+def edge_sum(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Tensor, rowptr: torch.Tensor,
+             n_atoms: int) -> torch.Tensor:
+    """out[i, q, n, c] = sum_{e into i} Y[e, q] R[e, n] W[e, wl[q], c]  -> [N, Q, R, C] (module docstring).
+
+    Y [E, Q], R [E, R], W [E, L, C] of one floating dtype on one device; wl [Q] int64 in [0, L);
+    rowptr [n_atoms + 1] from ``receiver_rowptr`` (edges sorted by receiver)."""
+    if not torch.compiler.is_compiling():      # checked before compiling (bench.backends), not traced
+        check_device(Y.device)
+    return _edge_sum_op(Y, R, W, wl, rowptr)
+
+
+def edge_sum_reference(Y, R, W, wl, receivers, n_atoms: int) -> torch.Tensor:
+    """The same sum in plain PyTorch, per edge (memory O(E Q R C): for tests on small graphs)."""
+    prod = Y[:, :, None, None] * R[:, None, :, None] * W[:, wl, None, :]     # [E, Q, R, C]
+    return prod.new_zeros(n_atoms, *prod.shape[1:]).index_add(0, receivers, prod)
