@@ -8,19 +8,20 @@ basis times the envelope, W [E, L, C] per-edge channel weights, and wl [Q] the r
 angular component reads (all 0 for layer 0, where W is the sender's embedding; l(q) for the
 Bchi message, where the sender's weights depend on l). It replaces the dense-layout batched matrix
 products of ``neighbor_sum.py`` (same numbers; ``AtomicClusterExpansion.forward(graph,
-neighbor_sum="triton")``): one program per receiving atom loops over its edges (the graph's edges
-are sorted by receiver) and accumulates the [Q, R, C] tile in registers, so neither the
-[atoms, max_neighbours, .] tables nor any per-edge product tensor is written to memory.
+neighbor_sum="triton")``): one program per (receiving atom, chunk of QB angular components) loops
+over the atom's edges (the graph's edges are sorted by receiver) and accumulates its [QB, R, C]
+tile in registers, so neither the [atoms, max_neighbours, .] tables nor any per-edge product tensor
+is written to memory.
 
-Backward, one program per atom again, its gradient tile loaded once, per edge:
+Backward, one program per (atom, chunk) again, its gradient tile loaded once, per edge:
 
-    dY[e, q]    = sum_{n, c} g[i, q, n, c] R[e, n] W[e, wl[q], c]
-    dR[e, n]    = sum_{q, c} g[i, q, n, c] Y[e, q] W[e, wl[q], c]
-    dW[e, l, c] = sum_{q: wl[q] = l} sum_n g[i, q, n, c] Y[e, q] R[e, n]
+    dY[e, q]    = sum_{n, c} g[i, q, n, c] R[e, n] W[e, wl[q], c]        (stored: the chunk owns q)
+    dR[e, n]    = sum_{q, c} g[i, q, n, c] Y[e, q] W[e, wl[q], c]        (atomic add over chunks)
+    dW[e, l, c] = sum_{q: wl[q] = l} sum_n g[i, q, n, c] Y[e, q] R[e, n]  (atomic add over chunks)
 
-Every edge belongs to one atom, so each gradient row is written by one program (no atomics).
-The backward is not itself differentiable: energy + forces and force-based MD work through it,
-a force-loss training step (a second derivative) does not (``bench.backends`` says so).
+(so float results can differ in the last bit from run to run). The backward is not itself
+differentiable: energy + forces and force-based MD work through it, a force-loss training step (a
+second derivative) does not (``bench.backends`` says so).
 
 On CUDA tensors the kernels are compiled; on CPU tensors they run in Triton's interpreter (slow:
 for parity tests on small graphs, which is how CI checks them without a GPU).
@@ -72,16 +73,26 @@ def check_device(device) -> None:
                            "only in Triton's interpreter, for tests: set TRITON_INTERPRET=1 before Python starts")
 
 
+QB = 4      # angular components per program: 20 = 5 x 4 (CACE, l_max 3), 16 = 4 x 4 (spherical): no padding
+
+
 def _launch_args(Y, R, W):
+    """Kernel sizes. Only R and C are padded to powers of two, identically for both descriptors;
+    Q is split into chunks of QB, so neither angular basis pays for the other's size (a first
+    version padded Q: CACE's 20 to 32, the spherical 16 not at all, see results/gpu)."""
     E, Q = Y.shape
     L, C = W.shape[1], W.shape[2]
-    return dict(Q=Q, NR=R.shape[1], CW=C, L=L, QP=max(_next_pow2(Q), 2), RP=max(_next_pow2(R.shape[1]), 2),
-                CP=max(_next_pow2(C), 2))
+    return dict(Q=Q, NR=R.shape[1], CW=C, L=L, QB=QB, RP=max(_next_pow2(R.shape[1]), 2), CP=max(_next_pow2(C), 2))
+
+
+def _grid(n_atoms: int, meta: dict) -> tuple:
+    return (n_atoms, -(-meta["Q"] // meta["QB"]))
 
 
 def _num_warps(meta: dict) -> int:
-    tile = meta["QP"] * meta["RP"] * meta["CP"]
-    return 4 if tile <= 2048 else 8
+    """Small tiles, few warps: the backward's per-edge reductions stay (mostly) inside one warp."""
+    tile = meta["QB"] * meta["RP"] * meta["CP"]
+    return max(1, min(4, tile // 256))
 
 
 # The kernels as PyTorch custom operators: opaque to torch.compile (which compiles the rest of the
@@ -95,7 +106,7 @@ def _edge_sum_op(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Te
     out = Y.new_empty(n_atoms, meta["Q"], meta["NR"], meta["CW"])            # [N, Q, R, C]
     if n_atoms:
         fwd, _ = _kernels()
-        fwd[(n_atoms,)](Y, R, W, wl, rowptr, out, num_warps=_num_warps(meta), **meta)
+        fwd[_grid(n_atoms, meta)](Y, R, W, wl, rowptr, out, num_warps=_num_warps(meta), **meta)
     return out
 
 
@@ -113,7 +124,8 @@ def _edge_sum_backward_op(grad: torch.Tensor, Y: torch.Tensor, R: torch.Tensor, 
     if n_atoms and Y.shape[0]:
         meta = _launch_args(Y, R, W)
         _, bwd = _kernels()
-        bwd[(n_atoms,)](grad.contiguous(), Y, R, W, wl, rowptr, gY, gR, gW, num_warps=_num_warps(meta), **meta)
+        bwd[_grid(n_atoms, meta)](grad.contiguous(), Y, R, W, wl, rowptr, gY, gR, gW, num_warps=_num_warps(meta),
+                                  **meta)
     return gY, gR, gW
 
 
