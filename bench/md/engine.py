@@ -1,0 +1,173 @@
+"""``BatchedMD``: many MD replicas advanced together as one batched graph on one device.
+
+Every replica (a start frame with its own velocities and temperature; replicas may differ in size,
+element set and periodicity) is one graph of an ``AtomsGraph`` batch, so one potential call gives
+the forces of all of them. State lives on the device as flat tensors (positions, velocities,
+inverse masses [N, .]); the host is touched only to rebuild the neighbour list, which is built with
+a ``skin`` and reused until some atom has moved more than skin / 2 since the last build (edges
+beyond the cutoff contribute exactly zero, so the skin changes no number), and to read the per-replica
+observables the caller asks for. ``drop(replicas)`` removes failed replicas while the others go on.
+
+Units: ASE's (Angstrom, eV, amu, ASE time: ``timestep_fs * ase.units.fs``); velocities in
+Angstrom per ASE time unit, as ``Atoms.get_velocities``. Integrators: ``integrators.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms, units
+
+from ..graph import AtomsGraph
+from .integrators import drift, kick, ornstein_uhlenbeck
+
+ENSEMBLES = ("nve", "nvt-langevin")
+
+
+class BatchedMD:
+    """Replicas ``frames`` (their positions and velocities are the initial state) under ``potential``.
+
+    ``ensemble``: "nve" (velocity Verlet) or "nvt-langevin" (BAOAB at ``temperatures`` [K], one per
+    replica or one for all, friction ``friction_per_fs``); ``seed`` seeds the Langevin noise.
+    """
+
+    def __init__(self, potential, frames: Sequence[Atoms], *, timestep_fs: float, ensemble: str = "nve",
+                 temperatures: float | Sequence[float] = 300.0, friction_per_fs: float = 0.01, seed: int = 0,
+                 dtype=torch.float64, device="cpu", skin: float = 0.5):
+        if ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+        if not frames:
+            raise ValueError("BatchedMD needs at least one frame")
+        if skin < 0 or not np.isfinite(skin):
+            raise ValueError(f"skin must be a finite non-negative length in Angstrom, got {skin}")
+        self.potential = potential.to(device=device, dtype=dtype).eval()
+        self.cutoff = float(potential.descriptor.cutoff)
+        self.dtype, self.device, self.skin = dtype, torch.device(device), float(skin)
+        self.ensemble = ensemble
+        self.dt = float(timestep_fs) * units.fs
+        self.gamma = float(friction_per_fs) / units.fs
+        self.frames = [a.copy() for a in frames]                      # host templates: numbers, cell, pbc
+        temps = np.broadcast_to(np.asarray(temperatures, dtype=float), (len(frames),))
+        self.temperatures = temps.copy()
+        self.replica_ids = np.arange(len(frames))                     # original index of each active replica
+        self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        t = dict(dtype=dtype, device=self.device)
+        self.positions = torch.as_tensor(np.concatenate([a.positions for a in frames]), **t)          # [N, 3]
+        self.velocities = torch.as_tensor(np.concatenate([a.get_velocities() for a in frames]), **t)  # [N, 3]
+        self.inv_mass = 1.0 / torch.as_tensor(np.concatenate([a.get_masses() for a in frames]), **t)[:, None]
+        self.n_steps = 0
+        self.n_rebuilds = 0
+        self._build()
+        self.forces, self.energy = self._forces()
+
+    # --- neighbour list -----------------------------------------------------------------------
+    def _build(self) -> None:
+        """Graph of the active replicas at the current positions, with cutoff + skin (host vesin)."""
+        pos = self.positions.detach().cpu().numpy()
+        frames, k = [], 0
+        for a in self.frames:
+            b = a.copy()
+            b.positions = pos[k:k + len(a)]
+            k += len(a)
+            frames.append(b)
+        self.graph = AtomsGraph.from_atoms(frames, self.cutoff + self.skin, dtype=self.dtype, device=self.device)
+        self._kT = (units.kB * torch.as_tensor(self.temperatures, dtype=self.dtype, device=self.device))[self.graph.batch][:, None]
+        self._ref = self.positions.clone()
+        self.n_rebuilds += 1
+
+    def _maybe_rebuild(self) -> None:
+        moved = (self.positions - self._ref).square().sum(1).max()
+        if float(moved) > (0.5 * self.skin) ** 2:
+            self._build()
+
+    def _forces(self) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.potential(self.graph.replace(positions=self.positions), forces=True)
+        return out["forces"].detach(), out["energy"].detach()
+
+    # --- dynamics -----------------------------------------------------------------------------
+    def step(self) -> None:
+        dt = self.dt
+        if self.ensemble == "nve":
+            self.velocities = kick(self.velocities, self.forces, self.inv_mass, 0.5 * dt)
+            self.positions = drift(self.positions, self.velocities, dt)
+        else:                                                          # BAOAB
+            self.velocities = kick(self.velocities, self.forces, self.inv_mass, 0.5 * dt)
+            self.positions = drift(self.positions, self.velocities, 0.5 * dt)
+            self.velocities = ornstein_uhlenbeck(self.velocities, self.inv_mass, self._kT, self.gamma, dt,
+                                                 self.generator)
+            self.positions = drift(self.positions, self.velocities, 0.5 * dt)
+        self._maybe_rebuild()
+        self.forces, self.energy = self._forces()
+        self.velocities = kick(self.velocities, self.forces, self.inv_mass, 0.5 * dt)
+        self.n_steps += 1
+
+    def run(self, n_steps: int) -> None:
+        for _ in range(int(n_steps)):
+            self.step()
+
+    # --- observables (per active replica, host numpy) -------------------------------------------
+    @property
+    def n_replicas(self) -> int:
+        return len(self.frames)
+
+    def kinetic_energy(self) -> np.ndarray:
+        """[replicas] eV: sum 1/2 m v^2."""
+        e = 0.5 * self.velocities.square().sum(1) / self.inv_mass[:, 0]
+        return e.new_zeros(self.n_replicas).index_add(0, self.graph.batch, e).cpu().numpy()
+
+    def potential_energy(self) -> np.ndarray:
+        return self.energy.cpu().numpy().copy()
+
+    def temperature(self) -> np.ndarray:
+        """[replicas] K, as ``Atoms.get_temperature`` (3 N degrees of freedom)."""
+        n = np.array([len(a) for a in self.frames])
+        return 2.0 * self.kinetic_energy() / (3.0 * n * units.kB)
+
+    def atoms(self) -> list[Atoms]:
+        """The active replicas as ASE Atoms (positions and velocities now), on the host."""
+        pos, vel = self.positions.cpu().numpy(), self.velocities.cpu().numpy()
+        out, k = [], 0
+        for a in self.frames:
+            b = a.copy()
+            b.positions = pos[k:k + len(a)]
+            b.set_velocities(vel[k:k + len(a)])
+            k += len(a)
+            out.append(b)
+        return out
+
+    def replica_arrays(self, x: torch.Tensor) -> list[np.ndarray]:
+        """A per-atom tensor [N, ...] split per active replica (host)."""
+        x = x.detach().cpu().numpy()
+        bounds = self.graph.ptr.cpu().numpy()
+        return [x[bounds[k]:bounds[k + 1]] for k in range(self.n_replicas)]
+
+    def finite(self) -> np.ndarray:
+        """[replicas] bool: positions, velocities, forces and energy all finite."""
+        ok = (torch.isfinite(self.positions).all(1) & torch.isfinite(self.velocities).all(1)
+              & torch.isfinite(self.forces).all(1)).to(self.dtype)
+        bad = ok.new_zeros(self.n_replicas).index_add(0, self.graph.batch, 1.0 - ok)
+        return ((bad == 0) & torch.isfinite(self.energy)).cpu().numpy()
+
+    # --- replicas -------------------------------------------------------------------------------
+    def drop(self, replicas: Sequence[int]) -> None:
+        """Remove active replicas (positions in the current batch, not original ids); the others go on
+        unchanged (a new graph, the same state)."""
+        drop = set(int(r) for r in replicas)
+        if not drop:
+            return
+        keep = [k for k in range(self.n_replicas) if k not in drop]
+        ptr = self.graph.ptr.cpu().numpy()
+        atoms = torch.as_tensor(np.concatenate([np.arange(ptr[k], ptr[k + 1]) for k in keep] or [np.zeros(0, int)]),
+                                device=self.device, dtype=torch.long)
+        self.frames = [self.frames[k] for k in keep]
+        self.temperatures = self.temperatures[keep]
+        self.replica_ids = self.replica_ids[keep]
+        self.positions, self.velocities = self.positions[atoms], self.velocities[atoms]
+        self.inv_mass = self.inv_mass[atoms]
+        if not keep:
+            self.forces, self.energy = self.forces[atoms], self.energy[:0]
+            return
+        self._build()
+        self.forces, self.energy = self._forces()       # the same positions: the same forces, new layout
