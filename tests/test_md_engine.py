@@ -129,3 +129,19 @@ def test_bad_arguments_are_one_line_errors():
         BatchedMD(pot, [], timestep_fs=0.5)
     with pytest.raises(ValueError, match="skin"):
         BatchedMD(pot, frames, timestep_fs=0.5, skin=-1.0)
+
+
+def test_a_non_finite_replica_does_not_disturb_the_others():
+    """A replica gone NaN neither blocks nor breaks the neighbour-list rebuilds of the others (it is
+    searched at its last finite positions) and leaves their trajectories unchanged; min_distance
+    is per replica."""
+    pot, frames = _potential(), _frames(4)
+    md = BatchedMD(pot, frames, timestep_fs=0.5, skin=0.02)
+    alone = BatchedMD(pot, frames[1:], timestep_fs=0.5, skin=0.02)
+    md.positions[: len(frames[0])] = float("nan")
+    md.run(20)
+    alone.run(20)
+    assert md.finite().tolist() == [False, True, True]
+    assert np.abs(md.positions[len(frames[0]):] - alone.positions).max() < 1e-12
+    expected = [min(a.get_all_distances(mic=True)[np.triu_indices(len(a), 1)]) for a in alone.atoms()]
+    assert np.allclose(md.min_distance()[1:], expected)

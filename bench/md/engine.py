@@ -59,6 +59,7 @@ class BatchedMD:
         self.inv_mass = 1.0 / torch.as_tensor(np.concatenate([a.get_masses() for a in frames]), **t)[:, None]
         self.n_steps = 0
         self.n_rebuilds = 0
+        self._ref = None
         self._build()
         self.forces, self.energy = self._forces()
 
@@ -66,19 +67,26 @@ class BatchedMD:
     def _build(self) -> None:
         """Graph of the active replicas at the current positions, with cutoff + skin (host vesin)."""
         pos = self.positions.detach().cpu().numpy()
+        ref = self._ref.detach().cpu().numpy() if self._ref is not None else np.zeros_like(pos)
         frames, k = [], 0
         for a in self.frames:
             b = a.copy()
-            b.positions = pos[k:k + len(a)]
+            block = pos[k:k + len(a)]
+            # a replica gone non-finite (dropped at the caller's next check) is searched at its last
+            # finite positions, so that it cannot break the neighbour list of the others
+            b.positions = block if np.isfinite(block).all() else ref[k:k + len(a)]
             k += len(a)
             frames.append(b)
         self.graph = AtomsGraph.from_atoms(frames, self.cutoff + self.skin, dtype=self.dtype, device=self.device)
         self._kT = (units.kB * torch.as_tensor(self.temperatures, dtype=self.dtype, device=self.device))[self.graph.batch][:, None]
-        self._ref = self.positions.clone()
+        # the positions searched: a non-finite replica keeps its last finite ones
+        self._ref = torch.as_tensor(np.concatenate([b.positions for b in frames]), dtype=self.dtype,
+                                    device=self.device).reshape(-1, 3)
         self.n_rebuilds += 1
 
     def _maybe_rebuild(self) -> None:
-        moved = (self.positions - self._ref).square().sum(1).max()
+        moved = (self.positions - self._ref).square().sum(1)
+        moved = torch.where(torch.isfinite(moved), moved, 0.0).max()  # a NaN replica neither blocks nor forces a rebuild
         if float(moved) > (0.5 * self.skin) ** 2:
             self._build()
 
@@ -88,6 +96,8 @@ class BatchedMD:
 
     # --- dynamics -----------------------------------------------------------------------------
     def step(self) -> None:
+        if not self.n_replicas:
+            return
         dt = self.dt
         if self.ensemble == "nve":
             self.velocities = kick(self.velocities, self.forces, self.inv_mass, 0.5 * dt)
@@ -143,6 +153,13 @@ class BatchedMD:
         bounds = self.graph.ptr.cpu().numpy()
         return [x[bounds[k]:bounds[k + 1]] for k in range(self.n_replicas)]
 
+    def min_distance(self) -> np.ndarray:
+        """[replicas] the shortest interatomic distance within cutoff + skin (inf if none), from the
+        graph's edges on the device."""
+        d = self.graph.edge_vectors(self.positions).norm(dim=1)                      # [E]
+        out = d.new_full((self.n_replicas,), float("inf"))
+        return out.scatter_reduce(0, self.graph.batch[self.graph.receivers], d, "amin").cpu().numpy()
+
     def finite(self) -> np.ndarray:
         """[replicas] bool: positions, velocities, forces and energy all finite."""
         ok = (torch.isfinite(self.positions).all(1) & torch.isfinite(self.velocities).all(1)
@@ -165,7 +182,7 @@ class BatchedMD:
         self.temperatures = self.temperatures[keep]
         self.replica_ids = self.replica_ids[keep]
         self.positions, self.velocities = self.positions[atoms], self.velocities[atoms]
-        self.inv_mass = self.inv_mass[atoms]
+        self.inv_mass, self._ref = self.inv_mass[atoms], self._ref[atoms]
         if not keep:
             self.forces, self.energy = self.forces[atoms], self.energy[:0]
             return
