@@ -14,6 +14,9 @@
 #      eager and fused neighbour sums, memory/atom                                         -> OUT/timing/
 #   4. the compiled backends (dense and fused, CUDA graphs) at 192 / 12,288 / 98,304 atoms -> OUT/timing-compiled/
 #   5. the reports of both timing folders                                                  -> OUT/report*/
+#   6. (full mode) the stability task's MD engines on the GPU, batched against ASE         -> OUT/md-engines.log
+#      (carry out/md-engines/accuracy, made here by `python -m bench.benchmarks.md_engines`,
+#      so that the quick potentials are not trained there)
 # --quick (under 5 minutes, for a nearly spent lease): the tests without compiled backends, the
 # compiled backends at 12,288 atoms only, no 192-atom compile. Each torch.compile costs 15-20 s there.
 set -uo pipefail
@@ -42,11 +45,13 @@ if [ $quick = 1 ]; then
   step 90  $gpu --backend compile-cudagraphs compile-fused-cudagraphs --sizes 4 --out "$out/timing-compiled"
   step 35  python3 -m bench.profile --device cuda --repeat 4 --backend eager fused --out "$out/profile"
 else
-  step 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests > "$out/gpu-tests.log" 2>&1
+  step 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
   step 60  python3 -m bench.profile --device cuda --repeat 4 --backend eager fused compile-fused --out "$out/profile"
   step 100 $gpu --backend eager fused --out "$out/timing"
-  step 130 $gpu --backend compile-cudagraphs compile-fused-cudagraphs --sizes 1 4 8 --out "$out/timing-compiled"
+  step 110 $gpu --backend compile-cudagraphs compile-fused-cudagraphs --sizes 1 4 8 --out "$out/timing-compiled"
+  [ -d out/md-engines/accuracy ] && step 45 python3 -m bench.benchmarks.md_engines --device cuda \
+      --trained out/md-engines/accuracy --out /tmp/md-engines > "$out/md-engines.log" 2>&1
 fi
 step 15  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
 step 15  python3 -m bench.cli.main report "$out/timing-compiled" -o "$out/report-compiled"

@@ -118,9 +118,12 @@ def _slowdown_file(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_measured_check_catches_injected_slowdown_and_passes_noise(tmp_path):
     """The CI decision (measure in a fresh process, re-measure once on an alarm) on unchanged code
-    and on a CACE slowed down by a sleep in its forward."""
+    and on a CACE slowed down by a sleep in its forward. Slow set: its "passes noise" half compares
+    two wall-time measurements, which a loaded 2-core machine can push past the tolerance (it
+    failed so in the default suite twice)."""
     baseline = snapshot(probe_speed(repeats=15, warmup=3))
     _, noise = measure_against(baseline, repeats=15, log=lambda m: None)   # the same code, measured again
     assert not any(c.regressed for c in noise), noise
@@ -131,7 +134,12 @@ def test_measured_check_catches_injected_slowdown_and_passes_noise(tmp_path):
     assert not ch["speed.spherical_over_reference"].regressed   # the spherical code did not change
 
 
+@pytest.mark.slow
 def test_regress_command_confirms_then_fails_on_a_real_slowdown(tmp_path, capsys):
+    """Slow set, like the test above: it decides by wall time (a 3x sleep injected into CACE's
+    forward), and once in the default suite on a loaded 2-core machine the slowdown did not show
+    (CACE / reference +3.9%); it passes alone. The comparison logic itself is tested on fixed
+    snapshots in the default suite."""
     out = tmp_path / "reg"
     assert main(["regress", "--speed-only", "--repeats", "7", "--out", str(out)]) == 0
     assert (out / "regression.json").is_file()

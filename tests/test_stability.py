@@ -152,7 +152,7 @@ def test_stability_task_resumes_and_reports(tmp_path, monkeypatch):
                        train=TrainConfig(max_epochs=2, batch_size=3, energy_weights=(1.0,)))
     store = ResultsStore(tmp_path / "res")
     accuracy.run(acc, store, progress=False, log=lambda *a: None)
-    spec = StabilitySpec(timestep_fs=1.0, n_steps=40, check_interval=10, seeds=(0, 1), rdf_window_fs=20.0)
+    spec = StabilitySpec(timestep_fs=1.0, n_steps=40, check_interval=10, seeds=(0, 1), rdf_window_fs=20.0, engine="ase")
     calls = []
     real = stability.run_md
     monkeypatch.setattr(stability, "run_md", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -163,3 +163,44 @@ def test_stability_task_resumes_and_reports(tmp_path, monkeypatch):
     assert stability.run(spec, acc, store, log=lambda *a: None) == [] and calls == []
     html_path, md_path = build_report(tmp_path / "res", tmp_path / "rep")
     assert "Stability in MD: tiny" in html_path.read_text() and "survival area" in md_path.read_text()
+
+
+def test_batched_engine_equals_ase_engine_under_nve(tmp_path):
+    """The stability task on the batched engine (every replica of a potential in one batch) and on
+    ASE's (one trajectory at a time): under NVE the trajectories agree to 1e-8 A, so every record's
+    time to failure, failure reason, energy drift and RDF error agree; keys differ by the engine."""
+    import ase.io
+
+    from bench.data.builtin_sets import EMTAlloyRecipe, make_emt_alloy
+    from bench.results.store import ResultsStore
+    from bench.tasks import accuracy, stability
+    from bench.tasks.accuracy import AccuracySpec, DataSpec
+    from bench.train import TrainConfig
+
+    recipe = EMTAlloyRecipe(repeat=1, temperatures=(300.0,), frames_per_temperature=8, md_equilibration=5,
+                            md_stride=2, n_strained=2, n_rattled=2)
+    path = tmp_path / "tiny.extxyz"
+    ase.io.write(path, make_emt_alloy(0, recipe), format="extxyz")
+    acc = AccuracySpec(data=DataSpec(str(path), name="tiny", n_train=6, n_valid=3, n_test=3),
+                       model=dict(cutoff=4.0, n_rbf=3, n_embed=2, n_radial=2, l_max=2, nu_max=2, n_layers=0,
+                                  readout=(4,)),
+                       train=TrainConfig(max_epochs=2, batch_size=3, energy_weights=(1.0,)))
+    store = ResultsStore(tmp_path / "res")
+    accuracy.run(acc, store, progress=False, log=lambda *a: None)
+    base = dict(ensemble="nve", timestep_fs=1.0, n_steps=40, check_interval=10, seeds=(0, 1),
+                temperatures=(300.0, 900.0), rdf_window_fs=20.0)
+    ase_recs = stability.run(StabilitySpec(**base, engine="ase"), acc, store, log=lambda *a: None)
+    batched = stability.run(StabilitySpec(**base, engine="batched"), acc, store, log=lambda *a: None)
+
+    def table(recs):
+        return {(r["descriptor"], r["setting"]["temperature"], r["setting"]["md_seed"], r["metric"]): r
+                for r in recs if r["descriptor"] != "emt"}
+
+    a, b = table(ase_recs), table(batched)
+    assert a.keys() == b.keys() and len(a) == 2 * 2 * 2 * 3
+    for k in a:
+        assert b[k]["setting"]["engine"] == "batched" and "engine" not in a[k]["setting"]
+        assert (a[k]["failed"], a[k]["reason"]) == (b[k]["failed"], b[k]["reason"])
+        assert np.isclose(a[k]["value"], b[k]["value"], rtol=1e-6, atol=1e-9), k
+    with pytest.raises(ValueError, match="pass --engine ase"):
+        StabilitySpec(ensemble="nvt-berendsen", engine="batched")

@@ -16,12 +16,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="the main job: accuracy, stability and timing on both descriptors, then the report")
     _common(p)
     _timing_options(p)
+    _stability_options(p)
     p.set_defaults(func=run)
     a = sub.add_parser("accuracy", help="train and test both descriptors")
     _common(a)
     a.set_defaults(func=accuracy)
     st = sub.add_parser("stability", help="MD with the trained potentials (after accuracy): time to failure, drift, RDF")
     _common(st)
+    st.add_argument("--device", default=None, help="cpu or cuda[:N] for the MD (default: cuda when present, else cpu)")
+    _stability_options(st)
     st.set_defaults(func=stability)
     t = sub.add_parser("timing", help="descriptor, energy+forces and training-step time and memory, side by side, "
                                       "swept over atoms, l_max, nu_max, channels and dtype; then the trained potentials")
@@ -56,6 +59,18 @@ def _timing_options(p) -> None:
     g.add_argument("--repeats", type=int, default=None, help="timed rounds per point (default: 5 quick, 20 full)")
 
 
+def _stability_options(p) -> None:
+    g = p.add_argument_group("stability")
+    g.add_argument("--engine", default="batched", choices=["batched", "ase"],
+                   help="batched: every replica of a potential advanced together as one batched graph on the "
+                        "device (bench.md; BAOAB Langevin); ase: ASE's integrators, one trajectory at a time "
+                        "(ASE's Langevin). Default batched")
+
+
+def _device(args) -> str:
+    return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -74,6 +89,8 @@ def accuracy(args) -> int:
 
 
 def stability(args) -> int:
+    from dataclasses import replace
+
     from ..results.store import ResultsStore
     from ..tasks import stability as stab
     from ..tasks.presets import accuracy_spec, stability_spec
@@ -82,8 +99,8 @@ def stability(args) -> int:
     opts = {k: v for k, v in read_options(args).items() if v is not None and k != "index"}
     for data in args.data:
         name = data.split(":", 1)[-1]
-        stab.run(stability_spec(name, quick=args.quick), accuracy_spec(data, quick=args.quick, read_options=opts),
-                 store, log=_log)
+        spec = replace(stability_spec(name, quick=args.quick), engine=args.engine, device=_device(args))
+        stab.run(spec, accuracy_spec(data, quick=args.quick, read_options=opts), store, log=_log)
     return 0
 
 
@@ -96,7 +113,7 @@ def timing(args) -> int:
     from dataclasses import replace
 
     store = ResultsStore(args.out)
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.device = _device(args)
     spec = timing_spec(quick=args.quick, device=args.device, threads=args.threads,
                        dtypes=tuple(args.dtype) if args.dtype else None,
                        backends=tuple(args.backend) if args.backend else None)

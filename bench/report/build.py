@@ -344,6 +344,23 @@ def _history_section(doc: _Doc, baselines) -> None:
     doc.figure(plots.history(series, labels), "Tracked figures across accepted baselines")
 
 
+_ENGINE_TEXT = {"batched": "the batched engine (bench.md: every replica of a potential in one batch; BAOAB "
+                           "Langevin, velocity Verlet)", "ase": "ASE's integrators, one trajectory at a time"}
+
+
+def _md_engines(runs: list[dict]) -> str:
+    """Which engine and device produced each potential's curves (records before engines existed: ASE, CPU)."""
+    used = {}
+    for r in runs:
+        rec = r["records"][0]
+        prov = rec.get("provenance", {})
+        device = prov.get("device_name") or prov.get("device", "cpu")
+        used.setdefault(NAMES.get(r["key"]["descriptor"], r["key"]["descriptor"]), set()).add(
+            (rec.get("engine", "ase"), device))
+    parts = [f"{name}: " + "; ".join(f"{_ENGINE_TEXT.get(e, e)} on {d}" for e, d in sorted(v)) for name, v in sorted(used.items())]
+    return "Engines: " + " · ".join(parts) + "."
+
+
 def _stability_section(doc: _Doc, store: ResultsStore, runs: list[dict]) -> None:
     stab_runs = [r for r in runs if r["key"]["task"] == "stability"]
     for dataset in sorted({r["key"]["dataset"] for r in stab_runs}):
@@ -354,7 +371,7 @@ def _stability_section(doc: _Doc, store: ResultsStore, runs: list[dict]) -> None
                  f"and velocity seeds for every potential. A run fails at the first check (every {spec['check_interval']} "
                  f"steps) where energy or forces are non-finite, T > {spec['max_temperature']:.0e} K, two atoms are closer "
                  f"than {spec['min_distance']} A, a bond deviates by more than {spec['bond_tolerance']} A (molecules), or "
-                 f"the RDF error exceeds {spec['rdf_threshold']} (periodic).")
+                 f"the RDF error exceeds {spec['rdf_threshold']} (periodic). " + _md_engines(mine))
         rows = []
         for temperature in sorted({r["key"]["setting"]["temperature"] for r in mine}):
             at_t = [r for r in mine if r["key"]["setting"]["temperature"] == temperature]

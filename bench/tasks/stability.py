@@ -26,6 +26,7 @@ from ase import Atoms, units
 from .rdf import atom_fractions, rdf, rdf_distance
 
 ENSEMBLES = ("nvt-langevin", "nvt-berendsen", "nve")
+ENGINES = ("ase", "batched")      # ASE's integrators one trajectory at a time, or bench.md on every replica at once
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,17 @@ class StabilitySpec:
     rdf_bins: int = 60
     max_temperature: float = 1e5
     min_distance: float = 0.5
+    engine: str = "batched"       # ENGINES: bench.md (every replica at once) or ASE (one at a time)
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.ensemble not in ENSEMBLES:
             raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {self.ensemble!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.engine == "batched" and self.ensemble == "nvt-berendsen":
+            raise ValueError("the batched MD engine runs nve and nvt-langevin, not nvt-berendsen; "
+                             "pass --engine ase for it")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -208,6 +216,7 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
     from ..provenance import config_hash, provenance
     from ..results.store import run_id
     from .accuracy import load_frames
+    from .stability_batched import run_md_batched
 
     data = acc_spec.data
     frames = load_frames(data.source, data.read_options)
@@ -217,7 +226,9 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
         raise ValueError(f"no trained potentials for {data.label!r} in {store.root}: run the accuracy task first")
     builtin_emt = data.source == "builtin:emt-alloy"
     periodic = bool(frames[0].pbc.any())
-    cfg = config_hash({"stability": spec.to_dict(), "data": data.label})
+    # engine and device are not in the hash: the engine is in each key's setting, the device in provenance
+    cfg = config_hash({"stability": {k: v for k, v in spec.to_dict().items() if k not in ("engine", "device")},
+                       "data": data.label})
     records = []
     for acc_seed in acc_spec.seeds:
         split = data.split(frames, acc_seed, has_test_file=bool(test_frames))
@@ -228,41 +239,64 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
             reference = rdf([frames[i] for i in split.train], spec.rdf_r_max, spec.rdf_bins)
         candidates = [("emt", None)] if builtin_emt else []
         candidates += [(d, runs[(d, acc_seed)]) for d in acc_spec.descriptors if (d, acc_seed) in runs]
+
+        def write(name, key, out, reference, start, md_seed):
+            failed = out["failure_time_fs"] is not None
+            values = {"time_to_failure": out["failure_time_fs"] if failed else out["length_fs"],
+                      "energy_drift": energy_drift(out)}
+            if reference is not None and "rdf" in out:
+                values["rdf_error"] = rdf_distance(rdf_from_json(out["rdf"]), reference, spec.rdf_r_max, atom_fractions(start))
+            device = spec.device if name != "emt" else "cpu"
+            common = {**key, "failed": failed, "reason": out["reason"], "length_fs": out["length_fs"],
+                      "spec": spec.to_dict(), "engine": spec.engine if name != "emt" else "ase",
+                      "provenance": provenance(device, dtype="float64", seed=md_seed)}
+            recs = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in values.items()]
+            artifacts = {"trace": {k: out[k] for k in ("time_fs", "temperature", "total_energy")},
+                         "rdf": out.get("rdf"),
+                         "reference_rdf": {f"{a}-{b}": g.tolist() for (a, b), g in reference.items()}
+                         if reference is not None else None}
+            store.write(key, recs, artifacts)
+            records.extend(recs)
+            log(f"stability {name:9s} T={key['setting']['temperature']:.0f} K start={key['setting']['start']} "
+                f"seed={md_seed}: " + (f"failed at {out['failure_time_fs']:.0f} fs ({out['reason']})" if failed
+                                       else f"stable for {out['length_fs']:.0f} fs"))
+
+        def make_key(name, temperature, s_idx, md_seed):
+            setting = {"temperature": temperature, "start": s_idx, "md_seed": md_seed, "ensemble": spec.ensemble}
+            if spec.engine != "ase" and name != "emt":     # ASE-engine keys stay those stored before engines existed
+                setting["engine"] = spec.engine
+            return {"task": "stability", "descriptor": name, "dataset": data.label, "seed": acc_seed,
+                    "setting": setting, "config_hash": cfg}
+
+        batched = {}                       # name -> [(key, start, temperature, md_seed, reference)]
         for temperature in spec.temperatures:
             for s_idx, start in enumerate(starts):
                 if builtin_emt:  # the EMT reference RDF for this start and temperature, made when first needed
                     reference = None
                 for md_seed in spec.seeds:
                     for name, acc_run in candidates:
-                        key = {"task": "stability", "descriptor": name, "dataset": data.label, "seed": acc_seed,
-                               "setting": {"temperature": temperature, "start": s_idx, "md_seed": md_seed,
-                                           "ensemble": spec.ensemble}, "config_hash": cfg}
+                        key = make_key(name, temperature, s_idx, md_seed)
                         if store.has(key):
                             log(f"skip (done): stability {name} T={temperature} start={s_idx} seed={md_seed}")
                             continue
                         if builtin_emt and reference is None:
                             reference = rdf_from_json(run_md(start, EMT(), spec, temperature, seed=10_000 + s_idx)["rdf"])
+                        if spec.engine == "batched" and acc_run is not None:
+                            batched.setdefault(name, []).append((key, start, temperature, md_seed, reference))
+                            continue
                         if acc_run is None:
                             calc = EMT()
                         else:
                             model = store.artifacts_dir / run_id(acc_run["key"]) / "model.pt"
-                            calc = BenchCalculator(load_checkpoint(model))
+                            calc = BenchCalculator(load_checkpoint(model), device=spec.device)
                         out = run_md(start, calc, spec, temperature, md_seed, reference_rdf=reference)
-                        failed = out["failure_time_fs"] is not None
-                        values = {"time_to_failure": out["failure_time_fs"] if failed else out["length_fs"],
-                                  "energy_drift": energy_drift(out)}
-                        if reference is not None and "rdf" in out:
-                            values["rdf_error"] = rdf_distance(rdf_from_json(out["rdf"]), reference, spec.rdf_r_max, atom_fractions(start))
-                        common = {**key, "failed": failed, "reason": out["reason"], "length_fs": out["length_fs"],
-                                  "spec": spec.to_dict(), "provenance": provenance("cpu", dtype="float64", seed=md_seed)}
-                        recs = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in values.items()]
-                        artifacts = {"trace": {k: out[k] for k in ("time_fs", "temperature", "total_energy")},
-                                     "rdf": out.get("rdf"),
-                                     "reference_rdf": {f"{a}-{b}": g.tolist() for (a, b), g in reference.items()}
-                                     if reference is not None else None}
-                        store.write(key, recs, artifacts)
-                        records += recs
-                        log(f"stability {name:9s} T={temperature:.0f} K start={s_idx} seed={md_seed}: "
-                            + (f"failed at {out['failure_time_fs']:.0f} fs ({out['reason']})" if failed
-                               else f"stable for {out['length_fs']:.0f} fs"))
+                        write(name, key, out, reference, start, md_seed)
+        # the batched engine: every replica of one potential in one batch
+        for name, reps in batched.items():
+            acc_run = dict(candidates)[name]
+            potential = load_checkpoint(store.artifacts_dir / run_id(acc_run["key"]) / "model.pt")
+            log(f"stability {name}: {len(reps)} replicas together on {spec.device} (batched engine)")
+            outs = run_md_batched(potential, [(st, T, sd, ref) for _, st, T, sd, ref in reps], spec, device=spec.device)
+            for (key, start, _, md_seed, reference), out in zip(reps, outs):
+                write(name, key, out, reference, start, md_seed)
     return records
