@@ -83,15 +83,18 @@ def validation_loss(pot, graphs, cfg: TrainConfig) -> float:
 
 
 def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsGraph], cfg: TrainConfig, *,
-          seed: int = 0, progress: bool = True, desc: str = "train") -> TrainResult:
-    """Train ``pot`` in place; return the best EMA weights and the history."""
+          seed: int = 0, progress: bool = True, desc: str = "train", device="cpu") -> TrainResult:
+    """Train ``pot`` in place on ``device``; return the best EMA weights and the history.
+
+    The graphs (neighbour lists included) are moved to the device once and batched there; the
+    shuffling generator stays on the CPU, so the batches are the same on every device."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from tqdm import tqdm
 
     dtype = getattr(torch, cfg.dtype)
-    pot.to(dtype=dtype)
-    train_graphs = [g.to(dtype=dtype) for g in train_graphs]
-    valid_graphs = [g.to(dtype=dtype) for g in valid_graphs]
+    pot.to(device=device, dtype=dtype)
+    train_graphs = [g.to(device=device, dtype=dtype) for g in train_graphs]
+    valid_graphs = [g.to(device=device, dtype=dtype) for g in valid_graphs]
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(pot.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
@@ -146,16 +149,20 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
 def predict(pot, graphs: Sequence[AtomsGraph], batch_size: int = 16) -> dict:
     """Predictions and references on ``graphs``: per-structure energies, forces, numbers (numpy)."""
     pot.eval()
-    dtype = pot.scale.dtype
+    dtype, device = pot.scale.dtype, pot.scale.device
     e_pred, e_ref, n_at, f_pred, f_ref, z = [], [], [], [], [], []
-    for batch in _batches([g.to(dtype=dtype) for g in graphs], batch_size, None):
+
+    def host(x):
+        return x.detach().cpu().numpy()
+
+    for batch in _batches([g.to(device=device, dtype=dtype) for g in graphs], batch_size, None):
         out = pot(batch, forces=True)
-        e_pred.append(out["energy"].detach().double().numpy())
-        f_pred.append(out["forces"].detach().double().numpy())
-        e_ref.append(batch.energy.double().numpy())
-        f_ref.append(batch.forces.double().numpy())
-        n_at.append(batch.n_atoms_per_graph.numpy())
-        z.append(batch.numbers.numpy())
+        e_pred.append(host(out["energy"].double()))
+        f_pred.append(host(out["forces"].double()))
+        e_ref.append(host(batch.energy.double()))
+        f_ref.append(host(batch.forces.double()))
+        n_at.append(host(batch.n_atoms_per_graph))
+        z.append(host(batch.numbers))
     cat = np.concatenate
     return {"energy_pred": cat(e_pred), "energy_ref": cat(e_ref), "n_atoms": cat(n_at),
             "forces_pred": cat(f_pred), "forces_ref": cat(f_ref), "numbers": cat(z)}

@@ -143,3 +143,25 @@ def test_report_has_every_section_and_damaged_files_are_clear_errors(data_file, 
     damaged.write_text(json.dumps({"format": "something-else", "records": []}))
     with pytest.raises(ResultsError, match="not a cace-bench run file"):
         store.runs()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-8), ("float32", 1e-2)])
+def test_training_on_cuda_equals_cpu(data_file, tmp_path, dtype, tol):
+    """The same seed, data and recipe on CUDA and on the CPU: the same losses, epoch by epoch, and
+    the same test errors (float64 to 1e-8, float32 to its tolerance); records name their device."""
+    from dataclasses import replace
+
+    histories, errors = {}, {}
+    for device in ("cpu", "cuda"):
+        store = ResultsStore(tmp_path / device)
+        s = spec(data_file, train=replace(TRAIN, max_epochs=3, dtype=dtype), device=device, descriptors=("cace",))
+        recs = accuracy.run(s, store, progress=False, log=quiet)
+        assert {r["provenance"]["device"] for r in recs} == {device}
+        histories[device] = [(h["train_loss"], h["valid_loss"]) for h in store.runs()[0]["artifacts"]["history"]]
+        errors[device] = {r["metric"]: r["value"] for r in recs if r["metric"] in ("energy_mae", "forces_mae")}
+    for (a, b), (c, d) in zip(histories["cpu"], histories["cuda"]):
+        assert abs(a - c) <= tol * abs(a) and abs(b - d) <= tol * abs(b)
+    for m in errors["cpu"]:
+        assert abs(errors["cpu"][m] - errors["cuda"][m]) <= tol * abs(errors["cpu"][m]) + 1e-9

@@ -23,7 +23,6 @@ def add_parser(sub) -> None:
     a.set_defaults(func=accuracy)
     st = sub.add_parser("stability", help="MD with the trained potentials (after accuracy): time to failure, drift, RDF")
     _common(st)
-    st.add_argument("--device", default=None, help="cpu or cuda[:N] for the MD (default: cuda when present, else cpu)")
     _stability_options(st)
     st.set_defaults(func=stability)
     t = sub.add_parser("timing", help="descriptor, energy+forces and training-step time and memory, side by side, "
@@ -44,12 +43,13 @@ def _common(p) -> None:
                    help="builtin:emt-alloy, a shared set (rmd17-ethanol, 3bpa, water64, hea25, zuo-cu, zuo-mo, zuo-si) or a path")
     p.add_argument("--out", default="out", help="results and report folder (default ./out)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default=None, help="cpu or cuda[:N] for training, MD and timing (default: cuda when "
+                                                   "present, else cpu; every record names the device it ran on)")
     add_read_options(p)
 
 
 def _timing_options(p) -> None:
     g = p.add_argument_group("timing")
-    g.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when present, else cpu)")
     g.add_argument("--backend", nargs="+", default=None, choices=list(BACKENDS),
                    help="backends to time both descriptors under (bench.backends; default: eager on CPU, "
                         "every backend on CUDA); the headline pairs each side at its fastest")
@@ -76,6 +76,8 @@ def _log(msg: str) -> None:
 
 
 def accuracy(args) -> int:
+    from dataclasses import replace
+
     from ..results.store import ResultsStore
     from ..tasks import accuracy as acc
     from ..tasks.presets import accuracy_spec
@@ -83,8 +85,8 @@ def accuracy(args) -> int:
     store = ResultsStore(args.out)
     opts = {k: v for k, v in read_options(args).items() if v is not None and k != "index"}
     for data in args.data:
-        acc.run(accuracy_spec(data, quick=args.quick, read_options=opts), store,
-                progress=not args.no_progress and sys.stderr.isatty(), log=_log)
+        spec = replace(accuracy_spec(data, quick=args.quick, read_options=opts), device=_device(args))
+        acc.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
     return 0
 
 

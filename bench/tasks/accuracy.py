@@ -57,6 +57,7 @@ class AccuracySpec:
     seeds: tuple = (0,)
     train_sizes: tuple | None = None     # learning curve: training-set sizes (nested subsets)
     descriptors: tuple = DESCRIPTORS
+    device: str = "cpu"                  # where training and evaluation run (in provenance, not in the key)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +105,7 @@ def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=p
                 pot = build(kind, elements=elements, e0=e0, scale=f_rms, **kw)
                 t0 = time.perf_counter()
                 result = train(pot, [graphs[i] for i in subset], valid, spec.train, seed=seed, progress=progress,
-                               desc=f"{kind} {data.label} s{seed} n{n_train}")
+                               desc=f"{kind} {data.label} s{seed} n{n_train}", device=spec.device)
                 save_checkpoint(pot, store.artifact_path(key, "model.pt"))
                 if result.interrupted:
                     log(f"interrupted: best weights of {kind} kept in {store.artifact_path(key, 'model.pt')}; "
@@ -120,7 +121,7 @@ def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=p
                     "best_epoch": result.best_epoch, "n_parameters": sum(p.numel() for p in pot.parameters()),
                     "n_features": pot.descriptor.n_features, "wall_time_s": time.perf_counter() - t0,
                     "model": pot.config(), "train_config": spec.train.to_dict(),
-                    "provenance": provenance("cpu", dtype=spec.train.dtype, seed=seed),
+                    "provenance": provenance(spec.device, dtype=spec.train.dtype, seed=seed),
                 }
                 from ..metrics import metric
 
