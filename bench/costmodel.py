@@ -15,7 +15,9 @@ Per stage (forward):
     Bchi message    2 N F_B L C + 2 N nb C Q R + 2 N Q C R K  matmul flops (h, per-l bmm, mix)
     Ar message      3 E Q K C                       flops
     readout         2 N (F w1 + w1 w2 + ... + w_last) + 2 N F   matmul flops
-Bytes count each stage's tensors read once and written once (the minimum traffic of an unfused
+With the fused neighbour sums (``neighbor_sum="fused"``, the Triton kernels) the atomic basis and
+the Bchi neighbour sum become 3 E Q R C FMA-type flops each, reading Y, R, W per edge once, with no
+dense-layout tables. Bytes count each stage's tensors read once and written once (the minimum traffic of an unfused
 implementation); gathers count the gathered rows. The matmul part is exact (a test checks it
 against ``torch.utils.flop_counter``); the elementwise part is a leading-order estimate.
 
@@ -64,20 +66,35 @@ def _symmetrize(z, s) -> Stage:
     return Stage("symmetrize", flops, mm, s * traffic)
 
 
-def descriptor_stages(descriptor, graph, kind: str | None = None) -> list[Stage]:
-    """The forward stages of ``descriptor`` on ``graph`` (an AtomsGraph)."""
+def descriptor_stages(descriptor, graph, kind: str | None = None, neighbor_sum: str = "dense") -> list[Stage]:
+    """The forward stages of ``descriptor`` on ``graph`` (an AtomsGraph).
+
+    ``neighbor_sum="fused"``: the neighbour sums run as the Triton kernels of
+    ``bench/nn/neighbor_sum_triton.py``: 3 E Q R C flops each (two multiplies and an add per
+    term; FMA work, no matrix product), reading each edge's Y, R and W once and writing the
+    [N, Q, R, C] result, with no dense [N, nb, .] tables and no per-edge products in memory."""
+    if neighbor_sum not in ("dense", "fused"):
+        raise ValueError(f"neighbor_sum must be 'dense' or 'fused', got {neighbor_sum!r}")
+    fused = neighbor_sum == "fused"
     z = _sizes(descriptor, graph)
     s = torch.empty((), dtype=graph.positions.dtype).element_size()
     kind = kind or getattr(descriptor, "descriptor_name", "cace")
     N, E, nb, R, e, C, K, Q, L = (z[k] for k in ("N", "E", "nb", "R", "e", "C", "K", "Q", "L"))
     a = ANGULAR_FLOPS_PER_COMPONENT.get(kind, 3.0)
-    stages = [
-        # edge shifts S @ cell are a [E, 3] x [3, 3] matmul per edge: 18 E matmul flops
-        Stage("edge basis", E * (31 + 8 * R + a * Q), 18 * E,
-              s * (E * (3 + 2 + R + Q) + 2 * E * (R * e + Q) + N * nb * (R * e + Q))),
-        Stage("atomic basis", 2 * N * nb * R * e * Q + N * Q * R * C, 2 * N * nb * R * e * Q,
-              s * (N * nb * (R * e + Q) + N * R * e * Q + 2 * N * Q * R * C)),
-    ]
+    if fused:
+        stages = [
+            Stage("edge basis", E * (31 + 8 * R + a * Q), 18 * E, s * (E * (3 + 2 + R + Q) + 2 * E * e)),
+            Stage("atomic basis (fused)", 3 * E * Q * R * e + N * Q * R * C, 0.0,
+                  s * (E * (Q + R + e) + N * Q * R * e + 2 * N * Q * R * C)),
+        ]
+    else:
+        stages = [
+            # edge shifts S @ cell are a [E, 3] x [3, 3] matmul per edge: 18 E matmul flops
+            Stage("edge basis", E * (31 + 8 * R + a * Q), 18 * E,
+                  s * (E * (3 + 2 + R + Q) + 2 * E * (R * e + Q) + N * nb * (R * e + Q))),
+            Stage("atomic basis", 2 * N * nb * R * e * Q + N * Q * R * C, 2 * N * nb * R * e * Q,
+                  s * (N * nb * (R * e + Q) + N * R * e * Q + 2 * N * Q * R * C)),
+        ]
     if z["mixed"]:
         stages.append(Stage("radial mix", 2 * N * Q * C * R * K, 2 * N * Q * C * R * K, s * N * Q * C * (R + K)))
     stages.append(_symmetrize(z, s))
@@ -85,7 +102,13 @@ def descriptor_stages(descriptor, graph, kind: str | None = None) -> list[Stage]
     F_B = n_inv * K * C
     for t in range(z["n_layers"]):
         msgs = z["messages"]
-        if "Bchi" in msgs:
+        if "Bchi" in msgs and fused:
+            mm = 2 * N * F_B * L * C + 2 * N * Q * C * R * K
+            flops = mm + 3 * E * Q * R * C + 2 * N * Q * R * C
+            traffic = (N * F_B + N * L * C + 2 * E * L * C + E * (Q + R + L * C) + N * C * Q * R * 3
+                       + N * Q * C * (R + K))
+            stages.append(Stage(f"layer {t + 1}: Bchi message (fused)", flops, mm, s * traffic))
+        elif "Bchi" in msgs:
             mm = 2 * N * F_B * L * C + 2 * N * nb * C * Q * R + 2 * N * Q * C * R * K
             flops = mm + (N * nb * Q * R if t == 0 else 0) + 2 * N * Q * R * C
             traffic = (N * F_B + N * L * C + 2 * E * L * C + N * nb * L * C + N * nb * Q * R * (2 if t == 0 else 1)
@@ -109,8 +132,8 @@ def readout_stage(potential, graph) -> Stage:
     return Stage("readout", mm + N * sum(widths[1:-1]) * 5, mm, s * (N * F + n_weights + N * sum(widths[1:])))
 
 
-def potential_stages(potential, graph, kind: str | None = None) -> list[Stage]:
-    return descriptor_stages(potential.descriptor, graph, kind) + [readout_stage(potential, graph)]
+def potential_stages(potential, graph, kind: str | None = None, neighbor_sum: str = "dense") -> list[Stage]:
+    return descriptor_stages(potential.descriptor, graph, kind, neighbor_sum) + [readout_stage(potential, graph)]
 
 
 def totals(stages: list[Stage], mode: str = "descriptor") -> dict:

@@ -54,3 +54,28 @@ def test_cost_scales_exactly_with_supercell_size():
     # traffic: per-atom tensors scale by 8, the readout weights (read once) do not
     assert 8 * a["bytes"] * 0.99 < b["bytes"] < 8 * a["bytes"]
     assert 0 < a["intensity"] == pytest.approx(b["intensity"], rel=0.01)
+
+
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+def test_fused_cost_model_counts_the_matmuls_left_around_the_kernels(kind):
+    """With the fused neighbour sums (Triton, in the interpreter without a GPU) torch executes only
+    the matrix products the fused model counts (h, radial mixes, contraction, readout): the two
+    neighbour-sum products are gone; and the fused path moves fewer bytes than the dense one."""
+    import numpy as np
+
+    from bench.backends import with_backend
+    from bench.nn import neighbor_sum_triton as nst
+    from bench.testing import random_periodic
+
+    if not nst.available():
+        pytest.skip("needs Triton")
+    torch.manual_seed(0)
+    pot = build(kind, elements=[1, 8], preset="water", cutoff=3.0)
+    graph = AtomsGraph.from_atoms(random_periodic(np.random.default_rng(0), [1, 8], n=6), 3.0, dtype=torch.float32)
+    fused = with_backend(pot, "fused")
+    with torch.no_grad():
+        counted = counted_matmul_flops(lambda: fused(graph, forces=False))
+    model = totals(potential_stages(pot, graph, kind, neighbor_sum="fused"))
+    dense = totals(potential_stages(pot, graph, kind))
+    assert model["matmul_flops"] == counted < dense["matmul_flops"]
+    assert model["bytes"] < dense["bytes"]

@@ -195,8 +195,8 @@ def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype
     timing = time_round_robin(calls, device=spec.device, warmup=spec.warmup, repeats=spec.repeats)
     rows = []
     for k, (pot, g) in setups.items():
-        stages = potential_stages(pot, g, k)
         for b in spec.backends:
+            stages = potential_stages(pot, g, k, neighbor_sum="fused" if "fused" in b else "dense")
             for m in spec.modes:
                 if f"{k}/{b}/{m}" not in timing:
                     continue
