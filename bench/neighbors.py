@@ -6,6 +6,34 @@ import numpy as np
 from vesin import NeighborList
 
 
+MAX_NEIGHBORS_ESTIMATE = 10_000      # per atom; a 6 A cutoff in liquid water gives about 90
+
+
+def check_cutoff(cutoff, n_atoms: int, cell, pbc) -> None:
+    """Refuse a cutoff that is not a positive finite length, or that would give more than
+    ``MAX_NEIGHBORS_ESTIMATE`` neighbours per atom (estimated from the density before any list is
+    built: (n / V) 4/3 pi rc^3 for a periodic cell; a molecule has at most n - 1)."""
+    import math
+
+    try:
+        rc = float(cutoff)
+    except (TypeError, ValueError):
+        raise ValueError(f"cutoff must be a length in Angstrom, got {cutoff!r}; pass e.g. --cutoff 5.0") from None
+    if not math.isfinite(rc) or rc <= 0:
+        raise ValueError(f"cutoff must be a positive finite length in Angstrom, got {cutoff}; pass e.g. --cutoff 5.0")
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if not pbc.any() or n_atoms == 0:
+        return
+    volume = abs(float(np.linalg.det(np.asarray(cell, dtype=float))))
+    if volume <= 0:
+        return                                 # a degenerate cell is reported where the cell is read
+    estimate = n_atoms / volume * 4.0 / 3.0 * math.pi * rc**3
+    if estimate > MAX_NEIGHBORS_ESTIMATE:
+        raise ValueError(f"cutoff {rc:g} A would give about {estimate:,.0f} neighbours per atom ({n_atoms} atoms in "
+                         f"{volume:,.0f} A^3; the list alone would take about {estimate * n_atoms * 40 / 1e9:,.1f} GB); "
+                         "interatomic potentials use a few Angstrom: pass e.g. --cutoff 5.0")
+
+
 def neighbor_pairs(positions, cell, pbc, cutoff: float, *, full: bool = True):
     """All pairs (i, j, S) with |x_j - x_i + S @ cell| < cutoff.
 
@@ -15,6 +43,7 @@ def neighbor_pairs(positions, cell, pbc, cutoff: float, *, full: bool = True):
     than twice the cutoff (several images of one neighbour are then listed, each with its shift).
     """
     positions = np.ascontiguousarray(positions, dtype=np.float64)
+    check_cutoff(cutoff, len(positions), cell, pbc)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     if pbc.any():
         box = np.ascontiguousarray(cell, dtype=np.float64)

@@ -108,3 +108,19 @@ def test_valid_file_reads(tmp_path):
     """The corpus is malformed on purpose: its well-formed parent reads cleanly."""
     frames = read(_write(tmp_path, [_water(), _water(1.0)]))
     assert len(frames) == 2 and frames[1].get_potential_energy() == pytest.approx(-14.2)
+
+
+@pytest.mark.parametrize("cutoff,expected", [("0", "positive finite length"), ("-3", "positive finite length"),
+                                             ("nan", "positive finite length"), ("100", "neighbours per atom")])
+def test_bad_cutoff_is_one_line_and_exit_2_before_any_list_is_built(tmp_path, capsys, cutoff, expected):
+    """0, negative and NaN cutoffs, and one that would give ~10^5 neighbours per atom (estimated
+    from the density, so refused in milliseconds instead of minutes and gigabytes)."""
+    from ase.build import bulk
+
+    path = tmp_path / "cu.extxyz"
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3)
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((len(atoms), 3)))
+    ase.io.write(path, atoms, format="extxyz")
+    assert main(["data", "inspect", str(path), "--cutoff", cutoff]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cace-bench: error:") and expected in err and "--cutoff" in err
