@@ -74,8 +74,32 @@ def make_zero_volume_cell(tmp_path):
     return _write(tmp_path, [a]), {}, 0, "cell"
 
 
+def make_unknown_element(tmp_path):
+    path = _write(tmp_path, [_water(), _water(1.0)])
+    text = path.read_text().splitlines()
+    text[-1] = "Xx" + text[-1][text[-1].index(" "):]          # second frame, last atom
+    path.write_text("\n".join(text) + "\n")
+    return path, {}, 1, "species"
+
+
+def make_directory(tmp_path):
+    path = tmp_path / "a_folder.extxyz"
+    path.mkdir()
+    return path, {}, None, "path"
+
+
+def make_archive(tmp_path):
+    import tarfile
+
+    inner = _write(tmp_path, [_water()])
+    path = tmp_path / "data.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(inner, arcname="data.extxyz")
+    return path, {}, None, "path"
+
+
 CORPUS = [make_truncated, make_missing_forces, make_nan_position, make_unknown_key, make_wrong_unit,
-          make_empty, make_overlapping, make_zero_volume_cell]
+          make_empty, make_overlapping, make_zero_volume_cell, make_unknown_element, make_directory, make_archive]
 
 
 @pytest.mark.parametrize("make", CORPUS, ids=lambda f: f.__name__[5:])
@@ -124,3 +148,12 @@ def test_bad_cutoff_is_one_line_and_exit_2_before_any_list_is_built(tmp_path, ca
     assert main(["data", "inspect", str(path), "--cutoff", cutoff]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("cace-bench: error:") and expected in err and "--cutoff" in err
+
+
+@pytest.mark.parametrize("make,says", [(make_unknown_element, "unknown element symbol 'Xx'"),
+                                       (make_directory, "is a directory, not a data file"),
+                                       (make_archive, "is an archive: extract it")])
+def test_messages_say_what_is_wrong(tmp_path, make, says):
+    path, flags, _, _ = make(tmp_path)
+    with pytest.raises(DataError, match=says):
+        read(path, **flags)

@@ -52,8 +52,7 @@ def read(
     ``"<path>:<frame>"``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, "path", "no such file")
+    _check_path(path)
     if path.stat().st_size == 0 or (path.suffix.lower() != ".npz" and not path.read_bytes()[:4096].strip()):
         raise DataError(path, None, "frames", "file is empty")
     fmt = "npz" if path.suffix.lower() == ".npz" else "xyz"
@@ -103,6 +102,23 @@ def read_isolated_energies(path, *, energy_key: str = "energy", energy_unit: str
 
 # --- helpers -----------------------------------------------------------------------------------
 
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".gz", ".bz2", ".xz",
+                    ".7z", ".rar")
+
+
+def _check_path(path: Path) -> None:
+    """A one-line DataError for a path that is not a readable data file, saying what to pass."""
+    if path.is_dir():
+        raise DataError(path, None, "path", "is a directory, not a data file: pass the file inside it "
+                                            "(extxyz, xyz or npz)")
+    if not path.is_file():
+        raise DataError(path, None, "path", "no such file")
+    name = path.name.lower()
+    if name.endswith(ARCHIVE_SUFFIXES) and not name.endswith((".xyz.gz", ".extxyz.gz", ".xyz.bz2", ".extxyz.bz2",
+                                                              ".xyz.xz", ".extxyz.xz")):
+        raise DataError(path, None, "path", "is an archive: extract it (tar -xf / unzip) and pass the extxyz, "
+                                            "xyz or npz file inside")
+
 def _resolve_options(path: Path, fmt: str, **given) -> dict:
     opts = dict(FORMAT_DEFAULTS[fmt])
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
@@ -133,6 +149,14 @@ def _read_ase(path: Path) -> list[tuple[Atoms, dict]]:
             frame_no += 1
     except DataError:
         raise
+    except KeyError as err:    # ASE's symbol table: an element symbol it does not know
+        from ase.data import chemical_symbols
+
+        bad = err.args[0] if err.args else "?"
+        if isinstance(bad, str) and bad not in chemical_symbols:
+            raise DataError(path, frame_no, "species", f"unknown element symbol {bad!r} (symbols are H, He, ..., "
+                                                       "Og, case-sensitive, e.g. 'Cu' not 'CU')") from None
+        raise DataError(path, frame_no, "file", f"cannot be parsed (KeyError: {err})") from None
     except Exception as err:  # ASE raises many types for a malformed file
         raise DataError(path, frame_no, "file", f"cannot be parsed ({type(err).__name__}: {err})") from None
     return out
