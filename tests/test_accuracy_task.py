@@ -165,3 +165,21 @@ def test_training_on_cuda_equals_cpu(data_file, tmp_path, dtype, tol):
         assert abs(a - c) <= tol * abs(a) and abs(b - d) <= tol * abs(b)
     for m in errors["cpu"]:
         assert abs(errors["cpu"][m] - errors["cuda"][m]) <= tol * abs(errors["cpu"][m]) + 1e-9
+
+
+def test_index_is_honoured_for_files_and_refused_for_fixed_sets(data_file, tmp_path, capsys):
+    """--index selects frames of a file (it reaches the data spec, so it changes the key); a built-in
+    set has fixed frames, and --index there is a one-line error, not silently dropped."""
+    from bench.cli.run_cmd import _read_options
+
+    assert main(["accuracy", "--data", "builtin:emt-alloy", "--index", ":10", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--index" in err and "built-in" in err
+
+    class Args:
+        data, index = [str(data_file)], ":10"
+        energy_key = forces_key = stress_key = energy_unit = length_unit = None
+
+    opts = _read_options(Args)
+    assert opts == {"index": ":10"}
+    assert len(accuracy.load_frames(str(data_file), opts)) == 10

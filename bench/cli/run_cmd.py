@@ -67,6 +67,18 @@ def _stability_options(p) -> None:
                         "(ASE's Langevin). Default batched")
 
 
+def _read_options(args) -> dict:
+    """The read options given (``--index`` included: it selects frames of a data file; the built-in
+    and shared sets have their own fixed frames and refuse it)."""
+    opts = {k: v for k, v in read_options(args).items() if v is not None}
+    if "index" in opts:
+        fixed = [d for d in args.data if d.startswith("builtin:") or not Path(d).exists()]
+        if fixed:
+            raise ValueError(f"--index selects frames of a data file; {fixed[0]} is a built-in or shared set with fixed "
+                             "frames: drop --index, or pass the path of a file")
+    return opts
+
+
 def _device(args) -> str:
     return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -83,7 +95,7 @@ def accuracy(args) -> int:
     from ..tasks.presets import accuracy_spec
 
     store = ResultsStore(args.out)
-    opts = {k: v for k, v in read_options(args).items() if v is not None and k != "index"}
+    opts = _read_options(args)
     for data in args.data:
         spec = replace(accuracy_spec(data, quick=args.quick, read_options=opts), device=_device(args))
         acc.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
@@ -98,7 +110,7 @@ def stability(args) -> int:
     from ..tasks.presets import accuracy_spec, stability_spec
 
     store = ResultsStore(args.out)
-    opts = {k: v for k, v in read_options(args).items() if v is not None and k != "index"}
+    opts = _read_options(args)
     for data in args.data:
         name = data.split(":", 1)[-1]
         spec = replace(stability_spec(name, quick=args.quick), engine=args.engine, device=_device(args))
@@ -122,7 +134,7 @@ def timing(args) -> int:
     if args.repeats:
         spec = replace(spec, repeats=args.repeats)
     tim.run(spec, store, log=_log)
-    opts = {k: v for k, v in read_options(args).items() if v is not None and k != "index"}
+    opts = _read_options(args)
     for data in args.data:
         timing_trained.run(accuracy_spec(data, quick=args.quick, read_options=opts).data, store, device=args.device,
                            threads=args.threads, repeats=args.repeats or (5 if args.quick else 20), log=_log)
