@@ -150,6 +150,30 @@ def _single(atoms: Atoms, cutoff: float) -> AtomsGraph:
     )
 
 
+def graph_from_tensors(positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc, cutoff: float) -> AtomsGraph:
+    """The graph of one frame built on the positions' device (vesin-torch): the same conventions and
+    edge set as ``AtomsGraph.from_atoms`` (edges sorted by receiver, slots, shifts), with no host
+    round trip of the positions. positions [n, 3], numbers [n], cell [3, 3] (rows), pbc [3] bool."""
+    from .neighbors import neighbor_pairs_torch
+
+    device, dtype = positions.device, positions.dtype
+    n = positions.shape[0]
+    pbc_t = torch.as_tensor(pbc, dtype=torch.bool).reshape(3).to(device)
+    cell = cell if bool(pbc_t.any()) else torch.zeros_like(cell)
+    i, j, S = neighbor_pairs_torch(positions, cell, pbc_t, cutoff)
+    order = torch.sort(i, stable=True).indices
+    i, j, S = i[order], j[order], S[order]
+    counts = torch.bincount(i, minlength=n)
+    first = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(i.shape[0], device=device) - first[i]
+    return AtomsGraph(
+        positions=positions, numbers=numbers.to(device=device, dtype=torch.long),
+        batch=torch.zeros(n, dtype=torch.long, device=device), ptr=torch.tensor([0, n], device=device),
+        cell=cell.reshape(1, 3, 3).to(dtype), pbc=pbc_t.reshape(1, 3),
+        edge_index=torch.stack([j, i]), cell_shifts=S.to(dtype), neighbor_slot=slot,
+        max_neighbors=int(counts.max()) if n else 0, cutoff=float(cutoff))
+
+
 def collate(graphs: Sequence[AtomsGraph]) -> AtomsGraph:
     """Concatenate already-built graphs into one batch (no neighbour search is repeated).
 

@@ -52,3 +52,28 @@ def neighbor_pairs(positions, cell, pbc, cutoff: float, *, full: bool = True):
     nl = NeighborList(cutoff=float(cutoff), full_list=full)
     i, j, S, d = nl.compute(points=positions, box=box, periodic=[bool(p) for p in pbc], quantities="ijSd")
     return i.astype(np.int64), j.astype(np.int64), S.astype(np.int64).reshape(-1, 3), d
+
+
+def device_neighbor_list_available() -> bool:
+    """vesin-torch (neighbour lists on torch tensors, CPU or CUDA) is installed."""
+    try:
+        import vesin.torch  # noqa: F401
+    except Exception:          # not installed, or built for another torch: the host path serves
+        return False
+    return True
+
+
+def neighbor_pairs_torch(positions, cell, pbc, cutoff: float):
+    """``neighbor_pairs`` on torch tensors, on their device (vesin-torch): the full list (i, j, S)
+    as int64 tensors [P], [P], [P, 3] with |x_j - x_i + S @ cell| < cutoff, computed where the
+    positions live (no copy to the host). ``pbc``: [3] bool tensor or sequence."""
+    import torch
+    from vesin.torch import NeighborList
+
+    pbc = torch.as_tensor(pbc, dtype=torch.bool).reshape(3)
+    check_cutoff(cutoff, positions.shape[0], cell.detach().cpu().numpy(), pbc.cpu().numpy())
+    box = cell if bool(pbc.any()) else torch.zeros_like(cell)
+    nl = NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, S = nl.compute(points=positions.detach(), box=box.detach(), periodic=pbc.to(positions.device),
+                         quantities="ijS")
+    return i.long(), j.long(), S.long().reshape(-1, 3)

@@ -157,3 +157,20 @@ def test_cuda_trajectories_equal_cpu():
     cpu.run(50)
     gpu.run(50)
     assert float((gpu.positions.cpu() - cpu.positions).abs().max()) < 1e-8
+
+
+def test_device_and_host_neighbour_lists_give_the_same_trajectories():
+    from bench.neighbors import device_neighbor_list_available
+
+    if not device_neighbor_list_available():
+        pytest.skip("needs vesin-torch")
+    pot, frames = _potential(), _frames(6)
+    runs = {}
+    for nl in ("host", "device"):
+        md = BatchedMD(pot, frames, timestep_fs=0.5, skin=0.05, neighbor_list=nl)
+        md.run(40)
+        assert md.n_rebuilds > 1 and md.neighbor_list == nl
+        runs[nl] = md.positions
+    assert float((runs["host"] - runs["device"]).abs().max()) < 1e-10
+    with pytest.raises(ValueError, match="neighbor_list must be"):
+        BatchedMD(pot, frames, timestep_fs=0.5, neighbor_list="gpu")

@@ -76,3 +76,34 @@ def test_empty_and_isolated_graphs():
     assert g.n_atoms == 1 and g.n_edges == 0 and g.max_neighbors == 0
     with pytest.raises(ValueError):
         collate([])
+
+
+@pytest.mark.parametrize("system", ["periodic", "small_cell", "cluster"])
+def test_graph_built_on_the_device_equals_the_host_graph(system):
+    """graph_from_tensors (vesin-torch, where the positions live) gives the same edges, shifts and
+    neighbour slots as AtomsGraph.from_atoms (vesin on the host), images included."""
+    from bench.graph import graph_from_tensors
+    from bench.neighbors import device_neighbor_list_available
+    from bench.testing import random_cluster, random_periodic
+
+    if not device_neighbor_list_available():
+        pytest.skip("needs vesin-torch")
+    rng = np.random.default_rng(11)
+    atoms = {"periodic": lambda: random_periodic(rng, [1, 8], n=9),
+             "small_cell": lambda: random_periodic(rng, [1, 8], n=3, a=2.2),
+             "cluster": lambda: random_cluster(rng, [1, 8], n=7)}[system]()
+    host = AtomsGraph.from_atoms(atoms, 3.5)
+    t = dict(dtype=torch.float64)
+    dev = graph_from_tensors(torch.tensor(atoms.positions, **t), torch.tensor(atoms.numbers),
+                             torch.tensor(atoms.cell.array, **t), atoms.pbc, 3.5)
+
+    def edges(g):
+        s, r = g.edge_index.tolist()
+        return sorted(zip(r, s, map(tuple, g.cell_shifts.long().tolist())))
+
+    assert edges(dev) == edges(host) and len(edges(host)) > 0
+    assert torch.equal(dev.edge_index[1], torch.sort(dev.edge_index[1], stable=True).values)   # sorted by receiver
+    assert dev.max_neighbors == host.max_neighbors
+    flat = dev.receivers * dev.max_neighbors + dev.neighbor_slot
+    assert len(set(flat.tolist())) == dev.n_edges                                             # one slot per edge
+    assert torch.allclose(dev.edge_vectors().norm(dim=1).sort().values, host.edge_vectors().norm(dim=1).sort().values)

@@ -6,7 +6,8 @@ the forces of all of them. State lives on the device as flat tensors (positions,
 inverse masses [N, .]); the host is touched only to rebuild the neighbour list, which is built with
 a ``skin`` and reused until some atom has moved more than skin / 2 since the last build (edges
 beyond the cutoff contribute exactly zero, so the skin changes no number), and to read the per-replica
-observables the caller asks for. ``drop(replicas)`` removes failed replicas while the others go on.
+observables the caller asks for. With vesin-torch installed the rebuild itself runs on the device
+too (``neighbor_list="device"``, the default then); otherwise vesin on host copies. ``drop(replicas)`` removes failed replicas while the others go on.
 
 Units: ASE's (Angstrom, eV, amu, ASE time: ``timestep_fs * ase.units.fs``); velocities in
 Angstrom per ASE time unit, as ``Atoms.get_velocities``. Integrators: ``integrators.py``.
@@ -35,13 +36,22 @@ class BatchedMD:
 
     def __init__(self, potential, frames: Sequence[Atoms], *, timestep_fs: float, ensemble: str = "nve",
                  temperatures: float | Sequence[float] = 300.0, friction_per_fs: float = 0.01, seed: int = 0,
-                 dtype=torch.float64, device="cpu", skin: float = 0.5):
+                 dtype=torch.float64, device="cpu", skin: float = 0.5, neighbor_list: str = "auto"):
         if ensemble not in ENSEMBLES:
             raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
         if not frames:
             raise ValueError("BatchedMD needs at least one frame")
         if skin < 0 or not np.isfinite(skin):
             raise ValueError(f"skin must be a finite non-negative length in Angstrom, got {skin}")
+        from ..neighbors import device_neighbor_list_available
+
+        if neighbor_list not in ("auto", "device", "host"):
+            raise ValueError(f"neighbor_list must be 'auto', 'device' or 'host', got {neighbor_list!r}")
+        if neighbor_list == "device" and not device_neighbor_list_available():
+            raise ValueError("neighbor_list='device' needs vesin-torch (pip install vesin-torch); pass 'host'")
+        # device: vesin-torch on the state's device (no host round trip); host: vesin on numpy copies
+        self.neighbor_list = ("device" if device_neighbor_list_available() else "host") if neighbor_list == "auto" \
+            else neighbor_list
         self.potential = potential.to(device=device, dtype=dtype).eval()
         self.cutoff = float(potential.descriptor.cutoff)
         self.dtype, self.device, self.skin = dtype, torch.device(device), float(skin)
@@ -65,7 +75,33 @@ class BatchedMD:
 
     # --- neighbour list -----------------------------------------------------------------------
     def _build(self) -> None:
-        """Graph of the active replicas at the current positions, with cutoff + skin (host vesin)."""
+        """Graph of the active replicas at the current positions, with cutoff + skin."""
+        if self.neighbor_list == "device":
+            self._build_on_device()
+        else:
+            self._build_on_host()
+        self._kT = (units.kB * torch.as_tensor(self.temperatures, dtype=self.dtype, device=self.device))[self.graph.batch][:, None]
+        self.n_rebuilds += 1
+
+    def _build_on_device(self) -> None:
+        """vesin-torch per replica on the state's device; a non-finite replica is searched at its last
+        finite positions (see ``_build_on_host``)."""
+        from ..graph import collate, graph_from_tensors
+
+        graphs, searched, k = [], [], 0
+        for a in self.frames:
+            block = self.positions[k:k + len(a)].detach()
+            if self._ref is not None and not bool(torch.isfinite(block).all()):
+                block = self._ref[k:k + len(a)]
+            k += len(a)
+            searched.append(block)
+            t = dict(dtype=self.dtype, device=self.device)
+            graphs.append(graph_from_tensors(block, torch.as_tensor(a.numbers, device=self.device),
+                                             torch.as_tensor(a.cell.array, **t), a.pbc, self.cutoff + self.skin))
+        self.graph = collate(graphs)
+        self._ref = torch.cat(searched).clone() if searched else self.positions[:0].clone()
+
+    def _build_on_host(self) -> None:
         pos = self.positions.detach().cpu().numpy()
         ref = self._ref.detach().cpu().numpy() if self._ref is not None else np.zeros_like(pos)
         frames, k = [], 0
@@ -78,11 +114,9 @@ class BatchedMD:
             k += len(a)
             frames.append(b)
         self.graph = AtomsGraph.from_atoms(frames, self.cutoff + self.skin, dtype=self.dtype, device=self.device)
-        self._kT = (units.kB * torch.as_tensor(self.temperatures, dtype=self.dtype, device=self.device))[self.graph.batch][:, None]
         # the positions searched: a non-finite replica keeps its last finite ones
         self._ref = torch.as_tensor(np.concatenate([b.positions for b in frames]), dtype=self.dtype,
                                     device=self.device).reshape(-1, 3)
-        self.n_rebuilds += 1
 
     def _maybe_rebuild(self) -> None:
         moved = (self.positions - self._ref).square().sum(1)
