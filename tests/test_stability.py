@@ -129,21 +129,18 @@ def test_nve_drift_of_emt_is_small():
     assert abs(energy_drift(out)) < 5.0  # meV/atom/ps
 
 
-def test_stability_task_resumes_and_reports(tmp_path, monkeypatch):
-    """The task runs every trained potential from the same starts, resumes without redoing finished
-    runs, and the report gains a stability section."""
+def _trained_tiny_alloy(tmp_path):
+    """(accuracy spec, store) of two tiny potentials trained on a small EMT alloy file."""
     import ase.io
 
-    from bench.report import build_report
+    from bench.data.builtin_sets import make_emt_alloy
     from bench.results.store import ResultsStore
-    from bench.tasks import accuracy, stability
+    from bench.tasks import accuracy
     from bench.tasks.accuracy import AccuracySpec, DataSpec
     from bench.train import TrainConfig
 
     recipe = EMTAlloyRecipe(repeat=1, temperatures=(300.0,), frames_per_temperature=8, md_equilibration=5,
                             md_stride=2, n_strained=2, n_rattled=2)
-    from bench.data.builtin_sets import make_emt_alloy
-
     path = tmp_path / "tiny.extxyz"
     ase.io.write(path, make_emt_alloy(0, recipe), format="extxyz")
     acc = AccuracySpec(data=DataSpec(str(path), name="tiny", n_train=6, n_valid=3, n_test=3),
@@ -152,6 +149,16 @@ def test_stability_task_resumes_and_reports(tmp_path, monkeypatch):
                        train=TrainConfig(max_epochs=2, batch_size=3, energy_weights=(1.0,)))
     store = ResultsStore(tmp_path / "res")
     accuracy.run(acc, store, progress=False, log=lambda *a: None)
+    return acc, store
+
+
+def test_stability_task_resumes_and_reports(tmp_path, monkeypatch):
+    """The task runs every trained potential from the same starts, resumes without redoing finished
+    runs, and the report gains a stability section."""
+    from bench.report import build_report
+    from bench.tasks import stability
+
+    acc, store = _trained_tiny_alloy(tmp_path)
     spec = StabilitySpec(timestep_fs=1.0, n_steps=40, check_interval=10, seeds=(0, 1), rdf_window_fs=20.0, engine="ase")
     calls = []
     real = stability.run_md
@@ -169,24 +176,9 @@ def test_batched_engine_equals_ase_engine_under_nve(tmp_path):
     """The stability task on the batched engine (every replica of a potential in one batch) and on
     ASE's (one trajectory at a time): under NVE the trajectories agree to 1e-8 A, so every record's
     time to failure, failure reason, energy drift and RDF error agree; keys differ by the engine."""
-    import ase.io
+    from bench.tasks import stability
 
-    from bench.data.builtin_sets import EMTAlloyRecipe, make_emt_alloy
-    from bench.results.store import ResultsStore
-    from bench.tasks import accuracy, stability
-    from bench.tasks.accuracy import AccuracySpec, DataSpec
-    from bench.train import TrainConfig
-
-    recipe = EMTAlloyRecipe(repeat=1, temperatures=(300.0,), frames_per_temperature=8, md_equilibration=5,
-                            md_stride=2, n_strained=2, n_rattled=2)
-    path = tmp_path / "tiny.extxyz"
-    ase.io.write(path, make_emt_alloy(0, recipe), format="extxyz")
-    acc = AccuracySpec(data=DataSpec(str(path), name="tiny", n_train=6, n_valid=3, n_test=3),
-                       model=dict(cutoff=4.0, n_rbf=3, n_embed=2, n_radial=2, l_max=2, nu_max=2, n_layers=0,
-                                  readout=(4,)),
-                       train=TrainConfig(max_epochs=2, batch_size=3, energy_weights=(1.0,)))
-    store = ResultsStore(tmp_path / "res")
-    accuracy.run(acc, store, progress=False, log=lambda *a: None)
+    acc, store = _trained_tiny_alloy(tmp_path)
     base = dict(ensemble="nve", timestep_fs=1.0, n_steps=40, check_interval=10, seeds=(0, 1),
                 temperatures=(300.0, 900.0), rdf_window_fs=20.0)
     ase_recs = stability.run(StabilitySpec(**base, engine="ase"), acc, store, log=lambda *a: None)
