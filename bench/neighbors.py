@@ -57,7 +57,7 @@ def neighbor_pairs(positions, cell, pbc, cutoff: float, *, full: bool = True):
 def device_neighbor_list_available() -> bool:
     """vesin-torch (neighbour lists on torch tensors, CPU or CUDA) is installed."""
     try:
-        import vesin.torch  # noqa: F401
+        import vesin_torch  # noqa: F401
     except Exception:          # not installed, or built for another torch: the host path serves
         return False
     return True
@@ -68,7 +68,7 @@ def neighbor_pairs_torch(positions, cell, pbc, cutoff: float):
     as int64 tensors [P], [P], [P, 3] with |x_j - x_i + S @ cell| < cutoff, computed where the
     positions live (no copy to the host). ``pbc``: [3] bool tensor or sequence."""
     import torch
-    from vesin.torch import NeighborList
+    from vesin_torch import NeighborList
 
     pbc = torch.as_tensor(pbc, dtype=torch.bool).reshape(3)
     check_cutoff(cutoff, positions.shape[0], cell.detach().cpu().numpy(), pbc.cpu().numpy())
