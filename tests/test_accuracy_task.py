@@ -182,4 +182,9 @@ def test_index_is_honoured_for_files_and_refused_for_fixed_sets(data_file, tmp_p
 
     opts = _read_options(Args)
     assert opts == {"index": ":10"}
+
+    class Default(Args):                     # no --index given: every frame, for files and built-in sets alike
+        data, index = ["builtin:emt-alloy", str(data_file)], ":"
+
+    assert _read_options(Default) == {}
     assert len(accuracy.load_frames(str(data_file), opts)) == 10

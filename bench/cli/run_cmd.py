@@ -71,6 +71,8 @@ def _read_options(args) -> dict:
     """The read options given (``--index`` included: it selects frames of a data file; the built-in
     and shared sets have their own fixed frames and refuse it)."""
     opts = {k: v for k, v in read_options(args).items() if v is not None}
+    if opts.get("index") == ":":                 # the default, every frame: not an option (keys stay as before)
+        del opts["index"]
     if "index" in opts:
         fixed = [d for d in args.data if d.startswith("builtin:") or not Path(d).exists()]
         if fixed:
