@@ -188,3 +188,11 @@ def test_index_is_honoured_for_files_and_refused_for_fixed_sets(data_file, tmp_p
 
     assert _read_options(Default) == {}
     assert len(accuracy.load_frames(str(data_file), opts)) == 10
+
+
+def test_commands_parse_their_defaults_on_the_builtin_set(tmp_path, capsys):
+    """The README's main command path with every option at its default: parsing, read options and
+    device resolve, and stability on an empty folder says to run accuracy first (exit 2)."""
+    assert main(["stability", "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run the accuracy task first" in err
