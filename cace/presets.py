@@ -24,9 +24,3 @@ def preset(name: str) -> dict:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return dict(PRESETS[name])
-
-
-def descriptor_kwargs(name: str) -> dict:
-    kw = preset(name)
-    kw.pop("readout")
-    return kw

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.nn.contraction import InvariantTable, SparseProductContraction
-from bench.nn.neighbor_sum import neighbor_outer_sum, outer
+from bench.nn.neighbor_sum import dense_by_receiver, outer
 from bench.nn.radial import BesselRBF, PolynomialEnvelope
 from cace import CACE, CartesianBasis, monomials, multinomial
 
@@ -94,6 +94,14 @@ def test_gradcheck_primitives():
     contr = SparseProductContraction([t]).double()
     A = torch.randn(2, 4, 2, 3, dtype=d, requires_grad=True)
     assert torch.autograd.gradcheck(contr, (A,))
+
+
+def neighbor_outer_sum(y, x, receivers, slot, n_atoms, max_neighbors):
+    """out[i, p, q] = sum_{e into i} y[e, p] x[e, q], as the model forms its neighbour sums: two dense
+    [atoms, neighbour slot] tables and one batched product."""
+    flat = receivers * max_neighbors + slot
+    yd, xd = (dense_by_receiver(t, flat, n_atoms, max_neighbors) for t in (y, x))
+    return torch.bmm(yd.transpose(1, 2), xd)
 
 
 def test_neighbor_outer_sum_matches_explicit_sum():

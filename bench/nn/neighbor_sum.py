@@ -15,19 +15,6 @@ def dense_by_receiver(x: torch.Tensor, flat_slot: torch.Tensor, n_atoms: int, ma
     return out.index_copy(0, flat_slot, x).view(n_atoms, max_neighbors, x.shape[1])
 
 
-def neighbor_outer_sum(y: torch.Tensor, x: torch.Tensor, receivers: torch.Tensor, slot: torch.Tensor,
-                       n_atoms: int, max_neighbors: int) -> torch.Tensor:
-    """out[i, p, q] = sum_{edges e into i} y[e, p] * x[e, q]   -> [n_atoms, P, Q].
-
-    One batched matrix product over the neighbour axis: memory O(E (P + Q)) instead of the
-    O(E P Q) of forming the outer product per edge, in the forward and in every backward pass.
-    """
-    flat = receivers * max_neighbors + slot
-    yd = dense_by_receiver(y, flat, n_atoms, max_neighbors)
-    xd = dense_by_receiver(x, flat, n_atoms, max_neighbors)
-    return torch.bmm(yd.transpose(1, 2), xd)
-
-
 class _Outer(torch.autograd.Function):
     """D[b, p, q] = y[b, p] x[b, q], with a contracting backward:
 

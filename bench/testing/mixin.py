@@ -13,17 +13,12 @@ import torch
 from ase import Atoms
 
 from ..graph import AtomsGraph
+from ..structures import random_rotation
 
 INVARIANCE_RTOL = 1e-10
 FD_RTOL = 1e-6
 
 
-def random_rotation(rng: np.random.Generator, proper: bool = True) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if (np.linalg.det(q) > 0) != proper:
-        q[:, 0] *= -1
-    return q
 
 
 def random_cluster(rng, elements, n=8, box=4.0, min_dist=0.9) -> Atoms:
