@@ -28,6 +28,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from bench.errors import InputError
 from bench.nn.contraction import InvariantTable
 
 MODES = ("matched", "complete")
@@ -39,7 +40,7 @@ class SphericalBasis(nn.Module):
     def __init__(self, l_max: int, mode: str = "matched"):
         super().__init__()
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
         self.l_max, self.mode = int(l_max), mode
         self.ls = list(range(self.l_max + 1))  # plain ints (an Irreps attribute trips torch.compile's guards)
         l_of = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])

@@ -36,6 +36,8 @@ import copy
 
 import torch
 
+from .errors import InputError
+
 BACKENDS = ("eager", "compile", "compile-cudagraphs", "fused", "compile-fused", "compile-fused-cudagraphs")
 DEFAULT_CPU = "eager"       # Inductor's CPU code was slower than eager on 2 threads (README, "Backends")
 DEFAULT_CUDA = "compile"
@@ -66,7 +68,7 @@ def _parts(backend: str) -> tuple[str, str | None]:
 def check_backend(backend: str, device) -> None:
     """Raise ``BackendUnavailable`` (one line, naming what to pass instead) where ``backend`` cannot run."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+        raise InputError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     device = torch.device(device)
     if backend.endswith("cudagraphs") and device.type != "cuda":
         raise BackendUnavailable(f"backend {backend!r} needs CUDA (device is {device}); "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from vesin import NeighborList
 
+from .errors import InputError
+
 
 MAX_NEIGHBORS_ESTIMATE = 10_000      # per atom; a 6 A cutoff in liquid water gives about 90
 
@@ -18,9 +20,9 @@ def check_cutoff(cutoff, n_atoms: int, cell, pbc) -> None:
     try:
         rc = float(cutoff)
     except (TypeError, ValueError):
-        raise ValueError(f"cutoff must be a length in Angstrom, got {cutoff!r}; pass e.g. --cutoff 5.0") from None
+        raise InputError(f"cutoff must be a length in Angstrom, got {cutoff!r}; pass e.g. --cutoff 5.0") from None
     if not math.isfinite(rc) or rc <= 0:
-        raise ValueError(f"cutoff must be a positive finite length in Angstrom, got {cutoff}; pass e.g. --cutoff 5.0")
+        raise InputError(f"cutoff must be a positive finite length in Angstrom, got {cutoff}; pass e.g. --cutoff 5.0")
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     if not pbc.any() or n_atoms == 0:
         return
@@ -29,7 +31,7 @@ def check_cutoff(cutoff, n_atoms: int, cell, pbc) -> None:
         return                                 # a degenerate cell is reported where the cell is read
     estimate = n_atoms / volume * 4.0 / 3.0 * math.pi * rc**3
     if estimate > MAX_NEIGHBORS_ESTIMATE:
-        raise ValueError(f"cutoff {rc:g} A would give about {estimate:,.0f} neighbours per atom ({n_atoms} atoms in "
+        raise InputError(f"cutoff {rc:g} A would give about {estimate:,.0f} neighbours per atom ({n_atoms} atoms in "
                          f"{volume:,.0f} A^3; the list alone would take about {estimate * n_atoms * 40 / 1e9:,.1f} GB); "
                          "interatomic potentials use a few Angstrom: pass e.g. --cutoff 5.0")
 

@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .errors import InputError
+
 DESCRIPTORS = {}
 
 
@@ -120,7 +122,7 @@ def build(kind: str, *, elements: Sequence[int], preset: str | None = None, e0: 
     readout = kw.pop("readout")
     classes = _descriptor_classes()
     if kind not in classes:
-        raise KeyError(f"unknown descriptor {kind!r}; known: {sorted(classes)}")
+        raise InputError(f"unknown descriptor {kind!r}; known: {sorted(classes)}")
     descriptor = classes[kind](elements, **kw)
     if n_parameters is not None:
         readout = _readout_for_parameter_count(descriptor, tuple(readout), int(n_parameters))
@@ -130,7 +132,7 @@ def build(kind: str, *, elements: Sequence[int], preset: str | None = None, e0: 
 def _readout_for_parameter_count(descriptor, readout: tuple, target: int) -> tuple:
     """The parameter count is linear in the first hidden width w: solve for w, round, clamp at 1."""
     if not readout:
-        raise ValueError("n_parameters needs a readout with at least one hidden layer")
+        raise InputError("n_parameters needs a readout with at least one hidden layer")
 
     def total(w: int) -> int:
         widths = (descriptor.n_features, w, *readout[1:], 1)

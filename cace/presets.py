@@ -7,6 +7,8 @@ symmetrizations. The elements are not part of a preset: they come from the data.
 
 from __future__ import annotations
 
+from bench.errors import InputError
+
 PRESETS: dict[str, dict] = {
     "water": dict(cutoff=5.5, n_rbf=6, n_embed=3, n_radial=12, l_max=3, nu_max=3, n_layers=1,
                   messages=("Bchi",), readout=(32, 16)),
@@ -22,5 +24,5 @@ PRESETS: dict[str, dict] = {
 def preset(name: str) -> dict:
     """Descriptor keywords and ``readout`` of a preset (a copy)."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+        raise InputError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return dict(PRESETS[name])

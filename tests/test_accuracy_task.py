@@ -196,3 +196,23 @@ def test_commands_parse_their_defaults_on_the_builtin_set(tmp_path, capsys):
     assert main(["stability", "--quick", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run the accuracy task first" in err
+
+
+def test_a_bug_is_not_reported_as_bad_input(tmp_path, capsys, monkeypatch):
+    """Bad input exits 2 with one line saying what to pass; an exception from our own code (here a
+    KeyError planted as the accuracy command) exits 1 and says it is a bug, not the user's input."""
+    from bench.cli import main as cli
+
+    assert main(["accuracy", "--data", "no/such/file.extxyz", "--out", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+    def broken(args):
+        raise KeyError("forces")
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    sub.choices["accuracy"].set_defaults(func=broken)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert main(["accuracy", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" in err and "KeyError" in err and "--debug" in err

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from bench.errors import InputError
 from bench.results.store import ResultsStore
 from bench.tasks import timing
 from bench.tasks.timing import TimingSpec, mode_call, setup
@@ -121,5 +122,5 @@ def test_timed_calls_do_what_they_say(kind):
     loss = mode_call(pot, graph, "training_step")()
     assert torch.isfinite(loss) and len(seen) == 1 and seen[0].abs().sum() > 0     # a weight gradient was taken
     assert all(p.grad is None for p in pot.parameters())                           # and cleared for the next call
-    with pytest.raises(KeyError, match="unknown timing mode"):
+    with pytest.raises(InputError, match="unknown timing mode"):
         mode_call(pot, graph, "inference")

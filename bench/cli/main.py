@@ -19,22 +19,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from ..data import DataError
-    from ..results.store import ResultsError
+    """Exit codes: 0 done; 2 bad input (``bench.errors.InputError``: data, options, spec, results
+    folder; or a path that does not exist), one line saying what to pass; 1 a bug in cace-bench,
+    one line naming it (the traceback with ``--debug``); 130 interrupted."""
+    from ..errors import InputError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, ResultsError, KeyError, ValueError, FileNotFoundError) as err:
+    except (InputError, FileNotFoundError) as err:
         if args.debug:
             raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"cace-bench: error: {msg}", file=sys.stderr)
+        print(f"cace-bench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cace-bench: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - anything else is ours, not the user's input
+        if args.debug:
+            raise
+        print(f"cace-bench: internal error (a bug in cace-bench, not in your input): {type(err).__name__}: {err}; "
+              "rerun with --debug for the traceback and report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

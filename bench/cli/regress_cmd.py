@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import InputError
+
 DEFAULT_BASELINES = "results/baselines"
 
 
@@ -60,7 +62,7 @@ def _judge(baseline: dict, current: dict, args) -> int:
 
 def _check_tolerances(args) -> None:
     if args.max_slowdown < 1.0 or args.accuracy_tolerance < 0:
-        raise ValueError("--max-slowdown must be >= 1 and --accuracy-tolerance >= 0")
+        raise InputError("--max-slowdown must be >= 1 and --accuracy-tolerance >= 0")
 
 
 def compare(args) -> int:

@@ -9,6 +9,7 @@ import torch
 
 from ..backends import BACKENDS
 
+from ..errors import InputError
 from .data_cmd import add_read_options, read_options
 
 
@@ -76,7 +77,7 @@ def _read_options(args) -> dict:
     if "index" in opts:
         fixed = [d for d in args.data if d.startswith("builtin:") or not Path(d).exists()]
         if fixed:
-            raise ValueError(f"--index selects frames of a data file; {fixed[0]} is a built-in or shared set with fixed "
+            raise InputError(f"--index selects frames of a data file; {fixed[0]} is a built-in or shared set with fixed "
                              "frames: drop --index, or pass the path of a file")
     return opts
 

@@ -18,6 +18,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers, reference_states
 
+from ..errors import InputError
 from .cache import cache_dir
 
 GENERATOR_VERSION = 1  # bump when the recipe changes, so stale caches are not reused
@@ -99,7 +100,7 @@ def builtin(name: str = "emt-alloy", *, seed: int = 0) -> list[Atoms]:
     from .read import read
 
     if name not in BUILTIN:
-        raise KeyError(f"unknown built-in data set {name!r}; known: {sorted(BUILTIN)}")
+        raise InputError(f"unknown built-in data set {name!r}; known: {sorted(BUILTIN)}")
     path = cache_dir("builtin") / f"{name}-seed{seed}-v{GENERATOR_VERSION}.extxyz"
     if not path.is_file():
         import ase.io

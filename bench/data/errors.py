@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
 
-class DataError(ValueError):
+
+class DataError(InputError):
     """Bad input data. The message always names the file, the frame and the key.
 
     ``frame`` is the 0-based index of the frame in the file (``None`` where the problem is the

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from .hashing import dataset_hash, indices_hash
 
 
@@ -41,7 +42,7 @@ def _count(size, n: int, name: str) -> int:
         return int(round(size * n))
     if isinstance(size, (int, np.integer)) and size >= 0:
         return int(size)
-    raise ValueError(f"{name} size must be a count >= 0 or a fraction in [0, 1], got {size!r}")
+    raise InputError(f"{name} size must be a count >= 0 or a fraction in [0, 1], got {size!r}")
 
 
 def random_split(frames: Sequence, *, train, valid=None, test=None, seed: int = 0) -> Split:
@@ -54,7 +55,7 @@ def random_split(frames: Sequence, *, train, valid=None, test=None, seed: int = 
     n_train, n_valid = _count(train, n, "train"), _count(valid, n, "valid")
     n_test = n - n_train - n_valid if test is None else _count(test, n, "test")
     if n_train + n_valid + n_test > n or min(n_train, n_valid, n_test) < 0:
-        raise ValueError(f"split sizes {n_train}+{n_valid}+{n_test} exceed the {n} frames available")
+        raise InputError(f"split sizes {n_train}+{n_valid}+{n_test} exceed the {n} frames available")
     perm = np.random.default_rng(seed).permutation(n)
     a, b = n_train, n_train + n_valid
     return Split(tuple(map(int, perm[:a])), tuple(map(int, perm[a:b])), tuple(map(int, perm[b:b + n_test])),
@@ -67,7 +68,7 @@ def explicit_split(frames: Sequence, *, train: Sequence[int], valid: Sequence[in
     parts = [tuple(int(i) for i in p) for p in (train, valid, test)]
     flat = [i for p in parts for i in p]
     if any(not 0 <= i < n for i in flat):
-        raise ValueError(f"split index out of range for {n} frames")
+        raise InputError(f"split index out of range for {n} frames")
     if len(set(flat)) != len(flat):
-        raise ValueError("train, valid and test indices overlap")
+        raise InputError("train, valid and test indices overlap")
     return Split(*parts, dataset=dataset_hash(frames), seed=None)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from ase import Atoms, units
 
+from ..errors import InputError
 from ..graph import AtomsGraph
 from .integrators import drift, kick, ornstein_uhlenbeck
 
@@ -38,17 +39,17 @@ class BatchedMD:
                  temperatures: float | Sequence[float] = 300.0, friction_per_fs: float = 0.01, seed: int = 0,
                  dtype=torch.float64, device="cpu", skin: float = 0.5, neighbor_list: str = "auto"):
         if ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+            raise InputError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
         if not frames:
-            raise ValueError("BatchedMD needs at least one frame")
+            raise InputError("BatchedMD needs at least one frame")
         if skin < 0 or not np.isfinite(skin):
-            raise ValueError(f"skin must be a finite non-negative length in Angstrom, got {skin}")
+            raise InputError(f"skin must be a finite non-negative length in Angstrom, got {skin}")
         from ..neighbors import device_neighbor_list_available
 
         if neighbor_list not in ("auto", "device", "host"):
-            raise ValueError(f"neighbor_list must be 'auto', 'device' or 'host', got {neighbor_list!r}")
+            raise InputError(f"neighbor_list must be 'auto', 'device' or 'host', got {neighbor_list!r}")
         if neighbor_list == "device" and not device_neighbor_list_available():
-            raise ValueError("neighbor_list='device' needs vesin-torch (pip install vesin-torch); pass 'host'")
+            raise InputError("neighbor_list='device' needs vesin-torch (pip install vesin-torch); pass 'host'")
         # device: vesin-torch on the state's device (no host round trip); host: vesin on numpy copies
         self.neighbor_list = ("device" if device_neighbor_list_available() else "host") if neighbor_list == "auto" \
             else neighbor_list

@@ -29,6 +29,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .contraction import SparseProductContraction
 from .embedding import ElementEmbedding
 from .mixing import RadialMix
@@ -133,9 +134,9 @@ class AtomicClusterExpansion(nn.Module):
         super().__init__()
         unknown = set(messages) - set(MESSAGES)
         if unknown:
-            raise ValueError(f"unknown messages {sorted(unknown)}; known: {MESSAGES}")
+            raise InputError(f"unknown messages {sorted(unknown)}; known: {MESSAGES}")
         if not 1 <= nu_max <= 4:
-            raise ValueError(f"nu_max must be 1..4, got {nu_max}")
+            raise InputError(f"nu_max must be 1..4, got {nu_max}")
         if fixed_basis:  # no learnable parameter: identity mixing, one-hot channels, no messages
             n_radial, n_layers, n_embed, trainable_rbf = n_rbf, 0, len(set(elements)), False
         self._config = dict(elements=sorted(int(z) for z in elements), cutoff=float(cutoff), n_rbf=n_rbf,
@@ -198,7 +199,7 @@ class AtomicClusterExpansion(nn.Module):
             ed.flat_slot = ed.angular_dense = None
             return ed
         if neighbor_sum != "dense":
-            raise ValueError(f"neighbor_sum must be 'dense' or 'triton', got {neighbor_sum!r}")
+            raise InputError(f"neighbor_sum must be 'dense' or 'triton', got {neighbor_sum!r}")
         ed.rowptr = None
         ed.flat_slot = ed.receivers * ed.max_neighbors + graph.neighbor_slot
         ed.angular_dense = ed.dense(ed.angular)                       # [N, nb, Q]

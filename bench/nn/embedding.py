@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 
 class ElementEmbedding(nn.Module):
     """theta_Z in R^{n_embed}: learnable, or one-hot over ``elements`` when ``fixed``.
@@ -37,7 +39,7 @@ class ElementEmbedding(nn.Module):
             return self.lookup[numbers]
         if numbers.numel() and (int(numbers.max()) >= self.lookup.numel() or bool((self.lookup[numbers] < 0).any())):
             unknown = sorted(set(numbers.tolist()) - set(self.elements))
-            raise ValueError(f"atomic numbers {unknown} are not among the model's elements {self.elements}")
+            raise InputError(f"atomic numbers {unknown} are not among the model's elements {self.elements}")
         return self.lookup[numbers]
 
     def forward(self, numbers: torch.Tensor) -> torch.Tensor:

@@ -13,12 +13,13 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..errors import InputError
 from .io import write_json_atomic
 
 FORMAT = "cace-bench/run-v1"
 
 
-class ResultsError(ValueError):
+class ResultsError(InputError):
     """A results file that is damaged or not ours; names the file."""
 
 

@@ -15,6 +15,7 @@ import torch
 
 from ..data import dataset_hash, fit_e0, random_split, read_isolated_energies
 from ..data import load as load_frames
+from ..errors import InputError
 from ..graph import AtomsGraph
 from ..potential import build, save_checkpoint
 from ..provenance import config_hash, provenance
@@ -88,7 +89,7 @@ def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=p
         train_idx = list(split.train)
         sizes = spec.train_sizes or (len(train_idx),)
         if max(sizes) > len(train_idx):
-            raise ValueError(f"learning-curve size {max(sizes)} exceeds the {len(train_idx)} training frames")
+            raise InputError(f"learning-curve size {max(sizes)} exceeds the {len(train_idx)} training frames")
         e0 = read_isolated_energies(data.e0_source) if data.e0_source else fit_e0([frames[i] for i in train_idx])
         valid = [graphs[i] for i in split.valid]
         test = test_graphs if test_graphs else [graphs[i] for i in split.test]

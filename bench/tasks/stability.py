@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from ase import Atoms, units
 
+from ..errors import InputError
 from .rdf import atom_fractions, rdf, rdf_distance
 
 ENSEMBLES = ("nvt-langevin", "nvt-berendsen", "nve")
@@ -52,11 +53,11 @@ class StabilitySpec:
 
     def __post_init__(self):
         if self.ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {self.ensemble!r}")
+            raise InputError(f"ensemble must be one of {ENSEMBLES}, got {self.ensemble!r}")
         if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+            raise InputError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.engine == "batched" and self.ensemble == "nvt-berendsen":
-            raise ValueError("the batched MD engine runs nve and nvt-langevin, not nvt-berendsen; "
+            raise InputError("the batched MD engine runs nve and nvt-langevin, not nvt-berendsen; "
                              "pass --engine ase for it")
 
     def to_dict(self) -> dict:
@@ -223,7 +224,7 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
     test_frames = load_frames(data.test_source, data.read_options) if data.test_source else None
     runs = _accuracy_runs(store, data.label, acc_spec.seeds)
     if not runs:
-        raise ValueError(f"no trained potentials for {data.label!r} in {store.root}: run the accuracy task first")
+        raise InputError(f"no trained potentials for {data.label!r} in {store.root}: run the accuracy task first")
     builtin_emt = data.source == "builtin:emt-alloy"
     periodic = bool(frames[0].pbc.any())
     # engine and device are not in the hash: the engine is in each key's setting, the device in provenance

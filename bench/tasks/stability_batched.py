@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..errors import InputError
 from .rdf import atom_fractions, rdf, rdf_distance
 
 BATCHED_ENSEMBLES = ("nve", "nvt-langevin")
@@ -33,7 +34,7 @@ def run_md_batched(potential, replicas: list[tuple[Atoms, float, int, dict | Non
     from .stability import reference_bonds
 
     if spec.ensemble not in BATCHED_ENSEMBLES:
-        raise ValueError(f"the batched MD engine runs {' and '.join(BATCHED_ENSEMBLES)}, not {spec.ensemble!r}; "
+        raise InputError(f"the batched MD engine runs {' and '.join(BATCHED_ENSEMBLES)}, not {spec.ensemble!r}; "
                          "pass --engine ase for it")
     frames = []
     for start, temperature, seed, _ in replicas:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
 from ..provenance import config_hash, provenance
 from ..results.store import ResultsStore
 
@@ -100,7 +101,7 @@ def mode_call(pot, graph, mode: str):
             pot.zero_grad(set_to_none=True)
             return loss
     else:
-        raise KeyError(f"unknown timing mode {mode!r}; known: {MODES}")
+        raise InputError(f"unknown timing mode {mode!r}; known: {MODES}")
     return call
 
 
