@@ -13,6 +13,7 @@ import pandas as pd
 from ..metrics import metric
 from ..results.store import ResultsError, ResultsStore, run_id
 from . import plots
+from .verdict import Verdict, error_verdict, per_structure_errors, speed_verdict, survival_verdict
 
 SUMMARY_METRICS = ["energy_mae_per_atom", "energy_rmse_per_atom", "energy_mae", "forces_mae", "forces_rmse",
                    "train_time"]
@@ -428,6 +429,99 @@ def _footer(df: pd.DataFrame) -> str:
     return html.escape(" · ".join(parts))
 
 
+def _accuracy_verdicts(store: ResultsStore, acc: pd.DataFrame) -> list[Verdict]:
+    out = []
+    acc = acc.assign(n_train=_setting_col(acc, "n_train"))
+    for dataset, d in acc.groupby("dataset", sort=True):
+        top = d[d.n_train == d.n_train.max()]
+        pairs = {"force MAE": ([], []), "energy MAE per atom": ([], [])}
+        seeds = []
+        for seed in sorted(top.seed.unique()):
+            preds = {}
+            for kind in ("cace", "spherical"):
+                sel = top[(top.descriptor == kind) & (top.seed == seed)]
+                if len(sel):
+                    r = sel.iloc[0]
+                    key = {k: r[k] for k in ("task", "descriptor", "dataset", "dataset_hash", "seed", "setting", "config_hash")}
+                    key["seed"] = int(key["seed"])
+                    path = store.artifacts_dir / run_id(key) / "predictions.npz"
+                    if path.is_file():
+                        preds[kind] = per_structure_errors(dict(np.load(path)))
+            if len(preds) == 2 and len(preds["cace"][0]) == len(preds["spherical"][0]):
+                seeds.append(int(seed))
+                for k, name in enumerate(pairs):
+                    pairs[name][0].append(preds["cace"][k])
+                    pairs[name][1].append(preds["spherical"][k])
+        if not seeds:
+            continue
+        tc = top.iloc[0].get("train_config") or {}
+        smoke = tc.get("max_epochs", 0) <= 50
+        for name, (a, b) in pairs.items():
+            a, b = np.concatenate(a), np.concatenate(b)
+            out.append(error_verdict(f"accuracy, {dataset}: {name}", a, b,
+                                     f"paired bootstrap over {len(a)} test structures, {len(seeds)} seed(s), "
+                                     f"{int(top.n_train.max())} training structures", smoke))
+    return out
+
+
+def _stability_verdicts(runs: list[dict]) -> list[Verdict]:
+    out = []
+    stab = [r for r in runs if r["key"]["task"] == "stability" and r["key"]["descriptor"] in ("cace", "spherical")]
+    for dataset in sorted({r["key"]["dataset"] for r in stab}):
+        ttf, length = {}, None
+        for r in stab:
+            if r["key"]["dataset"] != dataset:
+                continue
+            s = r["key"]["setting"]
+            rec = next((x for x in r["records"] if x["metric"] == "time_to_failure"), None)
+            if rec is None:
+                continue
+            length = rec.get("length_fs", length)
+            pair = (r["key"]["seed"], s["temperature"], s["start"], s["md_seed"], s.get("engine", "ase"))
+            ttf.setdefault(pair, {})[r["key"]["descriptor"]] = rec["value"]
+        both = [v for v in ttf.values() if len(v) == 2]
+        if both and length:
+            out.append(survival_verdict(f"stability, {dataset}: time to failure", [v["cace"] for v in both],
+                                        [v["spherical"] for v in both], length,
+                                        f"paired bootstrap over {len(both)} replicas"))
+    return out
+
+
+def _speed_verdicts(df: pd.DataFrame) -> list[Verdict]:
+    out = []
+    t = df[(df.task == "timing") & (df.metric == "speed_ratio_spherical_over_cace")].copy()
+    if not len(t):
+        return out
+    t["sweep"], t["dtype"], t["n_atoms"] = (_setting_col(t, k) for k in ("sweep", "dtype", "n_atoms"))
+    t["backend"] = t["backend"].fillna("best") if "backend" in t else "best"
+    t = t[(t.sweep == "atoms") & (t.backend == "best") & (t["mode"] == "energy_forces")]
+    device = t["prov.device_name"] if "prov.device_name" in t else pd.Series("?", index=t.index)
+    for (dtype, dev), g in t.groupby([t.dtype, device.fillna("?")], sort=True):
+        for n in sorted({int(g.n_atoms.min()), int(g.n_atoms.max())}):
+            r = g[g.n_atoms == n].iloc[-1]
+            backends = (f"; backends CACE {r['backend_cace']}, spherical {r['backend_spherical']}"
+                        if isinstance(r.get("backend_cace"), str) else "")
+            out.append(speed_verdict(f"speed, energy + forces, {n} atoms, {dtype}, {dev}", float(r["value"]),
+                                     float(r.get("iqr") or 0.0), f"IQR over the round-robin repeats{backends}"))
+    return out
+
+
+def _verdict_section(doc: _Doc, store: ResultsStore, df: pd.DataFrame, runs: list[dict]) -> None:
+    verdicts = []
+    if (df.task == "accuracy").any():
+        verdicts += _accuracy_verdicts(store, df[df.task == "accuracy"])
+    verdicts += _stability_verdicts(runs)
+    verdicts += _speed_verdicts(df)
+    if not verdicts:
+        return
+    doc.heading("Verdict")
+    doc.para("Which descriptor is better, by how much, and how sure, task by task. A winner is named only "
+             "where the 95% interval (accuracy, stability) or the IQR (speed) excludes equality; otherwise "
+             "\"no clear difference\". A smoke test is a quick-budget run: it shows the pipeline working, it "
+             "decides nothing (bench/report/verdict.py says how each interval is made).")
+    doc.table(pd.DataFrame([v.row() for v in verdicts], columns=["comparison", "better", "difference", "interval over"]))
+
+
 def build_report(results_dir, out_dir=None, *, baselines=None) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` (+ figures/) into ``out_dir`` (default: results_dir);
     ``baselines``: a baselines folder whose history is plotted too."""
@@ -445,6 +539,7 @@ def build_report(results_dir, out_dir=None, *, baselines=None) -> tuple[Path, Pa
     tasks = set(df.task)
     doc.para("Sections: " + ", ".join(t for t in ("accuracy", "timing", "stability") if t in tasks)
              + ". Numbers come from the records in " + str(Path(results_dir)) + "; every record carries its provenance.")
+    _verdict_section(doc, store, df, runs)
     if "accuracy" in tasks:
         _accuracy_sections(doc, store, df[df.task == "accuracy"])
     if "stability" in tasks:

@@ -1,0 +1,104 @@
+"""The report's opening answer: for each task, which descriptor wins, by how much, and how sure.
+
+A difference is called only where its 95% interval excludes "equal"; otherwise the verdict is "no
+clear difference". Intervals:
+
+- accuracy: a paired bootstrap over test structures (both descriptors predict the same structures
+  of the same split; seeds pooled, pairs kept within a seed) of the ratio of mean errors,
+  mean_s |err_CACE(s)| / mean_s |err_sph(s)|, for the force MAE (per-structure mean over atoms and
+  components) and the energy MAE per atom;
+- stability: a paired bootstrap over replicas (same start, temperature and velocity seed) of the
+  difference in mean time to failure (a surviving run counts its full length);
+- speed: the headline ratio spherical / CACE (each side at its fastest backend) with its IQR over
+  the round-robin repeats; a clear difference needs the whole IQR on one side of 1.
+
+A quick-budget accuracy run (at most 50 epochs) is labelled a smoke test, whatever its interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NAMES = {"cace": "CACE", "spherical": "spherical"}
+N_BOOTSTRAP = 2000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    task: str                 # what was compared
+    winner: str | None        # "cace" | "spherical" | None (no clear difference)
+    effect: str               # the size of the difference and its interval, in words
+    basis: str                # what the interval is over
+    smoke: bool = False       # a quick-budget run: shows the pipeline, decides nothing
+
+    def row(self) -> list[str]:
+        who = "no clear difference" if self.winner is None else NAMES[self.winner]
+        if self.smoke:
+            who += " (smoke test)"
+        return [self.task, who, self.effect, self.basis]
+
+
+def paired_bootstrap_ratio(a: np.ndarray, b: np.ndarray, *, n: int = N_BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
+    """mean(a) / mean(b) and its 95% percentile interval, resampling the pairs (a_k, b_k) together."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n, len(a)))
+    ratios = a[idx].mean(1) / np.maximum(b[idx].mean(1), 1e-300)
+    return float(a.mean() / max(b.mean(), 1e-300)), float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def paired_bootstrap_difference(a, b, *, n: int = N_BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
+    """mean(a - b) and its 95% percentile interval over resampled pairs."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(1)
+    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def error_verdict(task: str, cace_errors, sph_errors, basis: str, smoke: bool = False) -> Verdict:
+    """Lower is better; ``*_errors`` are per-structure errors, paired by position."""
+    r, lo, hi = paired_bootstrap_ratio(cace_errors, sph_errors)
+    span = f"CACE / spherical = {r:.2f} (95% interval {lo:.2f}-{hi:.2f})"
+    if hi < 1:
+        return Verdict(task, "cace", f"CACE {100 * (1 - r):.0f}% lower; {span}", basis, smoke)
+    if lo > 1:
+        return Verdict(task, "spherical", f"spherical {100 * (1 - 1 / r):.0f}% lower; {span}", basis, smoke)
+    return Verdict(task, None, span, basis, smoke)
+
+
+def speed_verdict(task: str, ratio: float, iqr: float, basis: str) -> Verdict:
+    """``ratio`` = time_spherical / time_CACE (> 1: CACE faster), ``iqr`` its interquartile range."""
+    lo, hi = ratio - iqr / 2, ratio + iqr / 2
+    span = f"spherical / CACE time = {ratio:.2f} (IQR {lo:.2f}-{hi:.2f})"
+    if lo > 1:
+        return Verdict(task, "cace", f"CACE {ratio:.2f}x faster; {span}", basis)
+    if hi < 1:
+        return Verdict(task, "spherical", f"spherical {1 / ratio:.2f}x faster; {span}", basis)
+    return Verdict(task, None, span, basis)
+
+
+def survival_verdict(task: str, cace_ttf, sph_ttf, length_fs: float, basis: str) -> Verdict:
+    """Longer time to failure is better; ``*_ttf`` paired per replica (survivors at ``length_fs``)."""
+    cace_ttf, sph_ttf = np.asarray(cace_ttf, float), np.asarray(sph_ttf, float)
+    if np.all(cace_ttf >= length_fs) and np.all(sph_ttf >= length_fs):
+        return Verdict(task, None, f"every run of both survived {length_fs:.0f} fs", basis)
+    d, lo, hi = paired_bootstrap_difference(cace_ttf, sph_ttf)
+    span = f"mean time to failure CACE - spherical = {d:+.0f} fs (95% interval {lo:+.0f} to {hi:+.0f})"
+    if lo > 0:
+        return Verdict(task, "cace", span, basis)
+    if hi < 0:
+        return Verdict(task, "spherical", span, basis)
+    return Verdict(task, None, span, basis)
+
+
+def per_structure_errors(pred: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(force MAE per structure [meV/A], |energy error| per atom per structure [meV/atom]) from a
+    predictions artifact (``bench.train.predict``)."""
+    n = np.asarray(pred["n_atoms"], int)
+    ends = np.cumsum(n)[:-1]
+    df = np.abs(np.asarray(pred["forces_pred"]) - np.asarray(pred["forces_ref"])) * 1e3
+    f = np.array([block.mean() for block in np.split(df, ends)])
+    e = np.abs(np.asarray(pred["energy_pred"]) - np.asarray(pred["energy_ref"])) * 1e3 / n
+    return f, e

@@ -1,0 +1,48 @@
+"""The report's verdicts: a known clear win is called, pure noise is not, quick runs are smoke tests."""
+
+import numpy as np
+import pandas as pd
+
+from bench.report.build import _speed_verdicts
+from bench.report.verdict import error_verdict, speed_verdict, survival_verdict
+
+
+def test_accuracy_clear_win_and_pure_noise():
+    rng = np.random.default_rng(0)
+    sph = rng.gamma(4.0, 25.0, size=60)                       # per-structure force errors, meV/A
+    win = error_verdict("f", 0.7 * sph * rng.uniform(0.9, 1.1, 60), sph, "b")
+    assert win.winner == "cace" and win.effect.startswith("CACE 3") and "% lower" in win.effect   # ~30%
+    noise = [error_verdict("f", *(rng.gamma(4.0, 25.0, size=(2, 60))), "b") for _ in range(20)]
+    assert sum(v.winner is not None for v in noise) <= 3         # a 95% interval: about 1 in 20 by chance
+    same = error_verdict("f", sph, sph, "b")
+    assert same.winner is None
+    lose = error_verdict("f", sph, 0.5 * sph, "b", smoke=True)
+    assert lose.winner == "spherical" and lose.row()[1] == "spherical (smoke test)"
+
+
+def test_speed_needs_the_whole_iqr_on_one_side():
+    assert speed_verdict("s", 1.30, 0.10, "b").winner == "cace"
+    assert speed_verdict("s", 0.80, 0.10, "b").winner == "spherical"
+    assert speed_verdict("s", 1.04, 0.10, "b").winner is None          # IQR 0.99-1.09 straddles 1
+
+
+def test_survival_paired_over_replicas():
+    length = 1000.0
+    assert survival_verdict("t", [length] * 8, [length] * 8, length, "b").winner is None
+    assert survival_verdict("t", [length] * 8, [200, 300, 150, 400, 250, 100, 350, 300], length, "b").winner == "cace"
+    mixed = survival_verdict("t", [length, 200, length, 300], [300, length, 250, length], length, "b")
+    assert mixed.winner is None
+
+
+def test_speed_verdicts_read_the_headline_records():
+    """From timing records: the 'best' energy+forces ratio at the smallest and largest atoms point."""
+    def rec(n, value, iqr):
+        return {"task": "timing", "metric": "speed_ratio_spherical_over_cace", "descriptor": "spherical/cace",
+                "backend": "best", "mode": "energy_forces", "value": value, "iqr": iqr,
+                "backend_cace": "eager", "backend_spherical": "eager", "prov.device_name": "X",
+                "setting": {"sweep": "atoms", "dtype": "float32", "n_atoms": n}}
+    df = pd.DataFrame([rec(192, 1.5, 0.1), rec(1536, 1.01, 0.2),
+                       {**rec(1536, 9.0, 0.1), "mode": "descriptor"}])            # another mode: ignored
+    v = {x.task: x for x in _speed_verdicts(df)}
+    assert v["speed, energy + forces, 192 atoms, float32, X"].winner == "cace"
+    assert v["speed, energy + forces, 1536 atoms, float32, X"].winner is None
