@@ -216,3 +216,30 @@ def test_a_bug_is_not_reported_as_bad_input(tmp_path, capsys, monkeypatch):
     assert main(["accuracy", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error" in err and "KeyError" in err and "--debug" in err
+
+
+def test_quick_caps_a_file_given_with_fractions(data_file):
+    """--quick on a path: the default fractions (0.8 / 0.1 / rest) become counts capped at 100 / 20
+    / 100 frames (a cap on a fraction never applied before)."""
+    import ase.io
+
+    from bench.tasks.presets import accuracy_spec
+
+    n = len(ase.io.read(data_file, ":"))
+    d = accuracy_spec(str(data_file), quick=True).data
+    assert (d.n_train, d.n_valid) == (min(round(0.8 * n), 100), min(round(0.1 * n), 20))
+    assert d.n_test == min(n - d.n_train - d.n_valid, 100) and all(isinstance(x, int) for x in (d.n_train, d.n_valid, d.n_test))
+    full = accuracy_spec(str(data_file), quick=False).data
+    assert (full.n_train, full.n_valid, full.n_test) == (0.8, 0.1, None)      # the full budget keeps the fractions
+
+
+def test_quick_caps_bind_on_a_large_file(data_file, tmp_path):
+    import ase.io
+
+    from bench.tasks.presets import accuracy_spec
+
+    frames = ase.io.read(data_file, ":")
+    big = tmp_path / "big.extxyz"
+    ase.io.write(big, (frames * (300 // len(frames) + 1))[:300], format="extxyz")
+    d = accuracy_spec(str(big), quick=True).data
+    assert (d.n_train, d.n_valid, d.n_test) == (100, 20, 30)                   # 240 / 30 / 30 before the caps
