@@ -84,40 +84,50 @@ class BatchedMD:
         self._kT = (units.kB * torch.as_tensor(self.temperatures, dtype=self.dtype, device=self.device))[self.graph.batch][:, None]
         self.n_rebuilds += 1
 
+    def _searched_positions(self) -> torch.Tensor:
+        """[N, 3] the positions the neighbour search uses: the current ones, except that a replica
+        gone non-finite (dropped at the caller's next check) keeps its last searched positions (zeros
+        before the first search), so that it cannot break the neighbour lists of the others."""
+        pos = self.positions.detach()
+        ref = self._ref if self._ref is not None else torch.zeros_like(pos)
+        lengths = torch.tensor([len(a) for a in self.frames], device=self.device)
+        owner = torch.repeat_interleave(torch.arange(len(self.frames), device=self.device), lengths)   # [N]
+        bad_atoms = (~torch.isfinite(pos).all(1)).to(pos.dtype)
+        broken = bad_atoms.new_zeros(len(self.frames)).index_add(0, owner, bad_atoms) > 0               # [replicas]
+        return torch.where(broken[owner][:, None], ref, pos)
+
     def _build_on_device(self) -> None:
-        """vesin-torch per replica on the state's device; a non-finite replica is searched at its last
-        finite positions (see ``_build_on_host``)."""
+        """vesin-torch per replica on the state's device."""
         from ..graph import collate, graph_from_tensors
 
-        graphs, searched, k = [], [], 0
+        pos = self._searched_positions()
+        t = dict(dtype=self.dtype, device=self.device)
+        graphs, k = [], 0
         for a in self.frames:
-            block = self.positions[k:k + len(a)].detach()
-            if self._ref is not None and not bool(torch.isfinite(block).all()):
-                block = self._ref[k:k + len(a)]
-            k += len(a)
-            searched.append(block)
-            t = dict(dtype=self.dtype, device=self.device)
-            graphs.append(graph_from_tensors(block, torch.as_tensor(a.numbers, device=self.device),
+            graphs.append(graph_from_tensors(pos[k:k + len(a)], torch.as_tensor(a.numbers, device=self.device),
                                              torch.as_tensor(a.cell.array, **t), a.pbc, self.cutoff + self.skin))
+            k += len(a)
         self.graph = collate(graphs)
-        self._ref = torch.cat(searched).clone() if searched else self.positions[:0].clone()
+        self._ref = pos.clone()
 
     def _build_on_host(self) -> None:
-        pos = self.positions.detach().cpu().numpy()
-        ref = self._ref.detach().cpu().numpy() if self._ref is not None else np.zeros_like(pos)
-        frames, k = [], 0
+        """vesin on host copies of the replicas."""
+        pos = self._searched_positions()
+        frames = self._frames_at(pos.cpu().numpy())
+        self.graph = AtomsGraph.from_atoms(frames, self.cutoff + self.skin, dtype=self.dtype, device=self.device)
+        self._ref = pos.clone()
+
+    def _frames_at(self, pos: np.ndarray, vel: np.ndarray | None = None) -> list[Atoms]:
+        """Copies of the replica templates at per-atom positions (and velocities) [N, 3]."""
+        out, k = [], 0
         for a in self.frames:
             b = a.copy()
-            block = pos[k:k + len(a)]
-            # a replica gone non-finite (dropped at the caller's next check) is searched at its last
-            # finite positions, so that it cannot break the neighbour list of the others
-            b.positions = block if np.isfinite(block).all() else ref[k:k + len(a)]
+            b.positions = pos[k:k + len(a)]
+            if vel is not None:
+                b.set_velocities(vel[k:k + len(a)])
             k += len(a)
-            frames.append(b)
-        self.graph = AtomsGraph.from_atoms(frames, self.cutoff + self.skin, dtype=self.dtype, device=self.device)
-        # the positions searched: a non-finite replica keeps its last finite ones
-        self._ref = torch.as_tensor(np.concatenate([b.positions for b in frames]), dtype=self.dtype,
-                                    device=self.device).reshape(-1, 3)
+            out.append(b)
+        return out
 
     def _maybe_rebuild(self) -> None:
         moved = (self.positions - self._ref).square().sum(1)
@@ -172,21 +182,7 @@ class BatchedMD:
 
     def atoms(self) -> list[Atoms]:
         """The active replicas as ASE Atoms (positions and velocities now), on the host."""
-        pos, vel = self.positions.cpu().numpy(), self.velocities.cpu().numpy()
-        out, k = [], 0
-        for a in self.frames:
-            b = a.copy()
-            b.positions = pos[k:k + len(a)]
-            b.set_velocities(vel[k:k + len(a)])
-            k += len(a)
-            out.append(b)
-        return out
-
-    def replica_arrays(self, x: torch.Tensor) -> list[np.ndarray]:
-        """A per-atom tensor [N, ...] split per active replica (host)."""
-        x = x.detach().cpu().numpy()
-        bounds = self.graph.ptr.cpu().numpy()
-        return [x[bounds[k]:bounds[k + 1]] for k in range(self.n_replicas)]
+        return self._frames_at(self.positions.cpu().numpy(), self.velocities.cpu().numpy())
 
     def min_distance(self) -> np.ndarray:
         """[replicas] the shortest interatomic distance within cutoff + skin (inf if none), from the
