@@ -80,6 +80,19 @@ def _setting_col(df: pd.DataFrame, name: str) -> pd.Series:
     return df["setting"].map(lambda s: s.get(name) if isinstance(s, dict) else None)
 
 
+def _predictions(store: ResultsStore, top: pd.DataFrame, kind: str, seed) -> dict | None:
+    """The test-set predictions artifact of ``kind``'s run with ``seed`` among the records ``top``
+    (None if there is no such run or file)."""
+    sel = top[(top.descriptor == kind) & (top.seed == seed)]
+    if not len(sel):
+        return None
+    r = sel.iloc[0]
+    key = {k: r[k] for k in ("task", "descriptor", "dataset", "dataset_hash", "seed", "setting", "config_hash")}
+    key["seed"] = int(key["seed"])
+    path = store.artifacts_dir / run_id(key) / "predictions.npz"
+    return dict(np.load(path)) if path.is_file() else None
+
+
 def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> None:
     acc = acc.assign(n_train=_setting_col(acc, "n_train"))
     for dataset, d in acc.groupby("dataset", sort=True):
@@ -122,16 +135,7 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
             rows.append([label] + [str(int(top[top.descriptor == k][col].iloc[0])) if (top.descriptor == k).any() else "-"
                                    for k in ("cace", "spherical")])
         doc.table(pd.DataFrame(rows, columns=["metric", "CACE", "spherical"]), bold)
-        preds = {}
-        for kind in ("cace", "spherical"):
-            sel = top[(top.descriptor == kind) & (top.seed == seeds[0])]
-            if len(sel):
-                r = sel.iloc[0]
-                key = {k: r[k] for k in ("task", "descriptor", "dataset", "dataset_hash", "seed", "setting", "config_hash")}
-                key["seed"] = int(key["seed"])
-                path = store.artifacts_dir / run_id(key) / "predictions.npz"
-                if path.is_file():
-                    preds[kind] = dict(np.load(path))
+        preds = {k: p for k in ("cace", "spherical") if (p := _predictions(store, top, k, seeds[0])) is not None}
         if preds:
             doc.figure(plots.parity(preds), f"{dataset}: predicted against reference on the test set "
                                             f"(seed {seeds[0]}, {n_max} training structures)")
@@ -437,16 +441,8 @@ def _accuracy_verdicts(store: ResultsStore, acc: pd.DataFrame) -> list[Verdict]:
         pairs = {"force MAE": ([], []), "energy MAE per atom": ([], [])}
         seeds = []
         for seed in sorted(top.seed.unique()):
-            preds = {}
-            for kind in ("cace", "spherical"):
-                sel = top[(top.descriptor == kind) & (top.seed == seed)]
-                if len(sel):
-                    r = sel.iloc[0]
-                    key = {k: r[k] for k in ("task", "descriptor", "dataset", "dataset_hash", "seed", "setting", "config_hash")}
-                    key["seed"] = int(key["seed"])
-                    path = store.artifacts_dir / run_id(key) / "predictions.npz"
-                    if path.is_file():
-                        preds[kind] = per_structure_errors(dict(np.load(path)))
+            preds = {k: per_structure_errors(p) for k in ("cace", "spherical")
+                     if (p := _predictions(store, top, k, seed)) is not None}
             if len(preds) == 2 and len(preds["cace"][0]) == len(preds["spherical"][0]):
                 seeds.append(int(seed))
                 for k, name in enumerate(pairs):
