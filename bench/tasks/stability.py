@@ -231,6 +231,35 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
     cfg = config_hash({"stability": {k: v for k, v in spec.to_dict().items() if k not in ("engine", "device")},
                        "data": data.label})
     records = []
+
+    def write(name, key, out, reference, start, md_seed):
+        failed = out["failure_time_fs"] is not None
+        values = {"time_to_failure": out["failure_time_fs"] if failed else out["length_fs"],
+                  "energy_drift": energy_drift(out)}
+        if reference is not None and "rdf" in out:
+            values["rdf_error"] = rdf_distance(rdf_from_json(out["rdf"]), reference, spec.rdf_r_max, atom_fractions(start))
+        device = spec.device if name != "emt" else "cpu"
+        common = {**key, "failed": failed, "reason": out["reason"], "length_fs": out["length_fs"],
+                  "spec": spec.to_dict(), "engine": spec.engine if name != "emt" else "ase",
+                  "provenance": provenance(device, dtype="float64", seed=md_seed)}
+        recs = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in values.items()]
+        artifacts = {"trace": {k: out[k] for k in ("time_fs", "temperature", "total_energy")},
+                     "rdf": out.get("rdf"),
+                     "reference_rdf": {f"{a}-{b}": g.tolist() for (a, b), g in reference.items()}
+                     if reference is not None else None}
+        store.write(key, recs, artifacts)
+        records.extend(recs)
+        log(f"stability {name:9s} T={key['setting']['temperature']:.0f} K start={key['setting']['start']} "
+            f"seed={md_seed}: " + (f"failed at {out['failure_time_fs']:.0f} fs ({out['reason']})" if failed
+                                   else f"stable for {out['length_fs']:.0f} fs"))
+
+    def make_key(name, acc_seed, temperature, s_idx, md_seed):
+        setting = {"temperature": temperature, "start": s_idx, "md_seed": md_seed, "ensemble": spec.ensemble}
+        if spec.engine != "ase" and name != "emt":     # ASE-engine keys stay those stored before engines existed
+            setting["engine"] = spec.engine
+        return {"task": "stability", "descriptor": name, "dataset": data.label, "seed": acc_seed,
+                "setting": setting, "config_hash": cfg}
+
     for acc_seed in acc_spec.seeds:
         split = data.split(frames, acc_seed, has_test_file=bool(test_frames))
         pool = test_frames if test_frames else [frames[i] for i in split.test]
@@ -241,34 +270,6 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
         candidates = [("emt", None)] if builtin_emt else []
         candidates += [(d, runs[(d, acc_seed)]) for d in acc_spec.descriptors if (d, acc_seed) in runs]
 
-        def write(name, key, out, reference, start, md_seed):
-            failed = out["failure_time_fs"] is not None
-            values = {"time_to_failure": out["failure_time_fs"] if failed else out["length_fs"],
-                      "energy_drift": energy_drift(out)}
-            if reference is not None and "rdf" in out:
-                values["rdf_error"] = rdf_distance(rdf_from_json(out["rdf"]), reference, spec.rdf_r_max, atom_fractions(start))
-            device = spec.device if name != "emt" else "cpu"
-            common = {**key, "failed": failed, "reason": out["reason"], "length_fs": out["length_fs"],
-                      "spec": spec.to_dict(), "engine": spec.engine if name != "emt" else "ase",
-                      "provenance": provenance(device, dtype="float64", seed=md_seed)}
-            recs = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in values.items()]
-            artifacts = {"trace": {k: out[k] for k in ("time_fs", "temperature", "total_energy")},
-                         "rdf": out.get("rdf"),
-                         "reference_rdf": {f"{a}-{b}": g.tolist() for (a, b), g in reference.items()}
-                         if reference is not None else None}
-            store.write(key, recs, artifacts)
-            records.extend(recs)
-            log(f"stability {name:9s} T={key['setting']['temperature']:.0f} K start={key['setting']['start']} "
-                f"seed={md_seed}: " + (f"failed at {out['failure_time_fs']:.0f} fs ({out['reason']})" if failed
-                                       else f"stable for {out['length_fs']:.0f} fs"))
-
-        def make_key(name, temperature, s_idx, md_seed):
-            setting = {"temperature": temperature, "start": s_idx, "md_seed": md_seed, "ensemble": spec.ensemble}
-            if spec.engine != "ase" and name != "emt":     # ASE-engine keys stay those stored before engines existed
-                setting["engine"] = spec.engine
-            return {"task": "stability", "descriptor": name, "dataset": data.label, "seed": acc_seed,
-                    "setting": setting, "config_hash": cfg}
-
         batched = {}                       # name -> [(key, start, temperature, md_seed, reference)]
         for temperature in spec.temperatures:
             for s_idx, start in enumerate(starts):
@@ -276,7 +277,7 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
                     reference = None
                 for md_seed in spec.seeds:
                     for name, acc_run in candidates:
-                        key = make_key(name, temperature, s_idx, md_seed)
+                        key = make_key(name, acc_seed, temperature, s_idx, md_seed)
                         if store.has(key):
                             log(f"skip (done): stability {name} T={temperature} start={s_idx} seed={md_seed}")
                             continue
