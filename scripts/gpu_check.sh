@@ -20,6 +20,10 @@
 # --quick (under 5 minutes, for a nearly spent lease): the tests without compiled backends, and of
 # the compiled backends only compile-fused-cudagraphs, at 12,288 atoms. Each torch.compile costs
 # 15-20 s there (H200, torch 2.11).
+# --kernels (under 6 minutes): the fused kernels alone (every version and launch size against its
+# floors, OUT/kernels.json), the fused tests, a probe of compile-fused-cudagraphs (per-call times,
+# recompiles, CUDA-graph logs, host profile: OUT/probe.log), eager and fused at 192 / 12,288 /
+# 98,304 atoms, and the kernel profile.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import ase, vesin" 2>/dev/null; then
@@ -29,6 +33,7 @@ else
   export PYTHONPATH="$PWD"
 fi
 quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
+[ "${1:-}" = "--kernels" ] && { quick=2; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 out=${1:-results/gpu/$name}
 mkdir -p "$out"
@@ -39,7 +44,16 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
-if [ $quick = 1 ]; then
+if [ $quick = 2 ]; then
+  step 60  python3 -m pytest -q -p no:cacheprovider -m gpu -k "fused and not compile" tests/test_fused.py > "$out/gpu-tests.log" 2>&1
+  tail -3 "$out/gpu-tests.log"
+  step 100 python3 -m bench.benchmarks.edge_sum --out "$out/kernels.json"
+  step 110 env TORCH_LOGS=recompiles,perf_hints,cudagraphs python3 -m bench.benchmarks.backend_probe \
+      --backend compile-fused-cudagraphs compile-cudagraphs > "$out/probe.log" 2>&1
+  grep -E "^(==|call|counters)" "$out/probe.log"
+  step 60  $gpu --backend eager fused --sizes 1 4 8 --out "$out/timing"
+  step 30  python3 -m bench.profile --device cuda --repeat 4 --backend eager fused --out "$out/profile"
+elif [ $quick = 1 ]; then
   step 50  python3 -m pytest -q -p no:cacheprovider -m gpu -k "not compile" tests > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
   step 70  $gpu --backend eager fused --sizes 1 2 4 8 12 --out "$out/timing"
@@ -58,4 +72,5 @@ fi
 step 15  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
 step 15  python3 -m bench.cli.main report "$out/timing-compiled" -o "$out/report-compiled"
 [ -n "${OUT:-}" ] && cp "$out/gpu-tests.log" "$OUT/" 2>/dev/null
+[ -n "${OUT:-}" ] && [ -f "$out/probe.log" ] && cp "$out/probe.log" "$OUT/" 2>/dev/null
 exit 0

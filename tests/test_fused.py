@@ -55,6 +55,34 @@ def test_kernel_equals_reference_sum_and_gradients(device, dtype, shape):
         assert relative_error(a, b) < tol
 
 
+@pytest.mark.parametrize("device", [pytest.param(d, marks=_device_marks(d)) for d in DEVICES])
+@pytest.mark.parametrize("version", nst.KERNELS)
+@pytest.mark.parametrize("shape", [(20, 12, 4, 9), (16, 5, 1, 3), (35, 8, 5, 16)])
+def test_every_kernel_version_writes_every_output(device, version, shape):
+    """Each kernel version (not only the default the custom op runs) against the per-edge float64
+    sum, with every output poisoned with NaN first: an element a kernel never writes fails."""
+    Y, R, W, wl, receivers, N = _random_sum(7 * sum(shape), *shape, torch.float64, device, n_atoms=9, n_edges=90)
+    Y, R, W = Y.detach(), R.detach(), W.detach()
+    rowptr = nst.receiver_rowptr(receivers, N)
+    out = Y.new_full((N, shape[0], shape[1], shape[3]), float("nan"))
+    nst.launch_forward(Y, R, W, wl, rowptr, out, version)
+    grad = torch.randn_like(out)
+    fill = torch.zeros_like if version == "serial" else (lambda t: torch.full_like(t, float("nan")))
+    grads = [fill(t) for t in (Y, R, W)]
+    nst.launch_backward(grad, Y, R, W, wl, rowptr, *grads, version=version)
+    leaves = [t.clone().requires_grad_(True) for t in (Y, R, W)]
+    ref = nst.edge_sum_reference(*leaves, wl, receivers, N)
+    want = torch.autograd.grad(ref, leaves, grad)
+    assert relative_error(out, ref) < 1e-12
+    for got, w in zip(grads, want):
+        assert relative_error(got, w) < 1e-12
+
+
+def test_unknown_kernel_version_is_named():
+    with pytest.raises(ValueError, match="unknown fused kernel 'tiled'; known: serial, blocked"):
+        nst._kernels("tiled")
+
+
 def test_rowptr_is_csr_of_sorted_receivers():
     receivers = torch.tensor([0, 0, 2, 2, 2, 4])
     assert nst.receiver_rowptr(receivers, 6).tolist() == [0, 2, 2, 5, 5, 6, 6]

@@ -6,6 +6,7 @@ Grid: (atoms, chunks of QB angular components). Program (i, k) owns out[i, kQB:(
 loops over atom i's edges (CSR: rowptr[i]:rowptr[i+1]), its [QB, RP, CP] tile in registers.
 """
 
+import triton
 import triton.language as tl
 
 
@@ -56,3 +57,88 @@ def edge_sum_bwd(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW,
         gw_ = tl.sum(g * (y[:, None] * w)[:, None, :], axis=2)             # [QB, RP]: sum_c g Y W
         tl.atomic_add(GR + e * NR + n, tl.sum(gw_, axis=0), mask=nm)
         tl.atomic_add(GW + e * (L * CW) + w_off, gr_ * y[:, None], mask=w_mask)   # sum_n g Y R
+
+
+# ---- v3, "blocked": blocks of EB edges at a time, the sums over edges and over n as matrix products
+#
+# The angular index and the channel index are flattened into one axis j = (q, c) of QB * CP lanes
+# (chunk k of QB angular components), so that each edge block is two small matrix products:
+#
+#     forward   acc[n, j]  += sum_e R[e, n] V[e, j]          V[e, (q, c)] = Y[e, q] W[e, wl[q], c]
+#     backward  T[e, j]     = sum_n R[e, n] g[n, j]          (g: atom i's output gradient, chunk k)
+#               dR[e, n]   += sum_j V[e, j] g[n, j]
+#               dY[e, q]    = sum_c T[e, (q, c)] W[e, wl[q], c]
+#               dW[e, l, c] += sum_{q: wl[q] = l} Y[e, q] T[e, (q, c)]
+#
+# One program per atom owns its edges' gradient rows (no atomics, deterministic); the forward keeps
+# v2's grid (atom, chunk). tl.dot needs every side >= 16: RP, EB and QB * CP are at least 16.
+
+@triton.jit
+def _lanes(k, Q, CW, QB: tl.constexpr, CP: tl.constexpr):
+    """Flattened lanes j = (q, c) of chunk k: q [QB*CP], c [QB*CP], in-range mask."""
+    j = tl.arange(0, QB * CP)
+    q = k * QB + j // CP
+    c = j % CP
+    return q, c, (q < Q) & (c < CW)
+
+
+def edge_sum_fwd_blocked(Y, Rb, W, WL, ROWPTR, OUT, Q, NR, CW, L: tl.constexpr, QB: tl.constexpr,
+                         RP: tl.constexpr, CP: tl.constexpr, EB: tl.constexpr, PRECISION: tl.constexpr):
+    i = tl.program_id(0)
+    q, c, jm = _lanes(tl.program_id(1), Q, CW, QB, CP)
+    start = tl.load(ROWPTR + i)
+    end = tl.load(ROWPTR + i + 1)
+    n = tl.arange(0, RP)
+    nm = n < NR
+    w_col = tl.load(WL + q, mask=q < Q, other=0) * CW + c                       # [J]: W column of lane j
+    acc = tl.zeros((RP, QB * CP), dtype=Y.dtype.element_ty)
+    for e0 in range(start, end, EB):
+        e = e0 + tl.arange(0, EB)
+        em = e < end
+        r = tl.load(Rb + e[:, None] * NR + n[None, :], mask=em[:, None] & nm[None, :], other=0.0)        # [EB, RP]
+        y = tl.load(Y + e[:, None] * Q + q[None, :], mask=em[:, None] & jm[None, :], other=0.0)          # [EB, J]
+        w = tl.load(W + e[:, None] * (L * CW) + w_col[None, :], mask=em[:, None] & jm[None, :], other=0.0)
+        acc = tl.dot(tl.trans(r), y * w, acc, input_precision=PRECISION)                                # [RP, J]
+    out_off = i * (Q * NR * CW) + n[:, None] * CW + q[None, :] * (NR * CW) + c[None, :]
+    tl.store(OUT + out_off, acc, mask=nm[:, None] & jm[None, :])
+
+
+def edge_sum_bwd_blocked(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.constexpr, QB: tl.constexpr,
+                         RP: tl.constexpr, CP: tl.constexpr, EB: tl.constexpr, PRECISION: tl.constexpr,
+                         NQB: tl.constexpr, LP: tl.constexpr):
+    """Every gradient row of atom i's edges is written once, by this program (GY, GR, GW need no
+    zeroing)."""
+    i = tl.program_id(0)
+    start = tl.load(ROWPTR + i)
+    end = tl.load(ROWPTR + i + 1)
+    n = tl.arange(0, RP)
+    nm = n < NR
+    lrow = tl.arange(0, LP)
+    cc = tl.arange(0, CP)
+    g_base = G + i * (Q * NR * CW)
+    for e0 in range(start, end, EB):
+        e = e0 + tl.arange(0, EB)
+        em = e < end
+        r = tl.load(Rb + e[:, None] * NR + n[None, :], mask=em[:, None] & nm[None, :], other=0.0)        # [EB, RP]
+        gr = tl.zeros((EB, RP), dtype=Y.dtype.element_ty)
+        gw = tl.zeros((EB, LP, CP), dtype=Y.dtype.element_ty)
+        for k in range(NQB):
+            q, c, jm = _lanes(k, Q, CW, QB, CP)
+            wl = tl.load(WL + q, mask=q < Q, other=0)                                                     # [J]
+            g = tl.load(g_base + n[:, None] * CW + q[None, :] * (NR * CW) + c[None, :],
+                        mask=nm[:, None] & jm[None, :], other=0.0)                                        # [RP, J]
+            y = tl.load(Y + e[:, None] * Q + q[None, :], mask=em[:, None] & jm[None, :], other=0.0)      # [EB, J]
+            w = tl.load(W + e[:, None] * (L * CW) + (wl * CW + c)[None, :], mask=em[:, None] & jm[None, :],
+                        other=0.0)
+            t = tl.dot(r, g, input_precision=PRECISION)                                                  # [EB, J]
+            gr = tl.dot(y * w, tl.trans(g), gr, input_precision=PRECISION)                               # [EB, RP]
+            qk = k * QB + tl.arange(0, QB)
+            gy = tl.sum(tl.reshape(t * w, (EB, QB, CP)), axis=2)                                         # [EB, QB]
+            tl.store(GY + e[:, None] * Q + qk[None, :], gy, mask=em[:, None] & (qk < Q)[None, :])
+            wl_k = tl.load(WL + qk, mask=qk < Q, other=LP)                    # padded q match no row
+            onehot = (wl_k[:, None] == lrow[None, :]).to(Y.dtype.element_ty)                           # [QB, LP]
+            yt = tl.reshape(y * t, (EB, QB, CP))
+            gw += tl.sum(yt[:, :, None, :] * onehot[None, :, :, None], axis=1)                          # [EB, LP, CP]
+        tl.store(GR + e[:, None] * NR + n[None, :], gr, mask=em[:, None] & nm[None, :])
+        gw_off = e[:, None, None] * (L * CW) + lrow[None, :, None] * CW + cc[None, None, :]
+        tl.store(GW + gw_off, gw, mask=em[:, None, None] & (lrow < L)[None, :, None] & (cc < CW)[None, None, :])

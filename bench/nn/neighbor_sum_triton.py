@@ -55,12 +55,26 @@ def interpreting() -> bool:
     return bool(knobs.runtime.interpret) if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
 
 
-@functools.cache
-def _kernels():
-    """(forward, backward) kernels, compiled for CUDA or interpreted (``interpreting()``)."""
-    from .edge_sum_kernels import edge_sum_bwd, edge_sum_fwd
+KERNELS = ("serial", "blocked")
+DEFAULT_KERNEL = "blocked"
 
-    return triton.jit(edge_sum_fwd), triton.jit(edge_sum_bwd)
+
+@functools.cache
+def _kernels(version: str):
+    """(forward, backward) kernels of ``version``, compiled for CUDA or interpreted (``interpreting()``):
+
+    serial   one edge at a time per (atom, chunk of QB angular components), the tile reduced per
+             edge; the backward adds dR and dW over chunks atomically (v2, measured on an H100)
+    blocked  EB edges at a time, the sums over edges and radial index as matrix products; one
+             backward program per atom writes its edges' gradients once (v3)
+    """
+    from . import edge_sum_kernels as k
+
+    if version == "serial":
+        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd)
+    if version == "blocked":
+        return triton.jit(k.edge_sum_fwd_blocked), triton.jit(k.edge_sum_bwd_blocked)
+    raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
 
 def check_device(device) -> None:
@@ -74,25 +88,52 @@ def check_device(device) -> None:
 
 
 QB = 4      # angular components per program: 20 = 5 x 4 (CACE, l_max 3), 16 = 4 x 4 (spherical): no padding
+EB = 16     # edges per block (blocked kernels)
 
 
-def _launch_args(Y, R, W):
-    """Kernel sizes. Only R and C are padded to powers of two, identically for both descriptors;
-    Q is split into chunks of QB, so neither angular basis pays for the other's size (a first
-    version padded Q: CACE's 20 to 32, the spherical 16 not at all, see results/gpu)."""
+def _launch_args(Y, R, W, version: str, eb: int | None = None) -> dict:
+    """Kernel sizes. Only R and C (and the edge block) are padded to powers of two, identically for
+    both descriptors; Q is split into chunks of QB, so neither angular basis pays for the other's
+    size (a first version padded Q: CACE's 20 to 32, the spherical 16 not at all, see results/gpu).
+    The blocked kernels' matrix products need each side >= 16 (RP, EB, QB * CP)."""
     E, Q = Y.shape
     L, C = W.shape[1], W.shape[2]
-    return dict(Q=Q, NR=R.shape[1], CW=C, L=L, QB=QB, RP=max(_next_pow2(R.shape[1]), 2), CP=max(_next_pow2(C), 2))
-
-
-def _grid(n_atoms: int, meta: dict) -> tuple:
-    return (n_atoms, -(-meta["Q"] // meta["QB"]))
+    meta = dict(Q=Q, NR=R.shape[1], CW=C, L=L, QB=QB, RP=max(_next_pow2(R.shape[1]), 2), CP=max(_next_pow2(C), 2))
+    if version == "blocked":
+        meta.update(RP=max(meta["RP"], 16), CP=max(meta["CP"], 16 // QB), EB=eb or EB, PRECISION="ieee")
+    return meta
 
 
 def _num_warps(meta: dict) -> int:
-    """Small tiles, few warps: the backward's per-edge reductions stay (mostly) inside one warp."""
+    """Small tiles, few warps: the serial backward's per-edge reductions stay (mostly) inside one warp."""
+    if "EB" in meta:
+        return 4
     tile = meta["QB"] * meta["RP"] * meta["CP"]
     return max(1, min(4, tile // 256))
+
+
+def launch_forward(Y, R, W, wl, rowptr, out, version: str = DEFAULT_KERNEL, eb: int | None = None,
+                   num_warps: int | None = None) -> None:
+    """Write out [N, Q, R, C] (every element) from contiguous Y, R, W of one dtype and device
+    (``eb``, ``num_warps``: other launch sizes, for the kernel benchmark)."""
+    meta = _launch_args(Y, R, W, version, eb)
+    fwd, _ = _kernels(version)
+    grid = (rowptr.shape[0] - 1, -(-meta["Q"] // QB))
+    fwd[grid](Y, R, W, wl, rowptr, out, num_warps=num_warps or _num_warps(meta), **meta)
+
+
+def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str = DEFAULT_KERNEL, eb: int | None = None,
+                    num_warps: int | None = None) -> None:
+    """Write the three gradients; serial needs gR and gW zeroed first (it adds into them)."""
+    meta = _launch_args(Y, R, W, version, eb)
+    _, bwd = _kernels(version)
+    n_chunks = -(-meta["Q"] // QB)
+    if version == "blocked":
+        meta.update(NQB=n_chunks, LP=_next_pow2(meta["L"]))
+        grid = (rowptr.shape[0] - 1,)
+    else:
+        grid = (rowptr.shape[0] - 1, n_chunks)
+    bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=num_warps or _num_warps(meta), **meta)
 
 
 # The kernels as PyTorch custom operators: opaque to torch.compile (which compiles the rest of the
@@ -101,12 +142,10 @@ def _num_warps(meta: dict) -> int:
 def _edge_sum_op(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Tensor,
                  rowptr: torch.Tensor) -> torch.Tensor:
     Y, R, W = Y.contiguous(), R.contiguous(), W.contiguous()
-    meta = _launch_args(Y, R, W)
     n_atoms = rowptr.shape[0] - 1
-    out = Y.new_empty(n_atoms, meta["Q"], meta["NR"], meta["CW"])            # [N, Q, R, C]
+    out = Y.new_empty(n_atoms, Y.shape[1], R.shape[1], W.shape[2])            # [N, Q, R, C]
     if n_atoms:
-        fwd, _ = _kernels()
-        fwd[_grid(n_atoms, meta)](Y, R, W, wl, rowptr, out, num_warps=_num_warps(meta), **meta)
+        launch_forward(Y, R, W, wl, rowptr, out)
     return out
 
 
@@ -119,13 +158,11 @@ def _(Y, R, W, wl, rowptr):
 def _edge_sum_backward_op(grad: torch.Tensor, Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Tensor,
                           rowptr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     Y, R, W = Y.contiguous(), R.contiguous(), W.contiguous()
-    gY, gR, gW = torch.zeros_like(Y), torch.zeros_like(R), torch.zeros_like(W)
+    alloc = torch.zeros_like if DEFAULT_KERNEL == "serial" else torch.empty_like    # serial adds into dR, dW
+    gY, gR, gW = alloc(Y), alloc(R), alloc(W)
     n_atoms = rowptr.shape[0] - 1
     if n_atoms and Y.shape[0]:
-        meta = _launch_args(Y, R, W)
-        _, bwd = _kernels()
-        bwd[_grid(n_atoms, meta)](grad.contiguous(), Y, R, W, wl, rowptr, gY, gR, gW, num_warps=_num_warps(meta),
-                                  **meta)
+        launch_backward(grad.contiguous(), Y, R, W, wl, rowptr, gY, gR, gW)
     return gY, gR, gW
 
 

@@ -1,0 +1,152 @@
+"""The fused neighbour-sum kernels alone, every version and launch size, at the water preset's
+shapes: parity against the per-edge float64 sum, then forward and backward time per launch (median
+of CUDA-event timings, ``triton.testing.do_bench``), beside the two floors.
+
+    python -m bench.benchmarks.edge_sum [--atoms 12288] [--neighbors 70] [--out FILE.json]
+
+The graph is synthetic with the water box's sizes: receivers drawn uniformly (about ``neighbors``
+edges an atom, Poisson-distributed counts), Y, R, W standard normal. The kernels' work depends only
+on the shapes and the CSR counts, not on the values. Both descriptors' shapes are run: Q = 20
+(CACE, l_max 3) and 16 (spherical), each for layer 0 (C = 3 channels, L = 1) and the Bchi message
+(C = 9, L = 4), with R = 12 radial functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+SUMS = {"layer0": (3, 1), "Bchi": (9, 4)}             # name: (channels C, weight rows L)
+DESCRIPTORS = {"cace": 20, "spherical": 16}           # name: angular components Q at l_max 3
+N_RADIAL = 12
+CONFIGS = [("serial", None, None), ("blocked", 16, 4), ("blocked", 16, 8), ("blocked", 32, 4), ("blocked", 32, 8)]
+
+
+def inputs(n_atoms: int, n_edges: int, Q: int, C: int, L: int, dtype, device, seed: int = 0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    receivers = torch.sort(torch.randint(0, n_atoms, (n_edges,), generator=g)).values.to(device)
+    rnd = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype).to(device)
+    wl = torch.sort(torch.randint(0, L, (Q,), generator=g)).values.to(device)
+    return rnd(n_edges, Q), rnd(n_edges, N_RADIAL), rnd(n_edges, L, C), wl, receivers
+
+
+def floors(n_atoms, n_edges, Q, C, L, itemsize=4):
+    """(forward, backward) FLOPs and compulsory bytes: 3 E Q R C flops forward (two multiplies and
+    an add per term), three times that backward; bytes: each input read once, each output written once."""
+    terms = n_edges * Q * N_RADIAL * C
+    edge_bytes = n_edges * (Q + N_RADIAL + L * C) * itemsize
+    out_bytes = n_atoms * Q * N_RADIAL * C * itemsize
+    return dict(fwd_flops=3 * terms, bwd_flops=9 * terms,
+                fwd_bytes=edge_bytes + out_bytes, bwd_bytes=2 * edge_bytes + out_bytes)
+
+
+def _run(version, eb, warps, Y, R, W, wl, rowptr, out, grads):
+    from ..nn import neighbor_sum_triton as nst
+
+    nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
+    if version == "serial":
+        for t in grads[1:]:
+            t.zero_()
+    nst.launch_backward(out, Y, R, W, wl, rowptr, *grads, version=version, eb=eb, num_warps=warps)
+
+
+def parity(version, eb, warps, Q, C, L, dtype, device) -> float:
+    """Largest relative error of the four outputs against the float64 per-edge sum, on 300 atoms;
+    outputs poisoned with NaN first (an unwritten element fails)."""
+    from ..nn import neighbor_sum_triton as nst
+    from ..testing import relative_error
+
+    n_atoms, n_edges = 300, 300 * 30
+    Y, R, W, wl, receivers = inputs(n_atoms, n_edges, Q, C, L, dtype, device, seed=1)
+    rowptr = nst.receiver_rowptr(receivers, n_atoms)
+    out = Y.new_full((n_atoms, Q, N_RADIAL, C), float("nan"))
+    grads = [torch.full_like(t, float("nan")) for t in (Y, R, W)]
+    G = torch.randn(out.shape, dtype=dtype, device=device)
+    nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
+    if version == "serial":
+        grads = [torch.zeros_like(t) for t in grads]
+    nst.launch_backward(G, Y, R, W, wl, rowptr, *grads, version=version, eb=eb, num_warps=warps)
+    d = [t.double().requires_grad_(True) for t in (Y, R, W)]
+    ref = nst.edge_sum_reference(*d, wl, receivers, n_atoms)
+    want = torch.autograd.grad(ref, d, G.double())
+    errors = [relative_error(out.double(), ref)] + [relative_error(a.double(), b) for a, b in zip(grads, want)]
+    return max(errors)
+
+
+def median_ms(fn, device) -> float:
+    """Median time of ``fn`` in ms: CUDA events through ``triton.testing.do_bench`` (25 ms warm-up,
+    200 ms of repeats); on the CPU (a dry run in Triton's interpreter) the median of 3 host-clock calls."""
+    if torch.device(device).type == "cuda":
+        import triton.testing
+
+        return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1e3 * (time.perf_counter() - t0))
+    return sorted(times)[1]
+
+
+def main(argv=None) -> int:
+    from ..nn import neighbor_sum_triton as nst
+
+    p = argparse.ArgumentParser(prog="python -m bench.benchmarks.edge_sum", description=__doc__.splitlines()[0])
+    p.add_argument("--atoms", type=int, default=12288)
+    p.add_argument("--neighbors", type=float, default=70.0, help="mean edges per atom (water box at 5.5 A: 70)")
+    p.add_argument("--out", default=None, help="write the rows as JSON here")
+    p.add_argument("--device", default="cuda", help="cpu: a dry run in Triton's interpreter (TRITON_INTERPRET=1)")
+    args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: no CUDA device here; --device cpu runs the kernels in Triton's interpreter (TRITON_INTERPRET=1)",
+              file=sys.stderr)
+        return 2
+    device, dtype = args.device, torch.float32
+    device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu (Triton interpreter)"
+    n_edges = int(args.atoms * args.neighbors)
+    rows = []
+    print(f"{args.atoms} atoms, {n_edges} edges, float32, {device_name}")
+    print(f"{'descriptor':10s} {'sum':7s} {'kernel':8s} {'EB':>3s} {'warps':>5s} {'parity':>8s} {'fwd ms':>8s} "
+          f"{'bwd ms':>8s} {'floor fwd':>9s} {'floor bwd':>9s}")
+    for desc, Q in DESCRIPTORS.items():
+        for name, (C, L) in SUMS.items():
+            Y, R, W, wl, receivers = inputs(args.atoms, n_edges, Q, C, L, dtype, device)
+            rowptr = nst.receiver_rowptr(receivers, args.atoms)
+            out = Y.new_empty(args.atoms, Q, N_RADIAL, C)
+            grads = [torch.empty_like(t) for t in (Y, R, W)]
+            fl = floors(args.atoms, n_edges, Q, C, L)
+            for version, eb, warps in CONFIGS:
+                row = dict(descriptor=desc, sum=name, kernel=version, eb=eb, warps=warps, Q=Q, C=C, L=L,
+                           R=N_RADIAL, atoms=args.atoms, edges=n_edges, **fl)
+                try:
+                    row["parity"] = parity(version, eb, warps, Q, C, L, dtype, device)
+                    fwd = lambda: nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
+                    both = lambda: _run(version, eb, warps, Y, R, W, wl, rowptr, out, grads)
+                    row["fwd_ms"] = median_ms(fwd, device)
+                    row["fwd_bwd_ms"] = median_ms(both, device)
+                    row["bwd_ms"] = row["fwd_bwd_ms"] - row["fwd_ms"]
+                except Exception as err:                       # a launch size that does not compile
+                    row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                rows.append(row)
+                # floors at 3.0 TB/s (device copy) and ~50 TFLOP/s FP32 (non-tensor-core), H100
+                ffl = max(fl["fwd_flops"] / 50e12, fl["fwd_bytes"] / 3.0e12) * 1e3
+                bfl = max(fl["bwd_flops"] / 50e12, fl["bwd_bytes"] / 3.0e12) * 1e3
+                if "error" in row:
+                    print(f"{desc:10s} {name:7s} {version:8s} {eb or '-':>3} {warps or '-':>5} {row['error']}")
+                else:
+                    print(f"{desc:10s} {name:7s} {version:8s} {eb or '-':>3} {warps or '-':>5} {row['parity']:8.1e} "
+                          f"{row['fwd_ms']:8.3f} {row['bwd_ms']:8.3f} {ffl:9.3f} {bfl:9.3f}", flush=True)
+            del Y, R, W, out, grads
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(dict(device=device_name, torch=torch.__version__,
+                           triton=__import__("triton").__version__, rows=rows), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

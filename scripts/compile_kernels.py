@@ -1,0 +1,60 @@
+"""Compile the fused neighbour-sum kernels for a CUDA target without a GPU (Triton's bundled ptxas)
+and print each kernel's registers, spills and shared memory: a failed compile or a spill is found
+here, before any device time is spent.
+
+    python scripts/compile_kernels.py [--arch 90]
+"""
+
+import argparse
+import os
+import subprocess
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from bench.nn import neighbor_sum_triton as nst
+
+# (name, Q, NR, C, L): the water preset's two sums (layer 0 and the Bchi message), both descriptors
+SHAPES = [("cace layer0", 20, 12, 3, 1), ("cace Bchi", 20, 12, 9, 4),
+          ("sph layer0", 16, 12, 3, 1), ("sph Bchi", 16, 12, 9, 4)]
+POINTERS = {"fwd": ["Y", "Rb", "W", "WL", "ROWPTR", "OUT"], "bwd": ["G", "Y", "Rb", "W", "WL", "ROWPTR", "GY", "GR", "GW"]}
+
+
+def resources(cubin: bytes) -> str:
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        text = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+    return " ".join(line.strip() for line in text.splitlines() if line.strip().startswith("REG"))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", type=int, default=90)
+    args = p.parse_args()
+    import torch
+
+    for dtype, ty in ((torch.float32, "fp32"), (torch.float64, "fp64")):
+        for name, Q, NR, C, L in SHAPES:
+            Y, R, W = torch.empty(1, Q, dtype=dtype), torch.empty(1, NR, dtype=dtype), torch.empty(1, L, C, dtype=dtype)
+            for version in nst.KERNELS:
+                fwd, bwd = nst._kernels(version)
+                for which, fn in (("fwd", fwd), ("bwd", bwd)):
+                    meta = nst._launch_args(Y, R, W, version)
+                    if which == "bwd" and version == "blocked":
+                        meta.update(NQB=-(-Q // nst.QB), LP=nst._next_pow2(L))
+                    sig = {a: ("*i64" if a in ("WL", "ROWPTR") else f"*{ty}") for a in POINTERS[which]}
+                    sig.update({a: "i32" for a in ("Q", "NR", "CW")})
+                    constexprs = {k: v for k, v in meta.items() if k not in sig}
+                    sig.update({k: "constexpr" for k in constexprs})
+                    src = ASTSource(fn=fn, signature=sig, constexprs=constexprs)
+                    kernel = triton.compile(src, target=GPUTarget("cuda", args.arch, 32),
+                                            options=dict(num_warps=nst._num_warps(meta)))
+                    print(f"{ty} {name:12s} {version:8s} {which}  {resources(kernel.asm['cubin'])}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
