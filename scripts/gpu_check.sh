@@ -23,7 +23,7 @@
 # --kernels (under 6 minutes): the fused kernels alone (every version and launch size against its
 # floors, OUT/kernels.json), the fused tests, a probe of compile-fused-cudagraphs (per-call times,
 # recompiles, CUDA-graph logs, host profile: OUT/probe.log), eager and fused at 192 / 12,288 /
-# 98,304 atoms, and the kernel profile.
+# 98,304 atoms, the kernel profile, and the dense compiled path with CUDA graphs at 12,288 atoms.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import ase, vesin" 2>/dev/null; then
@@ -53,6 +53,7 @@ if [ $quick = 2 ]; then
   grep -E "^(==|call|counters)" "$out/probe.log"
   step 60  $gpu --backend eager fused --sizes 1 4 8 --out "$out/timing"
   step 30  python3 -m bench.profile --device cuda --repeat 4 --backend eager fused --out "$out/profile"
+  step 90  $gpu --backend eager compile-cudagraphs --sizes 4 --out "$out/timing-compiled"
 elif [ $quick = 1 ]; then
   step 50  python3 -m pytest -q -p no:cacheprovider -m gpu -k "not compile" tests > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
