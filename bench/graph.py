@@ -9,6 +9,11 @@ one). Conventions:
 - cell rows are lattice vectors (as in ASE); a molecule has a zero cell and pbc all False;
 - ``neighbor_slot[e]`` is the position of edge e in its receiver's neighbour list, so
   (receiver, slot) addresses a dense [n_atoms, max_neighbors] layout for batched matrix products;
+- ``receiver_ptr`` is the same list as compressed rows (CSR): atom i receives edges
+  receiver_ptr[i]:receiver_ptr[i+1] (the fused kernels' layout). It is built here, once, eagerly,
+  and never inside a compiled model: on an H100 (torch 2.11) Inductor's ``searchsorted`` over the
+  receiver row of ``edge_index`` gave wrong row pointers (one atom with 406,140 of 860,032 edges)
+  where eager gave the right ones (results/gpu/NVIDIA-H100-80GB-HBM3/README.md);
 - units eV, Angstrom; stress targets are 3x3 in eV/A^3 with ASE's sign convention.
 """
 
@@ -36,6 +41,7 @@ class AtomsGraph:
     edge_index: torch.Tensor         # [2, E] int64: [0] sender j, [1] receiver i; sorted by receiver
     cell_shifts: torch.Tensor        # [E, 3] integer-valued, same dtype as positions
     neighbor_slot: torch.Tensor      # [E] int64 slot of the edge in its receiver's list
+    receiver_ptr: torch.Tensor       # [N + 1] int64 CSR row pointers of the receivers
     max_neighbors: int
     cutoff: float
     energy: torch.Tensor | None = None   # [G] eV
@@ -142,6 +148,7 @@ def _single(atoms: Atoms, cutoff: float) -> AtomsGraph:
         edge_index=torch.tensor(np.stack([j, i]), dtype=torch.long).reshape(2, -1),
         cell_shifts=torch.tensor(S, dtype=f64).reshape(-1, 3),
         neighbor_slot=torch.tensor(slot, dtype=torch.long),
+        receiver_ptr=torch.tensor(np.concatenate([[0], np.cumsum(counts)]), dtype=torch.long),
         max_neighbors=int(counts.max()) if n else 0,
         cutoff=float(cutoff),
         energy=None if energy is None else torch.tensor([energy], dtype=f64),
@@ -171,6 +178,7 @@ def graph_from_tensors(positions: torch.Tensor, numbers: torch.Tensor, cell: tor
         batch=torch.zeros(n, dtype=torch.long, device=device), ptr=torch.tensor([0, n], device=device),
         cell=cell.reshape(1, 3, 3).to(dtype), pbc=pbc_t.reshape(1, 3),
         edge_index=torch.stack([j, i]), cell_shifts=S.to(dtype), neighbor_slot=slot,
+        receiver_ptr=torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]),
         max_neighbors=int(counts.max()) if n else 0, cutoff=float(cutoff))
 
 
@@ -185,6 +193,7 @@ def collate(graphs: Sequence[AtomsGraph]) -> AtomsGraph:
     if len(cutoffs) != 1:
         raise ValueError(f"graphs built with different cutoffs {sorted(cutoffs)} cannot be batched")
     atom_offsets = torch.tensor([0] + [g.n_atoms for g in graphs]).cumsum(0)
+    edge_offsets = torch.tensor([0] + [g.n_edges for g in graphs]).cumsum(0)
     graph_offsets = torch.tensor([0] + [g.n_graphs for g in graphs]).cumsum(0)
 
     def cat(name):
@@ -201,6 +210,8 @@ def collate(graphs: Sequence[AtomsGraph]) -> AtomsGraph:
         edge_index=torch.cat([g.edge_index + atom_offsets[k] for k, g in enumerate(graphs)], dim=1),
         cell_shifts=cat("cell_shifts"),
         neighbor_slot=cat("neighbor_slot"),
+        receiver_ptr=torch.cat([graphs[0].receiver_ptr[:1]]
+                               + [g.receiver_ptr[1:] + edge_offsets[k] for k, g in enumerate(graphs)]),
         max_neighbors=max(g.max_neighbors for g in graphs),
         cutoff=graphs[0].cutoff,
         energy=cat("energy"),

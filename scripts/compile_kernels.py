@@ -2,7 +2,9 @@
 and print each kernel's registers, spills and shared memory: a failed compile or a spill is found
 here, before any device time is spent.
 
-    python scripts/compile_kernels.py [--arch 90]
+    python scripts/compile_kernels.py [--arch 90] [--preset water]
+
+(Without TRITON_INTERPRET=1 in the environment: the interpreter compiles nothing.)
 """
 
 import argparse
@@ -14,11 +16,9 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from bench.benchmarks.edge_sum import model_sums
 from bench.nn import neighbor_sum_triton as nst
 
-# (name, Q, NR, C, L): the water preset's two sums (layer 0 and the Bchi message), both descriptors
-SHAPES = [("cace layer0", 20, 12, 3, 1), ("cace Bchi", 20, 12, 9, 4),
-          ("sph layer0", 16, 12, 3, 1), ("sph Bchi", 16, 12, 9, 4)]
 POINTERS = {"fwd": ["Y", "Rb", "W", "WL", "ROWPTR", "OUT"], "bwd": ["G", "Y", "Rb", "W", "WL", "ROWPTR", "GY", "GR", "GW"]}
 
 
@@ -34,11 +34,12 @@ def resources(cubin: bytes) -> str:
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", type=int, default=90)
+    p.add_argument("--preset", default="water")
     args = p.parse_args()
     import torch
 
     for dtype, ty in ((torch.float32, "fp32"), (torch.float64, "fp64")):
-        for name, Q, NR, C, L in SHAPES:
+        for desc, name, Q, NR, C, L in model_sums(args.preset):
             Y, R, W = torch.empty(1, Q, dtype=dtype), torch.empty(1, NR, dtype=dtype), torch.empty(1, L, C, dtype=dtype)
             for version in nst.KERNELS:
                 fwd, bwd = nst._kernels(version)
@@ -53,7 +54,7 @@ def main():
                     src = ASTSource(fn=fn, signature=sig, constexprs=constexprs)
                     kernel = triton.compile(src, target=GPUTarget("cuda", args.arch, 32),
                                             options=dict(num_warps=nst._num_warps(meta)))
-                    print(f"{ty} {name:12s} {version:8s} {which}  {resources(kernel.asm['cubin'])}", flush=True)
+                    print(f"{ty} {desc:9s} {name:6s} {version:8s} {which}  {resources(kernel.asm['cubin'])}", flush=True)
 
 
 if __name__ == "__main__":

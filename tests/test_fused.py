@@ -78,6 +78,49 @@ def test_every_kernel_version_writes_every_output(device, version, shape):
         assert relative_error(got, w) < 1e-12
 
 
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+def test_fused_sums_states_the_shapes_the_model_launches(kind, monkeypatch):
+    """descriptor.fused_sums() (read by the kernel benchmark and the compile check) lists exactly
+    the (Q, R, C, L) of the sums a forward pass launches, in order."""
+    launched = []
+    real = nst.launch_forward
+
+    def record(Y, R, W, *args, **kwargs):
+        launched.append((Y.shape[1], R.shape[1], W.shape[2], W.shape[1]))
+        return real(Y, R, W, *args, **kwargs)
+
+    monkeypatch.setattr(nst, "launch_forward", record)
+    torch.manual_seed(0)
+    pot = build(kind, elements=[1, 8], readout=(8,), **SMALL).double()
+    graph = AtomsGraph.from_atoms(random_periodic(np.random.default_rng(4), [1, 8], n=5), pot.descriptor.cutoff,
+                                  dtype=torch.float64)
+    pot.descriptor(graph, neighbor_sum="triton")
+    assert launched == [s[1:] for s in pot.descriptor.fused_sums()]
+    assert [s[0] for s in pot.descriptor.fused_sums()] == ["layer0", "Bchi0", "Bchi1"]
+
+
+def test_compiled_fused_forward_takes_the_row_pointers_from_the_graph():
+    """The CSR row pointers come with the graph (built eagerly), never from a searchsorted inside
+    the compiled model: Inductor's CUDA lowering of searchsorted ignores a view's offset
+    (pytorch/pytorch#182343) and searched the senders row of edge_index on an H100 (wrong forces)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    pot = build("cace", elements=[1, 8], readout=(8,), **SMALL).double()
+    graph = AtomsGraph.from_atoms(random_periodic(np.random.default_rng(6), [1, 8], n=5), pot.descriptor.cutoff,
+                                  dtype=torch.float64)
+    targets = []
+
+    def record(gm, example_inputs):
+        targets.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    compiled = torch.compile(pot.descriptor, backend=record, fullgraph=True)
+    out = compiled(graph, neighbor_sum="triton")
+    assert any("edge_sum" in t for t in targets)
+    assert not any("searchsorted" in t or "bucketize" in t for t in targets)
+    assert relative_error(out, pot.descriptor(graph)) < 1e-12
+
+
 def test_unknown_kernel_version_is_named():
     with pytest.raises(ValueError, match="unknown fused kernel 'tiled'; known: serial, blocked"):
         nst._kernels("tiled")

@@ -107,3 +107,22 @@ def test_graph_built_on_the_device_equals_the_host_graph(system):
     flat = dev.receivers * dev.max_neighbors + dev.neighbor_slot
     assert len(set(flat.tolist())) == dev.n_edges                                             # one slot per edge
     assert torch.allclose(dev.edge_vectors().norm(dim=1).sort().values, host.edge_vectors().norm(dim=1).sort().values)
+
+
+def test_receiver_ptr_is_the_csr_of_the_receivers_single_batched_and_device_built():
+    """receiver_ptr[i]:receiver_ptr[i+1] are exactly atom i's edges, for a frame, a batch (edge
+    offsets added), a frame with an isolated atom, and a graph built on tensors (vesin-torch)."""
+    from bench.graph import graph_from_tensors
+
+    frames = _frames()
+    lonely = Atoms("ArAr", positions=[[0, 0, 0], [9, 0, 0]])              # no neighbours within 5 A
+    graphs = [AtomsGraph.from_atoms(a, 5.0) for a in [*frames.values(), lonely]]
+    graphs.append(collate(graphs))
+    a = frames["triclinic"]
+    t = dict(dtype=torch.float64)
+    graphs.append(graph_from_tensors(torch.tensor(a.positions, **t), torch.tensor(a.numbers),
+                                     torch.tensor(a.cell.array, **t), a.pbc, 5.0))
+    for g in graphs:
+        want = torch.searchsorted(g.receivers, torch.arange(g.n_atoms + 1))
+        assert g.receiver_ptr.dtype == torch.long and torch.equal(g.receiver_ptr, want)
+    assert graphs[4].receiver_ptr.tolist() == [0, 0, 0]

@@ -6,9 +6,11 @@ of CUDA-event timings, ``triton.testing.do_bench``), beside the two floors.
 
 The graph is synthetic with the water box's sizes: receivers drawn uniformly (about ``neighbors``
 edges an atom, Poisson-distributed counts), Y, R, W standard normal. The kernels' work depends only
-on the shapes and the CSR counts, not on the values. Both descriptors' shapes are run: Q = 20
-(CACE, l_max 3) and 16 (spherical), each for layer 0 (C = 3 channels, L = 1) and the Bchi message
-(C = 9, L = 4), with R = 12 radial functions.
+on the shapes and the CSR counts, not on the values. The shapes are the preset model's own
+(``fused_sums()`` of each descriptor; water: Q = 20 for CACE and 16 for the spherical basis at
+l_max 3, R = 6 radial functions, layer 0 with C = 3 channels and L = 1, the Bchi message with C = 9
+and L = 4). The first H100 run of this benchmark used R = 12 (the number of radial channels after
+mixing, not the kernel's R): its rows overstate the work by 2x (results/gpu/NVIDIA-H100-80GB-HBM3).
 """
 
 from __future__ import annotations
@@ -20,26 +22,31 @@ import time
 
 import torch
 
-SUMS = {"layer0": (3, 1), "Bchi": (9, 4)}             # name: (channels C, weight rows L)
-DESCRIPTORS = {"cace": 20, "spherical": 16}           # name: angular components Q at l_max 3
-N_RADIAL = 12
 CONFIGS = [("serial", None, None), ("blocked", 16, 4), ("blocked", 16, 8), ("blocked", 32, 4), ("blocked", 32, 8)]
 
 
-def inputs(n_atoms: int, n_edges: int, Q: int, C: int, L: int, dtype, device, seed: int = 0):
+def model_sums(preset: str = "water") -> list[tuple]:
+    """(descriptor, name, Q, R, C, L) of every neighbour sum of both descriptors of ``preset``."""
+    from ..potential import build
+
+    return [(kind, *s) for kind in ("cace", "spherical")
+            for s in build(kind, elements=[1, 8], preset=preset).descriptor.fused_sums()]
+
+
+def inputs(n_atoms: int, n_edges: int, Q: int, NR: int, C: int, L: int, dtype, device, seed: int = 0):
     g = torch.Generator(device="cpu").manual_seed(seed)
     receivers = torch.sort(torch.randint(0, n_atoms, (n_edges,), generator=g)).values.to(device)
     rnd = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype).to(device)
     wl = torch.sort(torch.randint(0, L, (Q,), generator=g)).values.to(device)
-    return rnd(n_edges, Q), rnd(n_edges, N_RADIAL), rnd(n_edges, L, C), wl, receivers
+    return rnd(n_edges, Q), rnd(n_edges, NR), rnd(n_edges, L, C), wl, receivers
 
 
-def floors(n_atoms, n_edges, Q, C, L, itemsize=4):
+def floors(n_atoms, n_edges, Q, NR, C, L, itemsize=4):
     """(forward, backward) FLOPs and compulsory bytes: 3 E Q R C flops forward (two multiplies and
     an add per term), three times that backward; bytes: each input read once, each output written once."""
-    terms = n_edges * Q * N_RADIAL * C
-    edge_bytes = n_edges * (Q + N_RADIAL + L * C) * itemsize
-    out_bytes = n_atoms * Q * N_RADIAL * C * itemsize
+    terms = n_edges * Q * NR * C
+    edge_bytes = n_edges * (Q + NR + L * C) * itemsize
+    out_bytes = n_atoms * Q * NR * C * itemsize
     return dict(fwd_flops=3 * terms, bwd_flops=9 * terms,
                 fwd_bytes=edge_bytes + out_bytes, bwd_bytes=2 * edge_bytes + out_bytes)
 
@@ -54,16 +61,16 @@ def _run(version, eb, warps, Y, R, W, wl, rowptr, out, grads):
     nst.launch_backward(out, Y, R, W, wl, rowptr, *grads, version=version, eb=eb, num_warps=warps)
 
 
-def parity(version, eb, warps, Q, C, L, dtype, device) -> float:
+def parity(version, eb, warps, Q, NR, C, L, dtype, device) -> float:
     """Largest relative error of the four outputs against the float64 per-edge sum, on 300 atoms;
     outputs poisoned with NaN first (an unwritten element fails)."""
     from ..nn import neighbor_sum_triton as nst
     from ..testing import relative_error
 
     n_atoms, n_edges = 300, 300 * 30
-    Y, R, W, wl, receivers = inputs(n_atoms, n_edges, Q, C, L, dtype, device, seed=1)
+    Y, R, W, wl, receivers = inputs(n_atoms, n_edges, Q, NR, C, L, dtype, device, seed=1)
     rowptr = nst.receiver_rowptr(receivers, n_atoms)
-    out = Y.new_full((n_atoms, Q, N_RADIAL, C), float("nan"))
+    out = Y.new_full((n_atoms, Q, NR, C), float("nan"))
     grads = [torch.full_like(t, float("nan")) for t in (Y, R, W)]
     G = torch.randn(out.shape, dtype=dtype, device=device)
     nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
@@ -100,6 +107,7 @@ def main(argv=None) -> int:
     p.add_argument("--neighbors", type=float, default=70.0, help="mean edges per atom (water box at 5.5 A: 70)")
     p.add_argument("--out", default=None, help="write the rows as JSON here")
     p.add_argument("--device", default="cuda", help="cpu: a dry run in Triton's interpreter (TRITON_INTERPRET=1)")
+    p.add_argument("--preset", default="water", help="the model whose neighbour sums are timed")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device here; --device cpu runs the kernels in Triton's interpreter (TRITON_INTERPRET=1)",
@@ -112,35 +120,34 @@ def main(argv=None) -> int:
     print(f"{args.atoms} atoms, {n_edges} edges, float32, {device_name}")
     print(f"{'descriptor':10s} {'sum':7s} {'kernel':8s} {'EB':>3s} {'warps':>5s} {'parity':>8s} {'fwd ms':>8s} "
           f"{'bwd ms':>8s} {'floor fwd':>9s} {'floor bwd':>9s}")
-    for desc, Q in DESCRIPTORS.items():
-        for name, (C, L) in SUMS.items():
-            Y, R, W, wl, receivers = inputs(args.atoms, n_edges, Q, C, L, dtype, device)
-            rowptr = nst.receiver_rowptr(receivers, args.atoms)
-            out = Y.new_empty(args.atoms, Q, N_RADIAL, C)
-            grads = [torch.empty_like(t) for t in (Y, R, W)]
-            fl = floors(args.atoms, n_edges, Q, C, L)
-            for version, eb, warps in CONFIGS:
-                row = dict(descriptor=desc, sum=name, kernel=version, eb=eb, warps=warps, Q=Q, C=C, L=L,
-                           R=N_RADIAL, atoms=args.atoms, edges=n_edges, **fl)
-                try:
-                    row["parity"] = parity(version, eb, warps, Q, C, L, dtype, device)
-                    fwd = lambda: nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
-                    both = lambda: _run(version, eb, warps, Y, R, W, wl, rowptr, out, grads)
-                    row["fwd_ms"] = median_ms(fwd, device)
-                    row["fwd_bwd_ms"] = median_ms(both, device)
-                    row["bwd_ms"] = row["fwd_bwd_ms"] - row["fwd_ms"]
-                except Exception as err:                       # a launch size that does not compile
-                    row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-                rows.append(row)
-                # floors at 3.0 TB/s (device copy) and ~50 TFLOP/s FP32 (non-tensor-core), H100
-                ffl = max(fl["fwd_flops"] / 50e12, fl["fwd_bytes"] / 3.0e12) * 1e3
-                bfl = max(fl["bwd_flops"] / 50e12, fl["bwd_bytes"] / 3.0e12) * 1e3
-                if "error" in row:
-                    print(f"{desc:10s} {name:7s} {version:8s} {eb or '-':>3} {warps or '-':>5} {row['error']}")
-                else:
-                    print(f"{desc:10s} {name:7s} {version:8s} {eb or '-':>3} {warps or '-':>5} {row['parity']:8.1e} "
-                          f"{row['fwd_ms']:8.3f} {row['bwd_ms']:8.3f} {ffl:9.3f} {bfl:9.3f}", flush=True)
-            del Y, R, W, out, grads
+    for desc, name, Q, NR, C, L in model_sums(args.preset):
+        Y, R, W, wl, receivers = inputs(args.atoms, n_edges, Q, NR, C, L, dtype, device)
+        rowptr = nst.receiver_rowptr(receivers, args.atoms)
+        out = Y.new_empty(args.atoms, Q, NR, C)
+        grads = [torch.empty_like(t) for t in (Y, R, W)]
+        fl = floors(args.atoms, n_edges, Q, NR, C, L)
+        for version, eb, warps in CONFIGS:
+            row = dict(descriptor=desc, sum=name, kernel=version, eb=eb, warps=warps, Q=Q, C=C, L=L,
+                       R=NR, atoms=args.atoms, edges=n_edges, **fl)
+            try:
+                row["parity"] = parity(version, eb, warps, Q, NR, C, L, dtype, device)
+                fwd = lambda: nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
+                both = lambda: _run(version, eb, warps, Y, R, W, wl, rowptr, out, grads)
+                row["fwd_ms"] = median_ms(fwd, device)
+                row["fwd_bwd_ms"] = median_ms(both, device)
+                row["bwd_ms"] = row["fwd_bwd_ms"] - row["fwd_ms"]
+            except Exception as err:                       # a launch size that does not compile
+                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            rows.append(row)
+            # floors at 3.0 TB/s (device copy) and ~50 TFLOP/s FP32 (non-tensor-core), H100
+            ffl = max(fl["fwd_flops"] / 50e12, fl["fwd_bytes"] / 3.0e12) * 1e3
+            bfl = max(fl["bwd_flops"] / 50e12, fl["bwd_bytes"] / 3.0e12) * 1e3
+            if "error" in row:
+                print(f"{desc:10s} {name:7s} {version:8s} {eb or '-':>3} {warps or '-':>5} {row['error']}")
+            else:
+                print(f"{desc:10s} {name:7s} {version:8s} {eb or '-':>3} {warps or '-':>5} {row['parity']:8.1e} "
+                      f"{row['fwd_ms']:8.3f} {row['bwd_ms']:8.3f} {ffl:9.3f} {bfl:9.3f}", flush=True)
+        del Y, R, W, out, grads
     if args.out:
         with open(args.out, "w") as f:
             json.dump(dict(device=device_name, torch=torch.__version__,

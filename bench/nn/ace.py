@@ -175,6 +175,15 @@ class AtomicClusterExpansion(nn.Module):
     def from_config(cls, config: dict) -> "AtomicClusterExpansion":
         return cls(**config)
 
+    def fused_sums(self) -> list[tuple[str, int, int, int, int]]:
+        """(name, Q, R, C, L) of each neighbour sum a forward pass makes (``fused_sum``: Y [E, Q],
+        R [E, R], W [E, L, C]): layer 0 (W the sender's embedding) and each layer's Bchi message
+        (W the sender's l-dependent weights). For the kernel benchmark and compile checks."""
+        Q, R, e = int(self.angular.l_of.shape[0]), self.radial.n_rbf, self.embedding.n_embed
+        sums = [("layer0", Q, R, e, 1)]
+        sums += [(f"Bchi{k}", Q, R, e * e, layer.n_l) for k, layer in enumerate(self.layers) if "Bchi" in layer.messages]
+        return sums
+
     def invariant_labels(self) -> list:
         """(body order, label) of each invariant, in feature order within a (k, c) block."""
         return self.symmetrize.labels
@@ -193,9 +202,7 @@ class AtomicClusterExpansion(nn.Module):
         ed.n_atoms, ed.max_neighbors = graph.n_atoms, graph.max_neighbors
         ed._edge_basis = None
         if neighbor_sum == "triton":                                 # edges sorted by receiver: CSR
-            from .neighbor_sum_triton import receiver_rowptr
-
-            ed.rowptr = receiver_rowptr(ed.receivers, ed.n_atoms)    # [N + 1]
+            ed.rowptr = graph.receiver_ptr                           # [N + 1], built with the graph
             ed.flat_slot = ed.angular_dense = None
             return ed
         if neighbor_sum != "dense":

@@ -98,7 +98,7 @@ def edge_sum_fwd_blocked(Y, Rb, W, WL, ROWPTR, OUT, Q, NR, CW, L: tl.constexpr, 
         r = tl.load(Rb + e[:, None] * NR + n[None, :], mask=em[:, None] & nm[None, :], other=0.0)        # [EB, RP]
         y = tl.load(Y + e[:, None] * Q + q[None, :], mask=em[:, None] & jm[None, :], other=0.0)          # [EB, J]
         w = tl.load(W + e[:, None] * (L * CW) + w_col[None, :], mask=em[:, None] & jm[None, :], other=0.0)
-        acc = tl.dot(tl.trans(r), y * w, acc, input_precision=PRECISION)                                # [RP, J]
+        acc = tl.dot(tl.trans(r), y * w, acc, input_precision=PRECISION, out_dtype=Y.dtype.element_ty)  # [RP, J]
     out_off = i * (Q * NR * CW) + n[:, None] * CW + q[None, :] * (NR * CW) + c[None, :]
     tl.store(OUT + out_off, acc, mask=nm[:, None] & jm[None, :])
 
@@ -130,8 +130,9 @@ def edge_sum_bwd_blocked(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.c
             y = tl.load(Y + e[:, None] * Q + q[None, :], mask=em[:, None] & jm[None, :], other=0.0)      # [EB, J]
             w = tl.load(W + e[:, None] * (L * CW) + (wl * CW + c)[None, :], mask=em[:, None] & jm[None, :],
                         other=0.0)
-            t = tl.dot(r, g, input_precision=PRECISION)                                                  # [EB, J]
-            gr = tl.dot(y * w, tl.trans(g), gr, input_precision=PRECISION)                               # [EB, RP]
+            t = tl.dot(r, g, input_precision=PRECISION, out_dtype=Y.dtype.element_ty)                     # [EB, J]
+            gr = tl.dot(y * w, tl.trans(g), gr, input_precision=PRECISION,
+                        out_dtype=Y.dtype.element_ty)                                                     # [EB, RP]
             qk = k * QB + tl.arange(0, QB)
             gy = tl.sum(tl.reshape(t * w, (EB, QB, CP)), axis=2)                                         # [EB, QB]
             tl.store(GY + e[:, None] * Q + qk[None, :], gy, mask=em[:, None] & (qk < Q)[None, :])
