@@ -64,6 +64,37 @@ def test_a_backend_that_cannot_run_is_recorded_and_the_headline_uses_the_rest(tm
     assert "### Backends (float32)" in text and "compile-cudagraphs" in text and "needs CUDA" in text
 
 
+def test_a_backend_with_wrong_results_is_recorded_and_never_timed(tmp_path, monkeypatch):
+    """A backend whose forces differ from eager's (as compile-fused did on an H100, with wrong CSR
+    rows) gets a failure record naming the error, and no timing, no ratio."""
+    import bench.backends
+
+    class Skewed:                                  # a "compile" backend whose forces are 1% off
+        def __init__(self, pot):
+            self.pot = pot
+
+        def __call__(self, graph, **kw):
+            out = dict(self.pot(graph, **kw))
+            out["forces"] = out["forces"] * 1.01
+            return out
+
+        def features(self, graph):
+            return self.pot.features(graph)
+
+    real = bench.backends.with_backend
+    monkeypatch.setattr(bench.backends, "with_backend", lambda pot, b: Skewed(pot) if b == "compile" else real(pot, b))
+    monkeypatch.setattr(timing, "setup", lambda kind, overrides=None, **kw: setup(kind, overrides={**SMALL, **(overrides or {})}, **kw))
+    spec = TimingSpec(sizes=(1,), modes=("descriptor", "energy_forces"), repeats=2, warmup=1, memory=False,
+                      backends=("eager", "compile"))
+    records = timing.run(spec, ResultsStore(tmp_path), log=quiet)
+    failed = [r for r in records if r["metric"] == "backend_unavailable"]
+    assert sorted((r["descriptor"], r["mode"]) for r in failed) == [("cace", "energy_forces"), ("spherical", "energy_forces")]
+    assert all("wrong result" in r["error"] and "forces 1.0e-02" in r["error"] for r in failed)
+    timed = {(r["descriptor"], r["backend"], r["mode"]) for r in records if r["metric"].startswith("time_")
+             and r["descriptor"] in ("cace", "spherical")}
+    assert ("cace", "compile", "descriptor") in timed and ("cace", "compile", "energy_forces") not in timed
+
+
 def test_headline_ratio_takes_each_side_at_its_fastest_backend():
     rounds = 5
     timing_result = {f"{k}/{b}/energy_forces": {"median_s": t, "iqr_s": 0.0, "times_s": [t] * rounds}

@@ -72,7 +72,7 @@ def probe(kind: str, backend: str, repeat: int, calls: int, device: str = "cuda"
     from torch._dynamo.utils import counters
 
     from ..tasks.timing import setup
-    from ..testing import relative_error
+    from ..parity import relative_error
 
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     pot, graph = setup(kind, repeat=repeat, device=device, backend=backend)

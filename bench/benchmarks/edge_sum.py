@@ -65,7 +65,7 @@ def parity(version, eb, warps, Q, NR, C, L, dtype, device) -> float:
     """Largest relative error of the four outputs against the float64 per-edge sum, on 300 atoms;
     outputs poisoned with NaN first (an unwritten element fails)."""
     from ..nn import neighbor_sum_triton as nst
-    from ..testing import relative_error
+    from ..parity import relative_error
 
     n_atoms, n_edges = 300, 300 * 30
     Y, R, W, wl, receivers = inputs(n_atoms, n_edges, Q, NR, C, L, dtype, device, seed=1)

@@ -132,12 +132,21 @@ def _is_oom(err: BaseException) -> bool:
 
 def _backend_calls(setups: dict, spec: TimingSpec, runners: dict):
     """({"kind/backend/mode": call}, [failures]): each call made once here (a compiled backend
-    compiles on it); a backend that cannot run a call is a failure record, not an omission.
+    compiles on it); a backend that cannot run a call, or whose result differs from eager's
+    (``bench.parity.disagreement``), is a failure record, not an omission and never a timing.
     ``runners[(kind, backend)]`` keeps each backend's potential for the next point of the sweep (the
     same weights; compiled graphs reused, dynamic shapes after the first change of size)."""
     from ..backends import with_backend
+    from ..parity import disagreement
 
-    calls, failures = {}, []
+    calls, failures, eager_out = {}, [], {}
+
+    def reference(k, m):
+        """The eager output of (kind, mode) at this point (computed once)."""
+        if (k, m) not in eager_out:
+            eager_out[(k, m)] = _detached(mode_call(setups[k][0], setups[k][1], m)())
+        return eager_out[(k, m)]
+
     for k, (pot, g) in setups.items():
         for b in spec.backends:
             for m in spec.modes:
@@ -145,15 +154,27 @@ def _backend_calls(setups: dict, spec: TimingSpec, runners: dict):
                     if (k, b) not in runners:
                         runners[(k, b)] = with_backend(pot, b)
                     call = mode_call(runners[(k, b)], g, m)
-                    call()
+                    out = call()
                 except Exception as err:  # noqa: BLE001 -- a non-eager backend's failure is a result
                     if b == "eager" or _is_oom(err):
                         raise
                     failures.append({"descriptor": k, "backend": b, "mode": m,
                                      "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"})
                     continue
+                if b == "eager":
+                    eager_out[(k, m)] = _detached(out)
+                elif m != "training_step":       # a backend is timed only where it computes what eager does
+                    wrong = disagreement(_detached(out), reference(k, m), g.dtype)
+                    if wrong:
+                        failures.append({"descriptor": k, "backend": b, "mode": m, "error": wrong})
+                        continue
                 calls[f"{k}/{b}/{m}"] = call
     return calls, failures
+
+
+def _detached(out):
+    return out.detach() if isinstance(out, torch.Tensor) else {k: v.detach() for k, v in out.items()
+                                                               if isinstance(v, torch.Tensor)}
 
 
 def _ratios(timing: dict, spec: TimingSpec) -> tuple[dict, dict]:

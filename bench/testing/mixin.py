@@ -13,6 +13,7 @@ import torch
 from ase import Atoms
 
 from ..graph import AtomsGraph
+from ..parity import relative_error
 from ..structures import random_rotation
 
 INVARIANCE_RTOL = 1e-10
@@ -43,13 +44,6 @@ def random_periodic(rng, elements, n=6, a=3.6, min_dist=0.9) -> Atoms:
         if d.min() > min_dist:
             atoms = cand
     return atoms
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    """‖a − b‖ / ‖b‖ over the whole tensor: the float32 parity measure (elementwise tolerances fail
-    on rounding of large components that a relative norm of ~1e-7 shows is fine)."""
-    a, b = a.detach(), b.detach()
-    return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
 class _Base:
