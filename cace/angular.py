@@ -15,7 +15,8 @@ Counts per (k, c): l_max = 3: 1 + 3 + 2 (+ 4 for nu = 4); l_max = 4: 1 + 4 + 4 (
 
 from __future__ import annotations
 
-from math import factorial
+from fractions import Fraction
+from math import factorial, prod
 
 import torch
 from torch import nn
@@ -38,12 +39,75 @@ def multinomial(lvec) -> int:
     return factorial(a + b + c) // (factorial(a) * factorial(b) * factorial(c))
 
 
-class CartesianBasis(nn.Module):
-    """u [E, 3] (unit vectors) -> L [E, n_ang], n_ang = (l_max+1)(l_max+2)(l_max+3)/6; no traceless projection."""
+def _double_factorial(n: int) -> int:
+    return prod(range(n, 0, -2)) if n > 0 else 1
 
-    def __init__(self, l_max: int):
+
+def _laplacian(poly: dict) -> dict:
+    """Laplacian of a polynomial {(a, b, c): coefficient}."""
+    out: dict = {}
+    for (a, b, c), coef in poly.items():
+        for k, e in enumerate((a, b, c)):
+            if e >= 2:
+                lv = tuple(x - 2 * (i == k) for i, x in enumerate((a, b, c)))
+                out[lv] = out.get(lv, 0) + coef * e * (e - 1)
+    return out
+
+
+def _times_r2(poly: dict) -> dict:
+    """(x^2 + y^2 + z^2) * poly."""
+    out: dict = {}
+    for lv, coef in poly.items():
+        for k in range(3):
+            nv = tuple(x + 2 * (i == k) for i, x in enumerate(lv))
+            out[nv] = out.get(nv, 0) + coef
+    return out
+
+
+def harmonic_projection(l: int) -> list[list[Fraction]]:
+    """Exact matrix P [n_l, n_l] over the degree-l monomials (``monomials`` order): row q holds the
+    monomial coefficients of the harmonic (traceless) part of monomial q,
+
+        H(p) = sum_{k <= l/2} (-1)^k (2l - 2k - 1)!! / ((2l - 1)!! (2k)!!) r^{2k} Laplacian^k p
+
+    (Hobson), homogeneous of degree l and harmonic. H(x^a y^b z^c) is the (a, b, c) component of the
+    detraced tensor of u^(x)l (the unique traceless symmetric tensor differing from u^(x)l by terms
+    carrying a Kronecker delta): both are harmonic and differ from the monomial by r^2 times a
+    polynomial, and that decomposition is unique."""
+    degree = [lv for lv in monomials(l) if sum(lv) == l]
+    pos = {lv: i for i, lv in enumerate(degree)}
+    rows = []
+    for lv in degree:
+        row = [Fraction(0)] * len(degree)
+        term = {lv: Fraction(1)}                                   # Laplacian^k p
+        for k in range(l // 2 + 1):
+            c = Fraction((-1) ** k * _double_factorial(2 * l - 2 * k - 1),
+                         _double_factorial(2 * l - 1) * _double_factorial(2 * k))
+            lifted = term
+            for _ in range(k):
+                lifted = _times_r2(lifted)                         # r^{2k} Laplacian^k p: degree l again
+            for mv, coef in lifted.items():
+                row[pos[mv]] += c * coef
+            term = _laplacian(term)
+        rows.append(row)
+    return rows
+
+
+class CartesianBasis(nn.Module):
+    """u [E, 3] (unit vectors) -> L [E, n_ang], n_ang = (l_max+1)(l_max+2)(l_max+3)/6.
+
+    ``traceless=False`` (CACE as published): the monomials x^a y^b z^c, reducible: an even-degree
+    monomial carries isotropic parts (x^2 + y^2 + z^2 = 1). ``traceless=True`` (a named variant,
+    never the default): each degree-l block replaced by its harmonic part, L_l <- L_l P_l^T with the
+    exact table of ``harmonic_projection`` (a fixed linear map within each degree), so that the
+    same index sums contract irreducible Cartesian tensors:
+    sum_|lvec|=l m(lvec) T_lvec(u) T_lvec(v) = l! / (2l - 1)!! P_l(u . v) for unit u, v.
+    """
+
+    def __init__(self, l_max: int, traceless: bool = False):
         super().__init__()
         self.l_max = int(l_max)
+        self.traceless = bool(traceless)
         self.lvecs = monomials(l_max)
         self.index = {lv: q for q, lv in enumerate(self.lvecs)}
         exps = torch.tensor(self.lvecs, dtype=torch.long)                       # [Q, 3]
@@ -63,6 +127,10 @@ class CartesianBasis(nn.Module):
             self.register_buffer(f"axis{l}", torch.tensor(axes, dtype=torch.long), persistent=False)
         self.register_buffer("l_of", exps.sum(1), persistent=False)
         self.register_buffer("weight", torch.tensor([float(multinomial(lv)) for lv in self.lvecs]), persistent=False)
+        if self.traceless:                      # degrees 0 and 1 are already harmonic
+            for l in range(2, self.l_max + 1):
+                P = torch.tensor([[float(x) for x in row] for row in harmonic_projection(l)], dtype=torch.float64)
+                self.register_buffer(f"harmonic{l}", P, persistent=False)      # [n_l, n_l]
 
     @property
     def n_ang(self) -> int:
@@ -79,6 +147,8 @@ class CartesianBasis(nn.Module):
         for l in range(1, self.l_max + 1):
             block = block.index_select(1, getattr(self, f"parent{l}")) * u.index_select(1, getattr(self, f"axis{l}"))
             blocks.append(block)                                                    # [E, (l+1)(l+2)/2]
+        if self.traceless:                                                          # T_l = L_l P_l^T
+            blocks = blocks[:2] + [b @ getattr(self, f"harmonic{l}").to(b.dtype).T for l, b in enumerate(blocks) if l >= 2]
         return torch.cat(blocks, dim=1)                                             # [E, Q]
 
     def of_degree(self, l: int) -> list[tuple[int, int, int]]:

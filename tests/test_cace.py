@@ -144,3 +144,51 @@ def test_contraction_first_and_second_derivatives(order):
     A = torch.randn(2, 5, 2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(contr, (A,))
     assert torch.autograd.gradgradcheck(contr, (A,))
+
+
+@pytest.mark.parametrize("l", [2, 3, 4, 5, 6])
+def test_traceless_basis_contracts_to_legendre(l):
+    """The traceless variant: sum_|lvec|=l m(lvec) T(u) T(v) = l!/(2l-1)!! P_l(u.v) for unit u, v
+    (the monomials give (u.v)^l instead, test_multinomial_identity)."""
+    from numpy.polynomial import legendre
+
+    basis = CartesianBasis(l, traceless=True).double()
+    u = torch.nn.functional.normalize(torch.randn(40, 3, dtype=torch.float64), dim=1)
+    v = torch.nn.functional.normalize(torch.randn(40, 3, dtype=torch.float64), dim=1)
+    sel = basis.l_of == l
+    lhs = (basis.weight.double()[sel] * basis(u)[:, sel] * basis(v)[:, sel]).sum(1)
+    cos = (u * v).sum(1).numpy()
+    rhs = math.factorial(l) / math.prod(range(2 * l - 1, 0, -2)) * legendre.legval(cos, [0] * l + [1])
+    assert np.abs(lhs.numpy() - rhs).max() < 1e-13
+
+
+@pytest.mark.parametrize("l_max", [4])
+def test_traceless_components_are_harmonic_and_trace_free(l_max):
+    """Each component of degree l >= 2 is a harmonic polynomial of u in R^3 (its Laplacian, from
+    autograd Hessians at points off the sphere, vanishes), and the symmetric tensor they form has
+    zero trace: T_(a+2,b,c) + T_(a,b+2,c) + T_(a,b,c+2) = 0 for every (a, b, c) of degree l - 2."""
+    basis = CartesianBasis(l_max, traceless=True).double()
+    reducible = CartesianBasis(l_max).double()
+    x = torch.randn(6, 3, dtype=torch.float64) * 1.7
+    for q in range(basis.n_ang):
+        if int(basis.l_of[q]) < 2:
+            continue
+        lap = sum(torch.autograd.functional.hessian(lambda p: basis(p[None])[0, q], x[i]).trace() for i in range(6))
+        assert abs(float(lap)) < 1e-10
+    T = basis(torch.nn.functional.normalize(x, dim=1))
+    idx = basis.index
+    for l in range(2, l_max + 1):
+        for a, b, c in [lv for lv in basis.lvecs if sum(lv) == l - 2]:
+            trace = T[:, idx[(a + 2, b, c)]] + T[:, idx[(a, b + 2, c)]] + T[:, idx[(a, b, c + 2)]]
+            assert float(trace.abs().max()) < 1e-13
+    lo = basis.l_of < 2
+    assert torch.equal(basis(x)[:, lo], reducible(x)[:, lo])                        # degrees 0, 1 unchanged
+
+
+def test_traceless_is_a_named_option_never_the_default():
+    from cace import CACE
+
+    plain = CACE([1, 8], cutoff=4.0)
+    variant = CACE.from_config({**plain.config(), "traceless": True})
+    assert plain.config()["traceless"] is False and variant.config()["traceless"] is True
+    assert not plain.angular.traceless and variant.angular.traceless

@@ -44,3 +44,10 @@ class TestSphericalPotential(PotentialTests):
 
     def make(self, elements):
         return build("spherical", elements=elements, readout=(8, 4), e0={1: -13.6, 6: -1030.0}, **SMALL)
+
+
+class TestCACETraceless(DescriptorTests):
+    """The traceless (irreducible) Cartesian variant passes the same properties."""
+
+    def make(self, elements):
+        return CACE(elements, traceless=True, **SMALL)

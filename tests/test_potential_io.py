@@ -40,7 +40,7 @@ def test_presets_build_identically_on_both_sides(name):
     assert c.descriptor.n_features == s.descriptor.n_features
     assert sum(p.numel() for p in c.parameters()) == sum(p.numel() for p in s.parameters())
     cfg_c, cfg_s = c.descriptor.config(), s.descriptor.config()
-    cfg_s.pop("mode")
+    assert cfg_s.pop("mode") == "matched" and cfg_c.pop("traceless") is False   # each side's own angular option
     assert cfg_c == cfg_s
 
 
