@@ -4,8 +4,9 @@ budget and loss for CACE and the spherical baseline.
 Loss (the CACE authors' recipe, shared/design/cace-math.md):
     L = w_E(stage) * mean_graphs((E - E_ref) / n_atoms)^2 + w_F * mean_components(F - F_ref)^2
 with w_F = 1000 and w_E raised in stages 0.1 -> 1 -> 10 -> 1000 over equal fractions of the budget
-(the larger of the epoch and wall-time fractions). Adam, ReduceLROnPlateau on the validation loss,
-EMA of the weights (the EMA weights are validated, kept and returned), gradient-norm clipping.
+(the larger of the epoch and wall-time fractions). Adam with a learning-rate schedule (``schedule``: "plateau", ReduceLROnPlateau on
+the validation loss, or "step", the rate times ``step_factor`` every ``step_epochs``; either after
+a linear warm-up of ``warmup_epochs``), EMA of the weights (the EMA weights are validated, kept and returned), gradient-norm clipping.
 Model selection and early stopping use the validation loss with the final-stage weights, and start
 only in the final stage: before it the energy is barely weighted, so an early "best" would be a
 model whose energies have not been trained yet.
@@ -22,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .errors import InputError
 from .graph import AtomsGraph, collate
 
 
@@ -39,9 +41,35 @@ class TrainConfig:
     force_weight: float = 1000.0
     energy_weights: tuple = (0.1, 1.0, 10.0, 1000.0)
     dtype: str = "float32"
+    schedule: str = "plateau"             # "plateau" (ReduceLROnPlateau) or "step"
+    step_epochs: int = 20                 # step schedule: the rate times step_factor every step_epochs
+    step_factor: float = 0.5
+    warmup_epochs: int = 0                # linear warm-up of the rate over the first epochs
+
+    def __post_init__(self):
+        if self.schedule not in ("plateau", "step"):
+            raise InputError(f"schedule must be 'plateau' or 'step', got {self.schedule!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def lr_at(self, epoch: int) -> float | None:
+        """The rate an epoch starts with where the schedule fixes it (warm-up, step); None where
+        ReduceLROnPlateau decides it."""
+        if epoch < self.warmup_epochs:
+            return self.lr * (epoch + 1) / self.warmup_epochs
+        if self.schedule == "step":
+            return self.lr * self.step_factor ** ((epoch - self.warmup_epochs) // self.step_epochs)
+        return None
+
+
+# Named recipes. "authors": the CACE authors' published recipe (Adam 1e-2 halved every 20 epochs
+# after a warm-up, EMA, energy weight 0.1 then 1; warm-up length not stated there: 5 epochs here).
+RECIPES = {
+    "default": TrainConfig(max_epochs=500, patience=50, batch_size=8, lr=1e-2),
+    "authors": TrainConfig(max_epochs=500, patience=50, batch_size=8, lr=1e-2, schedule="step", step_epochs=20,
+                           step_factor=0.5, warmup_epochs=5, energy_weights=(0.1, 1.0)),
+}
 
 
 @dataclass
@@ -111,6 +139,10 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
             stage = min(int(frac * len(cfg.energy_weights)), len(cfg.energy_weights) - 1)
             w_e = cfg.energy_weights[stage]
             final_stage = stage == len(cfg.energy_weights) - 1
+            lr = cfg.lr_at(epoch)
+            if lr is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr
             pot.train()
             losses = []
             for batch in _batches(train_graphs, cfg.batch_size, gen):
@@ -124,7 +156,8 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
                 losses.append(float(loss.detach()))
             ema.eval()
             val = validation_loss(ema.module, valid_graphs, cfg)
-            sched.step(val)
+            if cfg.lr_at(epoch) is None:           # the plateau schedule, after any warm-up
+                sched.step(val)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": val,
                             "lr": opt.param_groups[0]["lr"], "energy_weight": w_e})
             bar.set_postfix(loss=f"{np.mean(losses):.4g}", val=f"{val:.4g}")

@@ -31,6 +31,15 @@ def add_parser(sub) -> None:
     _common(t)
     _timing_options(t)
     t.set_defaults(func=timing)
+    f = sub.add_parser("front", help="accuracy as a trade-off front: each descriptor (and the traceless CACE variant) "
+                                     "trained along a sweep of the loss's energy weight, with seeds; then the report")
+    _common(f)
+    f.add_argument("--weights", nargs="+", type=float, default=[1.0, 10.0, 100.0, 1000.0],
+                   help="final energy weights of the sweep (force weight 1000; default 1 10 100 1000)")
+    f.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 1 2 (quick: 0)")
+    f.add_argument("--epochs", type=int, default=None, help="training budget per run (default: 30 quick, 100 medium)")
+    f.add_argument("--variants", nargs="+", default=None, help="default: cace spherical cace-traceless")
+    f.set_defaults(func=front)
     r = sub.add_parser("report", help="HTML + Markdown report from a results folder")
     r.add_argument("results_dir")
     r.add_argument("-o", "--output", default=None, help="output folder (default: the results folder)")
@@ -46,6 +55,10 @@ def _common(p) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] for training, MD and timing (default: cuda when "
                                                    "present, else cpu; every record names the device it ran on)")
+    p.add_argument("--recipe", default="default", choices=["default", "authors"],
+                   help="training recipe of the full budget (bench.train.RECIPES): default (Adam 1e-2, plateau "
+                        "decay, EMA, energy weight 0.1 -> 1000) or authors (the CACE authors': step decay halving "
+                        "every 20 epochs after a warm-up, energy weight 0.1 then 1); --quick has its own")
     add_read_options(p)
 
 
@@ -100,9 +113,26 @@ def accuracy(args) -> int:
     store = ResultsStore(args.out)
     opts = _read_options(args)
     for data in args.data:
-        spec = replace(accuracy_spec(data, quick=args.quick, read_options=opts), device=_device(args))
+        spec = replace(accuracy_spec(data, quick=args.quick, read_options=opts, recipe=args.recipe),
+                       device=_device(args))
         acc.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
     return 0
+
+
+def front(args) -> int:
+    from ..results.store import ResultsStore
+    from ..tasks import front as fr
+    from ..tasks.presets import front_spec
+
+    store = ResultsStore(args.out)
+    opts = _read_options(args)
+    for data in args.data:
+        spec = front_spec(data, quick=args.quick, read_options=opts, weights=tuple(args.weights),
+                          seeds=tuple(args.seeds) if args.seeds else None, epochs=args.epochs,
+                          variants=tuple(args.variants) if args.variants else None, device=_device(args))
+        fr.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
+    args.results_dir, args.output = args.out, None
+    return report(args)
 
 
 def stability(args) -> int:
@@ -117,7 +147,7 @@ def stability(args) -> int:
     for data in args.data:
         name = data.split(":", 1)[-1]
         spec = replace(stability_spec(name, quick=args.quick), engine=args.engine, device=_device(args))
-        stab.run(spec, accuracy_spec(data, quick=args.quick, read_options=opts), store, log=_log)
+        stab.run(spec, accuracy_spec(data, quick=args.quick, read_options=opts, recipe=args.recipe), store, log=_log)
     return 0
 
 
@@ -139,7 +169,8 @@ def timing(args) -> int:
     tim.run(spec, store, log=_log)
     opts = _read_options(args)
     for data in args.data:
-        timing_trained.run(accuracy_spec(data, quick=args.quick, read_options=opts).data, store, device=args.device,
+        timing_trained.run(accuracy_spec(data, quick=args.quick, read_options=opts, recipe=args.recipe).data, store,
+                           device=args.device,
                            threads=args.threads, repeats=args.repeats or (5 if args.quick else 20), log=_log)
     return 0
 

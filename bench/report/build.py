@@ -13,6 +13,7 @@ import pandas as pd
 from ..metrics import metric
 from ..results.store import ResultsError, ResultsStore, run_id
 from . import plots
+from .front_section import front_section, front_verdicts
 from .verdict import Verdict, error_verdict, per_structure_errors, speed_verdict, survival_verdict
 
 SUMMARY_METRICS = ["energy_mae_per_atom", "energy_rmse_per_atom", "energy_mae", "forces_mae", "forces_rmse",
@@ -506,6 +507,7 @@ def _verdict_section(doc: _Doc, store: ResultsStore, df: pd.DataFrame, runs: lis
     verdicts = []
     if (df.task == "accuracy").any():
         verdicts += _accuracy_verdicts(store, df[df.task == "accuracy"])
+    verdicts += front_verdicts(df)
     verdicts += _stability_verdicts(runs)
     verdicts += _speed_verdicts(df)
     if not verdicts:
@@ -533,11 +535,13 @@ def build_report(results_dir, out_dir=None, *, baselines=None) -> tuple[Path, Pa
     (out / "figures").mkdir(parents=True, exist_ok=True)
     doc = _Doc("cace-bench: Cartesian (CACE) versus spherical descriptors", out / "figures")
     tasks = set(df.task)
-    doc.para("Sections: " + ", ".join(t for t in ("accuracy", "timing", "stability") if t in tasks)
+    doc.para("Sections: " + ", ".join(t for t in ("accuracy", "front", "timing", "stability") if t in tasks)
              + ". Numbers come from the records in " + str(Path(results_dir)) + "; every record carries its provenance.")
     _verdict_section(doc, store, df, runs)
     if "accuracy" in tasks:
         _accuracy_sections(doc, store, df[df.task == "accuracy"])
+    if "front" in tasks:
+        front_section(doc, df)
     if "stability" in tasks:
         _stability_section(doc, store, runs)
     if "timing" in tasks:

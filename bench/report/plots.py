@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-COLORS = {"cace": "#1f77b4", "spherical": "#d62728", "emt": "#555555"}
-LABELS = {"cace": "CACE (Cartesian)", "spherical": "spherical (e3nn CG)", "emt": "EMT (reference)"}
+COLORS = {"cace": "#1f77b4", "spherical": "#d62728", "emt": "#555555", "cace-traceless": "#2ca02c"}
+LABELS = {"cace": "CACE (Cartesian)", "spherical": "spherical (e3nn CG)", "emt": "EMT (reference)",
+          "cace-traceless": "CACE, traceless variant"}
 
 
 def _png(fig) -> bytes:
@@ -198,6 +199,30 @@ def pareto(points: list[dict]) -> bytes:
         ax.set_ylim(0, 1.15 * max(q["forces_mae"] + (q.get("forces_mae_std") or 0) for q in mine))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def fronts(points: dict, title: str) -> bytes:
+    """Test force MAE against energy MAE per atom, one line per descriptor variant through its
+    energy-weight settings (labelled w_E), seed standard deviations as bars (``bench.tasks.front``)."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    for variant, pts in points.items():
+        e = [p.energy[0] for p in pts]
+        f = [p.forces[0] for p in pts]
+        ax.errorbar(e, f, xerr=[p.energy[1] for p in pts], yerr=[p.forces[1] for p in pts], marker="o", capsize=3,
+                    color=COLORS.get(variant), label=LABELS.get(variant, variant))
+        for p in pts:
+            ax.annotate(f"{p.weight:g}", (p.energy[0], p.forces[0]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color=COLORS.get(variant))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log_ticks(ax)
+    ax.set_xlabel("test energy MAE (meV/atom)")
+    ax.set_ylabel("test force MAE (meV/A)")
+    ax.set_title(f"{title}: lower left is better (labels: final energy weight)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
 

@@ -10,7 +10,11 @@ clear difference". Intervals:
 - stability: a paired bootstrap over replicas (same start, temperature and velocity seed) of the
   difference in mean time to failure (a surviving run counts its full length);
 - speed: the headline ratio spherical / CACE (each side at its fastest backend) with its IQR over
-  the round-robin repeats; a clear difference needs the whole IQR on one side of 1.
+  the round-robin repeats; a clear difference needs the whole IQR on one side of 1;
+- accuracy fronts (``bench.tasks.front``): setting by setting of the energy weight, one variant
+  dominates where it is better on one error by more than the two seed standard deviations together
+  and not worse beyond them on the other; a winner is named only where its front dominates at some
+  setting and is dominated at none.
 
 A quick-budget accuracy run (at most 50 epochs) is labelled a smoke test, whatever its interval.
 """
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NAMES = {"cace": "CACE", "spherical": "spherical"}
+NAMES = {"cace": "CACE", "spherical": "spherical", "cace-traceless": "CACE traceless"}
 N_BOOTSTRAP = 2000
 
 
@@ -91,6 +95,19 @@ def survival_verdict(task: str, cace_ttf, sph_ttf, length_fs: float, basis: str)
     if hi < 0:
         return Verdict(task, "spherical", span, basis)
     return Verdict(task, None, span, basis)
+
+
+def front_verdict(task: str, a: str, b: str, comparison: dict, basis: str, smoke: bool = False) -> Verdict:
+    """``comparison``: ``bench.tasks.front.compare_fronts`` of variant ``a``'s front against ``b``'s."""
+    ws = lambda key: ", ".join(f"{w:g}" for w in comparison[key]) or "none"          # noqa: E731
+    effect = (f"{NAMES[a]} better at w_E {ws('a')}; {NAMES[b]} better at {ws('b')}; "
+              f"within the seed spread at {ws('even')}; a trade-off (one error better, the other worse) at {ws('trade')}")
+    winner = None
+    if comparison["a"] and not comparison["b"] and not comparison["trade"]:
+        winner = a
+    elif comparison["b"] and not comparison["a"] and not comparison["trade"]:
+        winner = b
+    return Verdict(task, winner, effect, basis, smoke)
 
 
 def per_structure_errors(pred: dict) -> tuple[np.ndarray, np.ndarray]:

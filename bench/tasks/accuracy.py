@@ -72,65 +72,101 @@ def model_kwargs(model: dict) -> dict:
     return kw
 
 
-def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print) -> list[dict]:
-    data = spec.data
+@dataclass
+class Prepared:
+    """A data set read once for a training task: frames, graphs, elements, hashes."""
+    frames: list
+    test_frames: list | None
+    graphs: list
+    test_graphs: list | None
+    elements: list
+    dataset_hash: str
+
+
+def prepare(data: DataSpec, cutoff: float) -> Prepared:
     frames = load_frames(data.source, data.read_options)
     test_frames = load_frames(data.test_source, data.read_options) if data.test_source else None
-    kw = model_kwargs(spec.model)
-    cutoff = kw["cutoff"]
     elements = sorted({int(z) for a in frames + (test_frames or []) for z in a.numbers})
     graphs = [AtomsGraph.from_atoms(a, cutoff) for a in frames]
     test_graphs = [AtomsGraph.from_atoms(a, cutoff) for a in test_frames] if test_frames else None
-    d_hash = dataset_hash(frames + (test_frames or []))
+    return Prepared(frames, test_frames, graphs, test_graphs, elements, dataset_hash(frames + (test_frames or [])))
+
+
+@dataclass
+class SeedSplit:
+    """One seed's split of a prepared set: indices, the E0 fit and the validation / test graphs."""
+    split: object
+    train_idx: list
+    e0: dict
+    valid: list
+    test: list
+
+
+def seed_split(prep: Prepared, data: DataSpec, seed: int) -> SeedSplit:
+    split = data.split(prep.frames, seed, has_test_file=bool(prep.test_frames))
+    train_idx = list(split.train)
+    e0 = read_isolated_energies(data.e0_source) if data.e0_source else fit_e0([prep.frames[i] for i in train_idx])
+    test = prep.test_graphs if prep.test_graphs else [prep.graphs[i] for i in split.test]
+    return SeedSplit(split, train_idx, e0, [prep.graphs[i] for i in split.valid], test)
+
+
+def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, kw: dict, cfg: TrainConfig,
+                   prep: Prepared, ss: SeedSplit, subset: list, seed: int, device: str, progress: bool, desc: str,
+                   log=print, extra: dict | None = None) -> list[dict]:
+    """Train ``kind`` (with descriptor ``options``) on ``subset`` under ``cfg``, test it, write its
+    records (one per metric) under ``key`` with the weights and predictions as artifacts."""
+    from ..metrics import metric
+
+    f_rms = float(np.sqrt(np.mean(np.concatenate([prep.frames[i].get_forces().ravel() for i in subset]) ** 2)))
+    torch.manual_seed(seed)
+    pot = build(kind, elements=prep.elements, e0=ss.e0, scale=f_rms, **kw, **options)
+    t0 = time.perf_counter()
+    result = train(pot, [prep.graphs[i] for i in subset], ss.valid, cfg, seed=seed, progress=progress, desc=desc,
+                   device=device)
+    save_checkpoint(pot, store.artifact_path(key, "model.pt"))
+    if result.interrupted:
+        log(f"interrupted: best weights of {desc} kept in {store.artifact_path(key, 'model.pt')}; "
+            "this run is not recorded and will be redone on resume")
+        raise KeyboardInterrupt
+    pred = predict(pot, ss.test)
+    np.savez_compressed(store.artifact_path(key, "predictions.npz"), **pred)
+    metrics = error_metrics(pred)
+    metrics["train_time"] = result.wall_time_s
+    metrics["epochs"] = result.epochs
+    common = {
+        **key, "split": ss.split.record(), "n_test": len(ss.test), "stopped_by": result.stopped_by,
+        "best_epoch": result.best_epoch, "n_parameters": sum(p.numel() for p in pot.parameters()),
+        "n_features": pot.descriptor.n_features, "wall_time_s": time.perf_counter() - t0,
+        "model": pot.config(), "train_config": cfg.to_dict(),
+        "provenance": provenance(device, dtype=cfg.dtype, seed=seed), **(extra or {}),
+    }
+    records = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in metrics.items()]
+    store.write(key, records, artifacts={"model": "model.pt", "predictions": "predictions.npz",
+                                         "history": result.history})
+    log(f"done: {desc}: E {metrics['energy_mae_per_atom']:.2f} meV/atom, F {metrics['forces_mae']:.1f} meV/A, "
+        f"{result.epochs} epochs ({result.stopped_by}), {result.wall_time_s:.0f} s")
+    return records
+
+
+def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print) -> list[dict]:
+    data = spec.data
+    kw = model_kwargs(spec.model)
+    prep = prepare(data, kw["cutoff"])
     cfg_hash = config_hash({"model": kw, "train": spec.train.to_dict(), "data": asdict(data)})
     records: list[dict] = []
     for seed in spec.seeds:
-        split = data.split(frames, seed, has_test_file=bool(test_frames))
-        train_idx = list(split.train)
-        sizes = spec.train_sizes or (len(train_idx),)
-        if max(sizes) > len(train_idx):
-            raise InputError(f"learning-curve size {max(sizes)} exceeds the {len(train_idx)} training frames")
-        e0 = read_isolated_energies(data.e0_source) if data.e0_source else fit_e0([frames[i] for i in train_idx])
-        valid = [graphs[i] for i in split.valid]
-        test = test_graphs if test_graphs else [graphs[i] for i in split.test]
+        ss = seed_split(prep, data, seed)
+        sizes = spec.train_sizes or (len(ss.train_idx),)
+        if max(sizes) > len(ss.train_idx):
+            raise InputError(f"learning-curve size {max(sizes)} exceeds the {len(ss.train_idx)} training frames")
         for n_train in sizes:
-            subset = train_idx[:n_train]
-            f_rms = float(np.sqrt(np.mean(np.concatenate([frames[i].get_forces().ravel() for i in subset]) ** 2)))
             for kind in spec.descriptors:
-                key = {"task": "accuracy", "descriptor": kind, "dataset": data.label, "dataset_hash": d_hash,
+                key = {"task": "accuracy", "descriptor": kind, "dataset": data.label, "dataset_hash": prep.dataset_hash,
                        "seed": seed, "setting": {"n_train": n_train}, "config_hash": cfg_hash}
                 if store.has(key):
                     log(f"skip (done): {kind} {data.label} seed={seed} n_train={n_train}")
                     continue
-                torch.manual_seed(seed)
-                pot = build(kind, elements=elements, e0=e0, scale=f_rms, **kw)
-                t0 = time.perf_counter()
-                result = train(pot, [graphs[i] for i in subset], valid, spec.train, seed=seed, progress=progress,
-                               desc=f"{kind} {data.label} s{seed} n{n_train}", device=spec.device)
-                save_checkpoint(pot, store.artifact_path(key, "model.pt"))
-                if result.interrupted:
-                    log(f"interrupted: best weights of {kind} kept in {store.artifact_path(key, 'model.pt')}; "
-                        "this run is not recorded and will be redone on resume")
-                    raise KeyboardInterrupt
-                pred = predict(pot, test)
-                np.savez_compressed(store.artifact_path(key, "predictions.npz"), **pred)
-                metrics = error_metrics(pred)
-                metrics["train_time"] = result.wall_time_s
-                metrics["epochs"] = result.epochs
-                common = {
-                    **key, "split": split.record(), "n_test": len(test), "stopped_by": result.stopped_by,
-                    "best_epoch": result.best_epoch, "n_parameters": sum(p.numel() for p in pot.parameters()),
-                    "n_features": pot.descriptor.n_features, "wall_time_s": time.perf_counter() - t0,
-                    "model": pot.config(), "train_config": spec.train.to_dict(),
-                    "provenance": provenance(spec.device, dtype=spec.train.dtype, seed=seed),
-                }
-                from ..metrics import metric
-
-                run_records = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in metrics.items()]
-                store.write(key, run_records, artifacts={"model": "model.pt", "predictions": "predictions.npz",
-                                                         "history": result.history})
-                records += run_records
-                log(f"done: {kind:9s} {data.label} seed={seed} n_train={n_train}: "
-                    f"E {metrics['energy_mae_per_atom']:.2f} meV/atom, F {metrics['forces_mae']:.1f} meV/A, "
-                    f"{result.epochs} epochs ({result.stopped_by}), {result.wall_time_s:.0f} s")
+                records += fit_and_record(store, key, kind=kind, options={}, kw=kw, cfg=spec.train, prep=prep, ss=ss,
+                                          subset=ss.train_idx[:n_train], seed=seed, device=spec.device,
+                                          progress=progress, desc=f"{kind} {data.label} s{seed} n{n_train}", log=log)
     return records

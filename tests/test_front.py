@@ -1,0 +1,122 @@
+"""The accuracy front (issue #17): energy-weight schedules, front comparison and its verdict, and
+the task end to end with resume and report."""
+
+import pytest
+
+from bench.errors import InputError
+from bench.report.verdict import front_verdict
+from bench.tasks.front import FrontPoint, FrontSpec, compare_fronts, energy_schedule
+
+
+def test_energy_schedule_rises_by_tens_to_the_final_weight():
+    assert energy_schedule(1) == (0.1, 1.0)
+    assert energy_schedule(100) == (0.1, 1.0, 10.0, 100.0)
+    assert energy_schedule(1000) == (0.1, 1.0, 10.0, 100.0, 1000.0)
+    assert energy_schedule(30) == (0.1, 1.0, 10.0, 30.0)
+    with pytest.raises(InputError, match="positive"):
+        energy_schedule(0)
+
+
+def _front(points):
+    return [FrontPoint(w, e, f, 3) for w, e, f in points]
+
+
+def test_a_front_better_beyond_the_seed_spread_wins_and_noise_does_not():
+    cace = _front([(1, (10.0, 1.0), (20.0, 1.0)), (100, (5.0, 0.5), (30.0, 1.0))])
+    clear = _front([(1, (15.0, 1.0), (26.0, 1.0)), (100, (5.2, 0.5), (37.0, 1.0))])   # worse beyond spread
+    noise = _front([(1, (10.5, 1.0), (20.5, 1.0)), (100, (4.8, 0.5), (29.0, 1.0))])   # inside the spread
+    win = compare_fronts(cace, clear)
+    assert win == {"a": [1, 100], "b": [], "even": [], "trade": []}
+    assert front_verdict("t", "cace", "spherical", win, "b").winner == "cace"
+    even = compare_fronts(cace, noise)
+    assert even["even"] == [1, 100]
+    assert front_verdict("t", "cace", "spherical", even, "b").winner is None
+
+
+def test_a_trade_off_names_no_winner():
+    a = _front([(1, (10.0, 0.1), (40.0, 0.1)), (10, (8.0, 0.1), (30.0, 0.1))])
+    b = _front([(1, (20.0, 0.1), (20.0, 0.1)), (10, (9.0, 0.1), (31.0, 0.1))])
+    cmp = compare_fronts(a, b)
+    assert cmp["trade"] == [1] and cmp["a"] == [10]
+    v = front_verdict("t", "cace-traceless", "cace", cmp, "b")
+    assert v.winner is None and "trade-off" in v.effect and "CACE traceless better at w_E 10" in v.effect
+
+
+def test_spec_refuses_unknown_variants_and_a_single_setting():
+    from bench.tasks.accuracy import DataSpec
+    from bench.train import TrainConfig
+
+    data = DataSpec("builtin:emt-alloy", n_train=10, n_valid=5, n_test=5)
+    with pytest.raises(InputError, match="unknown variants"):
+        FrontSpec(data, {"preset": "quick"}, TrainConfig(), variants=("cace", "mace"))
+    with pytest.raises(InputError, match="at least two"):
+        FrontSpec(data, {"preset": "quick"}, TrainConfig(), final_energy_weights=(10.0,))
+
+
+def test_front_task_records_resume_and_report(tmp_path):
+    from bench.report import build_report
+    from bench.results.store import ResultsStore
+    from bench.tasks import front
+    from bench.tasks.accuracy import DataSpec
+    from bench.tasks.presets import QUICK_MODEL
+    from bench.train import TrainConfig
+
+    spec = FrontSpec(DataSpec("builtin:emt-alloy", n_train=12, n_valid=4, n_test=6), dict(QUICK_MODEL),
+                     TrainConfig(max_epochs=2, batch_size=4), final_energy_weights=(1.0, 100.0), seeds=(0, 1),
+                     variants=("cace", "cace-traceless"))
+    store = ResultsStore(tmp_path)
+    records = front.run(spec, store, progress=False, log=lambda *a: None)
+    runs = {(r["descriptor"], r["seed"], r["setting"]["final_energy_weight"]) for r in records}
+    assert len(runs) == 2 * 2 * 2
+    traceless = [r for r in records if r["descriptor"] == "cace-traceless"]
+    assert all(r["model"]["descriptor_config"]["traceless"] is True for r in traceless)
+    assert {tuple(r["recipe"]["energy_weights"]) for r in records} == {(0.1, 1.0), (0.1, 1.0, 10.0, 100.0)}
+    assert front.run(spec, store, progress=False, log=lambda *a: None) == []          # resume: nothing redone
+    points = front.front_points(records)
+    assert list(points) == ["cace", "cace-traceless"] and all(len(p) == 2 for p in points.values())
+    _, md = build_report(tmp_path, tmp_path / "rep")
+    text = md.read_text()
+    assert "## Accuracy front: emt-alloy" in text and "accuracy front, emt-alloy: CACE traceless vs CACE" in text
+
+
+def test_step_schedule_with_warm_up_and_the_authors_recipe():
+    from bench.train import RECIPES, TrainConfig
+
+    a = RECIPES["authors"]
+    assert [round(a.lr_at(e), 6) for e in (0, 4, 5, 24, 25, 45)] == [0.002, 0.01, 0.01, 0.01, 0.005, 0.0025]
+    assert a.energy_weights == (0.1, 1.0) and a.schedule == "step"
+    assert TrainConfig().lr_at(3) is None and TrainConfig(warmup_epochs=4).lr_at(1) == pytest.approx(5e-3)
+    with pytest.raises(InputError, match="schedule must be"):
+        TrainConfig(schedule="cosine")
+
+
+def test_training_follows_the_step_schedule():
+    """The rates a training actually used (its history) are those the schedule names."""
+    import numpy as np
+    from ase.calculators.emt import EMT
+
+    from bench.graph import AtomsGraph
+    from bench.potential import build
+    from bench.testing import random_periodic
+    from bench.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(6):
+        a = random_periodic(rng, [1, 8], n=4)
+        a.calc = EMT()
+        frames.append(AtomsGraph.from_atoms(_with_results(a), 3.0))
+    cfg = TrainConfig(max_epochs=7, batch_size=3, lr=1e-2, schedule="step", step_epochs=2, step_factor=0.5,
+                      warmup_epochs=2, energy_weights=(1.0,), patience=100)
+    pot = build("cace", elements=[1, 8], cutoff=3.0, n_rbf=3, n_embed=2, n_radial=2, l_max=1, nu_max=2, n_layers=0,
+                readout=(4,))
+    result = train(pot, frames[:4], frames[4:], cfg, progress=False)
+    assert [h["lr"] for h in result.history] == pytest.approx([5e-3, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3])
+
+
+def _with_results(atoms):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    e, f = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f)
+    return atoms
