@@ -2,8 +2,14 @@
 are in ``neighbor_sum_triton.py`` (this module imports Triton unconditionally, so it is loaded only
 when the fused path runs).
 
-Grid: (atoms, chunks of QB angular components). Program (i, k) owns out[i, kQB:(k+1)QB, :, :] and
-loops over atom i's edges (CSR: rowptr[i]:rowptr[i+1]), its [QB, RP, CP] tile in registers.
+Two versions (``neighbor_sum_triton.KERNELS``; measured in results/gpu/NVIDIA-H100-80GB-HBM3):
+
+- serial (v2, the default): grid (atoms, chunks of QB angular components). Program (i, k) owns
+  out[i, kQB:(k+1)QB, :, :] and loops over atom i's edges (CSR: rowptr[i]:rowptr[i+1]) one at a
+  time, its [QB, RP, CP] tile in registers; the backward adds dR and dW over chunks atomically.
+- blocked (v3): EB edges at a time, the sums over edges and radial index as tl.dot products; one
+  backward program per atom writes its edges' gradients once. Slower in the model on an H100:
+  tl.dot pads the water preset's R = 6 to 16.
 """
 
 import triton
