@@ -157,3 +157,31 @@ def test_messages_say_what_is_wrong(tmp_path, make, says):
     path, flags, _, _ = make(tmp_path)
     with pytest.raises(DataError, match=says):
         read(path, **flags)
+
+
+def test_forces_in_kcal_per_mol_read_as_ev_warn_with_the_flag_to_pass(tmp_path):
+    """A file whose forces are 23x too large for a training set (kcal/mol read as eV) reads, with a
+    DataWarning naming the file and --energy-unit kcal/mol; read in kcal/mol it is quiet."""
+    import warnings
+
+    from bench.data.read import DataWarning
+
+    frames = []
+    for k in range(3):
+        a = _water(0.01 * k)
+        a.calc = SinglePointCalculator(a, energy=-1000.0, forces=np.full((len(a), 3), 28.0))   # kcal/mol/A
+        frames.append(a)
+    path = _write(tmp_path, frames)
+    with pytest.warns(DataWarning, match=r"data.extxyz: forces have an RMS of 28.0 eV/A.*--energy-unit kcal/mol"):
+        read(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read(path, energy_unit="kcal/mol")
+
+
+def test_data_inspect_counts_atoms_with_no_neighbour(tmp_path, capsys):
+    far = Atoms("H2O2", positions=[[0, 0, 0], [0.96, 0, 0], [9, 0, 0], [20, 0, 0]])
+    far.calc = SinglePointCalculator(far, energy=-1.0, forces=np.zeros((4, 3)))
+    assert main(["data", "inspect", str(_write(tmp_path, [_water(), far])), "--cutoff", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "isolated      2 atom(s) with no neighbour within 5.0 A, in 1 frame(s) (first: frame 1)" in out

@@ -79,8 +79,9 @@ def inspect(frames, cutoff: float) -> None:
     f = np.concatenate([a.get_forces().ravel() for a in frames])
     z, counts = np.unique(np.concatenate([a.numbers for a in frames]), return_counts=True)
     keys = sorted(frames[0].calc.results)
-    neigh = np.concatenate([np.bincount(neighbor_pairs(a.positions, a.cell.array, a.pbc, cutoff)[0], minlength=len(a))
-                            for a in frames])
+    per_frame = [np.bincount(neighbor_pairs(a.positions, a.cell.array, a.pbc, cutoff)[0], minlength=len(a))
+                 for a in frames]                                         # neighbours of each atom
+    neigh = np.concatenate(per_frame)
     print(f"frames        {len(frames)}  (atoms per frame {n_atoms.min()}-{n_atoms.max()})")
     print(f"periodic      {sum(bool(a.pbc.any()) for a in frames)} of {len(frames)}")
     print("elements      " + ", ".join(f"{chemical_symbols[k]} {c}" for k, c in zip(z, counts)))
@@ -88,3 +89,7 @@ def inspect(frames, cutoff: float) -> None:
     print(f"energy/atom   mean {np.mean(e / n_atoms):.4f} eV, std {np.std(e / n_atoms) * 1e3:.2f} meV")
     print(f"forces        rms {np.sqrt(np.mean(f**2)):.4f} eV/A, max |component| {np.abs(f).max():.3f} eV/A")
     print(f"neighbours    within {cutoff} A: mean {neigh.mean():.1f}, min {neigh.min()}, max {neigh.max()}")
+    lonely = [(k, int((c == 0).sum())) for k, c in enumerate(per_frame) if (c == 0).any()]
+    if lonely:
+        print(f"isolated      {sum(c for _, c in lonely)} atom(s) with no neighbour within {cutoff} A, in "
+              f"{len(lonely)} frame(s) (first: frame {lonely[0][0]}); such an atom sees only its E0")

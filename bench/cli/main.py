@@ -24,8 +24,28 @@ def main(argv=None) -> int:
     one line naming it (the traceback with ``--debug``); 130 interrupted."""
     from ..errors import InputError
 
+    import warnings
+
+    from ..data.read import DataWarning
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def one_line(message, category, *rest, **kw):     # a data warning is a line for the user, not a trace
+            if issubclass(category, DataWarning):
+                print(f"cace-bench: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, *rest, **kw)
+
+        warnings.showwarning = one_line
+        return _run(args)
+
+
+def _run(args) -> int:
+    from ..errors import InputError
+
     try:
         return int(args.func(args) or 0)
     except (InputError, FileNotFoundError) as err:

@@ -78,7 +78,33 @@ def read(
     frames = []
     for frame_no, (atoms, props) in numbered:
         frames.append(_convert(atoms, props, path, frame_no, opts, stress_key, e_f, l_f, min_distance))
+    warn_implausible(frames, path, opts)
     return frames
+
+
+# Force RMS above which a training set is almost surely in other units than it was read in:
+# DFT training sets have force RMS of about 0.1-5 eV/A (hot MD included); a file in kcal/mol read
+# as eV has 23x its true forces (28 eV/A was seen), one in kJ/mol 96x.
+IMPLAUSIBLE_FORCE_RMS = 10.0
+
+
+class DataWarning(UserWarning):
+    """Input that reads but is probably not what the user meant (the likely cause is named)."""
+
+
+def warn_implausible(frames, path, opts: dict) -> None:
+    """Warn (``DataWarning``) where the converted forces are implausibly large for a training set,
+    with the unit that would explain it."""
+    import warnings
+
+    f = np.concatenate([a.get_forces().ravel() for a in frames]) if frames else np.zeros(0)
+    rms = float(np.sqrt(np.mean(f ** 2))) if f.size else 0.0
+    if rms > IMPLAUSIBLE_FORCE_RMS:
+        unit = opts.get("energy_unit", "eV")
+        hint = ("if the file is in kcal/mol pass --energy-unit kcal/mol (forces / 23), in kJ/mol --energy-unit kJ/mol"
+                if unit in ("eV", None) else f"check that --energy-unit {unit} is the file's unit")
+        warnings.warn(f"{path}: forces have an RMS of {rms:.1f} eV/A as read (energy unit {unit}), far above the "
+                      f"0.1-5 eV/A of DFT training sets: {hint}", DataWarning, stacklevel=3)
 
 
 def read_isolated_energies(path, *, energy_key: str = "energy", energy_unit: str = "eV") -> dict[int, float]:
