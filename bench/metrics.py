@@ -24,6 +24,8 @@ def is_better(a: float, b: float, better: str) -> bool:
 _METRICS = [
     Metric("energy_mae_per_atom", "meV/atom", "lower", "energy mean absolute error per atom"),
     Metric("energy_rmse_per_atom", "meV/atom", "lower", "energy root-mean-square error per atom"),
+    Metric("energy_mae_per_atom_e0", "meV/atom", "lower",
+           "energy MAE per atom of the trivial model: the per-element reference energies (E0) alone, same test set"),
     Metric("energy_mae", "meV", "lower", "energy mean absolute error per structure"),
     Metric("energy_rmse", "meV", "lower", "energy root-mean-square error per structure"),
     Metric("forces_mae", "meV/A", "lower", "force component mean absolute error"),

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import ase.io
 import pytest
 import torch
@@ -243,3 +245,16 @@ def test_quick_caps_bind_on_a_large_file(data_file, tmp_path):
     ase.io.write(big, (frames * (300 // len(frames) + 1))[:300], format="extxyz")
     d = accuracy_spec(str(big), quick=True).data
     assert (d.n_train, d.n_valid, d.n_test) == (100, 20, 30)                   # 240 / 30 / 30 before the caps
+
+
+def test_every_run_records_the_trivial_models_energy_error(data_file, tmp_path):
+    """energy_mae_per_atom_e0: the E0 fit alone on the same test set, equal for both descriptors of
+    a seed, computed as sum_i E0[Z_i] against the reference."""
+    from bench.tasks.accuracy import e0_reference_error
+
+    records = accuracy.run(spec(data_file), ResultsStore(tmp_path), progress=False, log=quiet)
+    triv = {r["descriptor"]: r["value"] for r in records if r["metric"] == "energy_mae_per_atom_e0"}
+    assert set(triv) == {"cace", "spherical"} and triv["cace"] == triv["spherical"] > 0
+    pred = {"n_atoms": np.array([2, 1]), "numbers": np.array([1, 8, 8]), "energy_ref": np.array([-10.0, -4.0])}
+    # E0: H -1, O -5 -> trivial energies -6 and -5; errors 4/2 and 1/1 eV/atom -> mean 1.5 eV/atom
+    assert e0_reference_error(pred, {1: -1.0, 8: -5.0}) == pytest.approx(1500.0)

@@ -16,7 +16,7 @@ from . import plots
 from .front_section import front_section, front_verdicts
 from .verdict import Verdict, error_verdict, per_structure_errors, speed_verdict, survival_verdict
 
-SUMMARY_METRICS = ["energy_mae_per_atom", "energy_rmse_per_atom", "energy_mae", "forces_mae", "forces_rmse",
+SUMMARY_METRICS = ["energy_mae_per_atom", "energy_mae_per_atom_e0", "energy_rmse_per_atom", "energy_mae", "forces_mae", "forces_rmse",
                    "train_time"]
 NAMES = {"cace": "CACE", "spherical": "spherical"}
 
@@ -136,6 +136,14 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
             rows.append([label] + [str(int(top[top.descriptor == k][col].iloc[0])) if (top.descriptor == k).any() else "-"
                                    for k in ("cace", "spherical")])
         doc.table(pd.DataFrame(rows, columns=["metric", "CACE", "spherical"]), bold)
+        e_model = stats[stats.metric == "energy_mae_per_atom"].set_index("descriptor")["mean"]
+        e_triv = stats[stats.metric == "energy_mae_per_atom_e0"]["mean"]
+        if len(e_triv):
+            worse = [NAMES[k] for k, v in e_model.items() if k in NAMES and v >= float(e_triv.iloc[0])]
+            if worse:
+                doc.para(f"Caution: the energy error of {' and '.join(worse)} is not below that of the trivial model "
+                         f"(the per-element reference energies E0 alone, {float(e_triv.iloc[0]):.2f} meV/atom on the "
+                         "same test set): the training has not learnt the energies.")
         preds = {k: p for k in ("cace", "spherical") if (p := _predictions(store, top, k, seeds[0])) is not None}
         if preds:
             doc.figure(plots.parity(preds), f"{dataset}: predicted against reference on the test set "

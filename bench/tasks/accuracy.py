@@ -131,6 +131,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     pred = predict(pot, ss.test)
     np.savez_compressed(store.artifact_path(key, "predictions.npz"), **pred)
     metrics = error_metrics(pred)
+    metrics["energy_mae_per_atom_e0"] = e0_reference_error(pred, ss.e0)
     metrics["train_time"] = result.wall_time_s
     metrics["epochs"] = result.epochs
     common = {
@@ -143,9 +144,20 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     records = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in metrics.items()]
     store.write(key, records, artifacts={"model": "model.pt", "predictions": "predictions.npz",
                                          "history": result.history})
-    log(f"done: {desc}: E {metrics['energy_mae_per_atom']:.2f} meV/atom, F {metrics['forces_mae']:.1f} meV/A, "
-        f"{result.epochs} epochs ({result.stopped_by}), {result.wall_time_s:.0f} s")
+    trivial = metrics["energy_mae_per_atom"] >= metrics["energy_mae_per_atom_e0"]
+    log(f"done: {desc}: E {metrics['energy_mae_per_atom']:.2f} meV/atom"
+        + (f" (NOT below the E0 reference's {metrics['energy_mae_per_atom_e0']:.2f})" if trivial else "")
+        + f", F {metrics['forces_mae']:.1f} meV/A, {result.epochs} epochs ({result.stopped_by}), "
+        f"{result.wall_time_s:.0f} s" + (" [short budget: a smoke test, not a finding]" if cfg.max_epochs <= 50 else ""))
     return records
+
+
+def e0_reference_error(pred: dict, e0: dict) -> float:
+    """Energy MAE per atom (meV/atom) of the trivial model E = sum_i E0[Z_i] on the predicted
+    structures: what a trained model has to beat."""
+    ends = np.cumsum(pred["n_atoms"])[:-1]
+    e_triv = np.array([sum(e0.get(int(z), 0.0) for z in block) for block in np.split(pred["numbers"], ends)])
+    return float(np.abs((e_triv - pred["energy_ref"]) / pred["n_atoms"]).mean() * 1e3)
 
 
 def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print) -> list[dict]:
