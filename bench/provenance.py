@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -13,6 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def git_state() -> dict:
+    """The commit and dirty flag of the code this process runs: read once, on the first call (the
+    command line makes that call as it starts), so that a record written after a later commit or
+    edit still names the code that was loaded."""
+    return dict(_git_state_at_first_call())
+
+
+@functools.cache
+def _git_state_at_first_call() -> dict:
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()

@@ -37,6 +37,7 @@ class TrainConfig:
     lr_factor: float = 0.8
     lr_patience: int = 10
     ema_decay: float = 0.99
+    ema_warmup: bool = True               # decay min(ema_decay, (1 + n) / (10 + n)) at update n
     clip_norm: float = 10.0
     force_weight: float = 1000.0
     energy_weights: tuple = (0.1, 1.0, 10.0, 1000.0)
@@ -61,6 +62,14 @@ class TrainConfig:
         if self.schedule == "step":
             return self.lr * self.step_factor ** ((epoch - self.warmup_epochs) // self.step_epochs)
         return None
+
+
+def ema_decay_at(cfg: TrainConfig, n: int) -> float:
+    """The EMA decay of update n (1-based): ``ema_decay``, or with ``ema_warmup`` the smaller of it
+    and (1 + n) / (10 + n), so that a short training (a few hundred updates, as in --quick) does not
+    average in the untrained weights of its first steps (the warm-up of TensorFlow's
+    ExponentialMovingAverage with num_updates)."""
+    return min(cfg.ema_decay, (1.0 + n) / (10.0 + n)) if cfg.ema_warmup else cfg.ema_decay
 
 
 # Named recipes. "authors": the CACE authors' published recipe (Adam 1e-2 halved every 20 epochs
@@ -116,7 +125,7 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
 
     The graphs (neighbour lists included) are moved to the device once and batched there; the
     shuffling generator stays on the CPU, so the batches are the same on every device."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
     from tqdm import tqdm
 
     dtype = getattr(torch, cfg.dtype)
@@ -126,7 +135,17 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(pot.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
-    ema = AveragedModel(pot, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    ema_decay = {"value": cfg.ema_decay}                 # this update's decay (ema_warmup: rises with the updates)
+
+    def ema_step(averaged: list, current: list, _n) -> None:    # one call per (device, dtype) group
+        if averaged and averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, 1.0 - ema_decay["value"])
+        else:                                                    # integer buffers (index tables): kept equal
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+
+    ema = AveragedModel(pot, multi_avg_fn=ema_step, use_buffers=True)
+    n_updates = 0
     best, best_epoch, best_state = math.inf, -1, copy.deepcopy(ema.module.state_dict())
     history, stopped_by, start = [], "max_epochs", time.perf_counter()
     bar = tqdm(range(cfg.max_epochs), desc=desc, disable=not progress, leave=False)
@@ -152,6 +171,8 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(pot.parameters(), cfg.clip_norm)
                 opt.step()
+                n_updates += 1
+                ema_decay["value"] = ema_decay_at(cfg, n_updates)
                 ema.update_parameters(pot)
                 losses.append(float(loss.detach()))
             ema.eval()

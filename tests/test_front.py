@@ -120,3 +120,12 @@ def _with_results(atoms):
     e, f = atoms.get_potential_energy(), atoms.get_forces()
     atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f)
     return atoms
+
+
+def test_ema_decay_warms_up_so_a_short_training_does_not_average_in_its_first_steps():
+    from bench.train import TrainConfig, ema_decay_at
+
+    cfg = TrainConfig(ema_decay=0.99)
+    assert ema_decay_at(cfg, 1) == pytest.approx(2 / 11) and ema_decay_at(cfg, 90) == pytest.approx(0.91)
+    assert ema_decay_at(cfg, 5000) == 0.99
+    assert ema_decay_at(TrainConfig(ema_decay=0.99, ema_warmup=False), 1) == 0.99

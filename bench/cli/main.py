@@ -27,6 +27,9 @@ def main(argv=None) -> int:
     import warnings
 
     from ..data.read import DataWarning
+    from ..provenance import git_state
+
+    git_state()                     # the code version of this run, read once as it starts
 
     parser = build_parser()
     args = parser.parse_args(argv)
