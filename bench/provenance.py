@@ -88,4 +88,14 @@ def config_hash(config: dict) -> str:
 def provenance(device="cpu", **settings) -> dict:
     """Everything a record needs to say where it came from; ``settings`` (dtype, seed...) are added."""
     return {"git": git_state(), "versions": versions(), **device_info(device), "host": platform.node(),
-            "pid": os.getpid(), **settings}
+            "pid": os.getpid(), **machine_load(), **settings}
+
+
+def machine_load() -> dict:
+    """How busy the machine was: the 1-minute load average and the CPUs it is shared over (a load
+    above the CPU count means other work competed with the measurement)."""
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):                # not on every platform
+        load = None
+    return {"load_avg_1m": load, "cpu_count": os.cpu_count()}

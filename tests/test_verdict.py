@@ -46,3 +46,24 @@ def test_speed_verdicts_read_the_headline_records():
     v = {x.task: x for x in _speed_verdicts(df)}
     assert v["speed, energy + forces, 192 atoms, float32, X"].winner == "cace"
     assert v["speed, energy + forces, 1536 atoms, float32, X"].winner is None
+
+
+def test_a_noisy_speed_point_decides_nothing_and_names_the_load():
+    """The loaded machine of issue #16: ratio 0.21 with an IQR of 2.65 is no win for either side."""
+    v = speed_verdict("s", 0.21, 2.65, "b", "; load average 7.5 on 2 CPUs while measured")
+    assert v.winner is None and "too noisy to decide" in v.effect and "load average 7.5 on 2 CPUs" in v.effect
+    assert speed_verdict("s", 1.30, 0.30, "b").winner == "cace"          # IQR 23% of the ratio: still decided
+    df = pd.DataFrame([{"task": "timing", "metric": "speed_ratio_spherical_over_cace", "descriptor": "spherical/cace",
+                        "backend": "best", "mode": "energy_forces", "value": 0.21, "iqr": 2.65,
+                        "backend_cace": "eager", "backend_spherical": "eager", "prov.device_name": "X",
+                        "prov.load_avg_1m": 7.5, "prov.cpu_count": 2,
+                        "setting": {"sweep": "atoms", "dtype": "float32", "n_atoms": 192}}])
+    (w,) = _speed_verdicts(df)
+    assert w.winner is None and "load average 7.5 on 2 CPUs" in w.effect
+
+
+def test_every_record_says_how_busy_the_machine_was():
+    from bench.provenance import provenance
+
+    p = provenance("cpu")
+    assert p["cpu_count"] >= 1 and (p["load_avg_1m"] is None or p["load_avg_1m"] >= 0)

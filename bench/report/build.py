@@ -77,6 +77,14 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if np.isfinite(std) and std > 0 else "")
 
 
+def _ratio_cell(ratio: float, iqr: float) -> str:
+    """A speed ratio with its spread; "(noisy)" where the spread is too large to decide on."""
+    from .verdict import NOISY_SPREAD
+
+    noisy = not iqr <= NOISY_SPREAD * abs(ratio)
+    return f"{ratio:.2f} ± {iqr / 2:.2f}" + (" (noisy)" if noisy else "")
+
+
 def _setting_col(df: pd.DataFrame, name: str) -> pd.Series:
     return df["setting"].map(lambda s: s.get(name) if isinstance(s, dict) else None)
 
@@ -253,7 +261,7 @@ def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str
                 r = ratios[(ratios.sweep == "atoms") & (ratios.n_atoms == n) & (ratios["mode"] == m)]
                 rows.append([str(int(n)), plots.MODE_TITLES[m]]
                             + [f"{val[k]['value']:.1f}" if k in val else "-" for k in ("cace", "spherical")]
-                            + [f"{r['value'].iloc[0]:.2f} ± {r['iqr'].iloc[0] / 2:.2f}" if len(r) else "-"]
+                            + [_ratio_cell(r['value'].iloc[0], r['iqr'].iloc[0]) if len(r) else "-"]
                             + [f"{val[k]['cost']['achieved_flops_per_s'] / 1e9:.1f}" if k in val else "-"
                                for k in ("cace", "spherical")]
                             + ([" / ".join(val[k]["backend"] if k in val else "-" for k in ("cace", "spherical"))]
@@ -506,8 +514,11 @@ def _speed_verdicts(df: pd.DataFrame) -> list[Verdict]:
             r = g[g.n_atoms == n].iloc[-1]
             backends = (f"; backends CACE {r['backend_cace']}, spherical {r['backend_spherical']}"
                         if isinstance(r.get("backend_cace"), str) else "")
+            load = r.get("prov.load_avg_1m")
+            load = (f"; load average {load:g} on {int(r['prov.cpu_count'])} CPUs while measured"
+                    if isinstance(load, (int, float)) and pd.notna(load) and pd.notna(r.get("prov.cpu_count")) else "")
             out.append(speed_verdict(f"speed, energy + forces, {n} atoms, {dtype}, {dev}", float(r["value"]),
-                                     float(r.get("iqr") or 0.0), f"IQR over the round-robin repeats{backends}"))
+                                     float(r.get("iqr") or 0.0), f"IQR over the round-robin repeats{backends}", load))
     return out
 
 

@@ -10,7 +10,9 @@ clear difference". Intervals:
 - stability: a paired bootstrap over replicas (same start, temperature and velocity seed) of the
   difference in mean time to failure (a surviving run counts its full length);
 - speed: the headline ratio spherical / CACE (each side at its fastest backend) with its IQR over
-  the round-robin repeats; a clear difference needs the whole IQR on one side of 1;
+  the round-robin repeats; a clear difference needs the whole IQR on one side of 1, and a point
+  whose IQR exceeds a quarter of its ratio is "too noisy to decide" (the machine's load average,
+  in every record's provenance, is named);
 - accuracy fronts (``bench.tasks.front``): setting by setting of the energy weight, one variant
   dominates where it is better on one error by more than the two seed standard deviations together
   and not worse beyond them on the other; a winner is named only where its front dominates at some
@@ -72,10 +74,19 @@ def error_verdict(task: str, cace_errors, sph_errors, basis: str, smoke: bool = 
     return Verdict(task, None, span, basis, smoke)
 
 
-def speed_verdict(task: str, ratio: float, iqr: float, basis: str) -> Verdict:
-    """``ratio`` = time_spherical / time_CACE (> 1: CACE faster), ``iqr`` its interquartile range."""
+# A speed point whose ratio's IQR exceeds this fraction of the ratio is too noisy to decide on (a
+# loaded machine gave 0.21 with an IQR of 2.65); such a point gets no winner.
+NOISY_SPREAD = 0.25
+
+
+def speed_verdict(task: str, ratio: float, iqr: float, basis: str, load: str = "") -> Verdict:
+    """``ratio`` = time_spherical / time_CACE (> 1: CACE faster), ``iqr`` its interquartile range;
+    ``load``: how busy the machine was, said where the point is too noisy."""
     lo, hi = ratio - iqr / 2, ratio + iqr / 2
     span = f"spherical / CACE time = {ratio:.2f} (IQR {lo:.2f}-{hi:.2f})"
+    if not iqr <= NOISY_SPREAD * abs(ratio):
+        return Verdict(task, None, f"too noisy to decide: the IQR is {iqr / abs(ratio):.0%} of the ratio "
+                                   f"(over {NOISY_SPREAD:.0%}){load}; {span}", basis)
     if lo > 1:
         return Verdict(task, "cace", f"CACE {ratio:.2f}x faster; {span}", basis)
     if hi < 1:
