@@ -146,15 +146,10 @@ def _readout_for_parameter_count(descriptor, readout: tuple, target: int) -> tup
 
 def save_checkpoint(potential: Potential, path, **extra) -> None:
     """state_dict + config (never a pickled module), written atomically."""
-    import os
-    import tempfile
+    from .atomic import atomic_path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pt.tmp")
-    os.close(fd)
-    torch.save({"config": potential.config(), "state_dict": potential.state_dict(), **extra}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save({"config": potential.config(), "state_dict": potential.state_dict(), **extra}, tmp)
 
 
 def load_checkpoint(path, map_location="cpu") -> Potential:

@@ -14,7 +14,6 @@ This is the starting point the GPU work reads before and after a change.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -86,9 +85,9 @@ def main(argv=None) -> int:
                   flush=True)
     result = {"cases": summaries, "unavailable": failures, "dtype": args.dtype,
               "provenance": provenance(args.device, dtype=args.dtype, threads=args.threads)}
-    tmp = out / "profile.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out / "profile.json")
+    from .atomic import write_json_atomic
+
+    write_json_atomic(out / "profile.json", result)
     return 0
 
 

@@ -7,8 +7,6 @@ so the same generator also gives the reference MD that the stability task compar
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,9 +103,9 @@ def builtin(name: str = "emt-alloy", *, seed: int = 0) -> list[Atoms]:
     if not path.is_file():
         import ase.io
 
+        from ..atomic import atomic_path
+
         frames = make_emt_alloy(seed)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".extxyz.tmp")
-        os.close(fd)
-        ase.io.write(tmp, frames, format="extxyz")
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache file
+        with atomic_path(path, suffix=".extxyz.tmp") as tmp:     # a crash never leaves a half-written cache
+            ase.io.write(tmp, frames, format="extxyz")
     return read(path, stress_key="stress")

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import tarfile
-import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
@@ -83,20 +82,17 @@ def _download(url: str, dest: Path, *, progress: bool) -> str:
     """Stream ``url`` to ``dest`` (atomically) and return its SHA-256."""
     from tqdm import tqdm
 
+    from ..atomic import atomic_path
+
     h = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp, os.fdopen(fd, "wb") as out:
+    with atomic_path(dest, suffix=".part") as tmp:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     h.update(chunk)
                     bar.update(len(chunk))
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return h.hexdigest()
 
 
