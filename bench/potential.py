@@ -29,6 +29,13 @@ def _descriptor_classes() -> dict:
 class Potential(nn.Module):
     def __init__(self, descriptor: nn.Module, *, readout: Sequence[int] = (32, 16),
                  e0: dict[int, float] | None = None, scale: float = 1.0):
+        from .nn.contracts import Descriptor
+
+        if not isinstance(descriptor, Descriptor):
+            missing = [m for m in ("cutoff", "n_features", "descriptor_name", "angular", "config", "fused_sums")
+                       if not hasattr(descriptor, m)]
+            raise TypeError(f"{type(descriptor).__name__} is not a descriptor (bench.nn.contracts.Descriptor): "
+                            f"it lacks {', '.join(missing)}")
         super().__init__()
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.descriptor = descriptor

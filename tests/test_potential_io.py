@@ -117,3 +117,10 @@ def test_equal_parameter_option_matches_counts():
     per_width = free.descriptor.n_features + 1 + 16  # parameters one unit of first-layer width costs
     assert abs(count_parameters(matched) - count_parameters(cace)) <= per_width // 2 + 1
     assert matched.config()["readout"][1:] == [16]
+
+
+def test_a_potential_refuses_what_is_not_a_descriptor():
+    from bench.potential import Potential
+
+    with pytest.raises(TypeError, match="not a descriptor .* lacks cutoff, n_features"):
+        Potential(torch.nn.Linear(2, 2))

@@ -76,6 +76,13 @@ def model_cutoff(model) -> float:
 class DescriptorTests(_Base):
     """Invariance, batching, smoothness and edge cases of ``forward(graph) -> [N, F]``."""
 
+    def test_satisfies_the_descriptor_contract(self, model):
+        from ..nn.contracts import AngularBasis, Descriptor
+
+        assert isinstance(model, Descriptor) and isinstance(model.angular, AngularBasis)
+        l_of = model.angular.l_of
+        assert l_of.shape == (model.angular.n_ang,) and bool((l_of[1:] >= l_of[:-1]).all())
+
     def features(self, model, atoms):
         return model(self.graph(model, atoms)).detach()
 
