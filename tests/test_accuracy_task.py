@@ -258,3 +258,18 @@ def test_every_run_records_the_trivial_models_energy_error(data_file, tmp_path):
     pred = {"n_atoms": np.array([2, 1]), "numbers": np.array([1, 8, 8]), "energy_ref": np.array([-10.0, -4.0])}
     # E0: H -1, O -5 -> trivial energies -6 and -5; errors 4/2 and 1/1 eV/atom -> mean 1.5 eV/atom
     assert e0_reference_error(pred, {1: -1.0, 8: -5.0}) == pytest.approx(1500.0)
+
+
+def test_records_say_how_the_data_was_read(data_file, tmp_path):
+    """Source, read options (keys, units, --index), E0 source and the split sizes used are in every
+    accuracy record, and the report prints them."""
+    from dataclasses import replace
+
+    sp = spec(data_file)
+    sp = replace(sp, data=replace(sp.data, read_options={"energy_unit": "eV", "index": ":30"}))
+    records = accuracy.run(sp, ResultsStore(tmp_path), progress=False, log=quiet)
+    d = records[0]["data"]
+    assert d["source"] == str(data_file) and d["read_options"] == {"energy_unit": "eV", "index": ":30"}
+    assert d["e0_source"].startswith("least squares") and d["n_train"] + d["n_valid"] + d["n_test"] <= 30
+    _, md = build_report(tmp_path, tmp_path / "rep")
+    assert "read options: energy_unit eV, index :30" in md.read_text()

@@ -113,6 +113,12 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
         doc.para(f"Test-set errors after training on {n_max} structures (mean ± std over {len(seeds)} seed(s): "
                  f"{', '.join(map(str, seeds))}; {int(first['n_test'])} test structures). "
                  f"Better side in bold. Both descriptors: same split, training loop, budget and readout.")
+        dr = first.get("data")
+        if isinstance(dr, dict):
+            opts = ", ".join(f"{k} {v}" for k, v in sorted((dr.get("read_options") or {}).items())) or "defaults"
+            test = f"; test file {dr['test_source']}" if dr.get("test_source") else ""
+            doc.para(f"Data: {dr.get('source')} (read options: {opts}{test}; E0: {dr.get('e0_source')}); split used: "
+                     f"{dr.get('n_train')} training, {dr.get('n_valid')} validation, {dr.get('n_test')} test structures.")
         tc = first.get("train_config") or {}
         if tc:
             doc.para(f"Budget: up to {tc.get('max_epochs')} epochs, batch {tc.get('batch_size')}, Adam lr {tc.get('lr')}, "

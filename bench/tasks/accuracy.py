@@ -112,7 +112,7 @@ def seed_split(prep: Prepared, data: DataSpec, seed: int) -> SeedSplit:
 
 def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, kw: dict, cfg: TrainConfig,
                    prep: Prepared, ss: SeedSplit, subset: list, seed: int, device: str, progress: bool, desc: str,
-                   log=print, extra: dict | None = None) -> list[dict]:
+                   log=print, extra: dict | None = None, data: DataSpec | None = None) -> list[dict]:
     """Train ``kind`` (with descriptor ``options``) on ``subset`` under ``cfg``, test it, write its
     records (one per metric) under ``key`` with the weights and predictions as artifacts."""
     from ..metrics import metric
@@ -141,6 +141,8 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         "model": pot.config(), "train_config": cfg.to_dict(),
         "provenance": provenance(device, dtype=cfg.dtype, seed=seed), **(extra or {}),
     }
+    if data is not None:                     # how the data was read: source, keys, units, index, files
+        common["data"] = data_record(data, n_train=len(subset), n_valid=len(ss.valid), n_test=len(ss.test))
     records = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in metrics.items()]
     store.write(key, records, artifacts={"model": "model.pt", "predictions": "predictions.npz",
                                          "history": result.history})
@@ -150,6 +152,13 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         + f", F {metrics['forces_mae']:.1f} meV/A, {result.epochs} epochs ({result.stopped_by}), "
         f"{result.wall_time_s:.0f} s" + (" [short budget: a smoke test, not a finding]" if cfg.max_epochs <= 50 else ""))
     return records
+
+
+def data_record(data: DataSpec, **sizes) -> dict:
+    """What a record says of its data: the source, every read option (keys, units, --index), the
+    separate test and E0 files, and the split sizes actually used."""
+    return {"source": data.source, "read_options": dict(data.read_options), "test_source": data.test_source,
+            "e0_source": data.e0_source or "least squares on the training split", **sizes}
 
 
 def e0_reference_error(pred: dict, e0: dict) -> float:
@@ -180,5 +189,6 @@ def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=p
                     continue
                 records += fit_and_record(store, key, kind=kind, options={}, kw=kw, cfg=spec.train, prep=prep, ss=ss,
                                           subset=ss.train_idx[:n_train], seed=seed, device=spec.device,
-                                          progress=progress, desc=f"{kind} {data.label} s{seed} n{n_train}", log=log)
+                                          progress=progress, desc=f"{kind} {data.label} s{seed} n{n_train}", log=log,
+                                          data=data)
     return records

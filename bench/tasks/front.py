@@ -91,7 +91,7 @@ def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=prin
                 records += fit_and_record(store, key, kind=kind, options=options, kw=kw, cfg=cfg, prep=prep, ss=ss,
                                           subset=ss.train_idx[:n_train], seed=seed, device=spec.device,
                                           progress=progress, desc=f"{variant} {data.label} s{seed} w_E={w:g}",
-                                          log=log, extra={"recipe": cfg.to_dict()})
+                                          log=log, extra={"recipe": cfg.to_dict()}, data=data)
     return records
 
 
