@@ -273,3 +273,19 @@ def test_records_say_how_the_data_was_read(data_file, tmp_path):
     assert d["e0_source"].startswith("least squares") and d["n_train"] + d["n_valid"] + d["n_test"] <= 30
     _, md = build_report(tmp_path, tmp_path / "rep")
     assert "read options: energy_unit eV, index :30" in md.read_text()
+
+
+def test_a_split_with_an_empty_part_is_refused_before_any_training(tmp_path, capsys):
+    """A one-frame file: exit 2 with the file, the sizes and what to pass, and nothing trained."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    a = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    a.calc = SinglePointCalculator(a, energy=-14.2, forces=np.full((3, 3), 0.1))
+    path = tmp_path / "one.extxyz"
+    ase.io.write(path, [a], format="extxyz")
+    assert main(["accuracy", "--data", str(path), "--quick", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "one.extxyz: 1 frame(s) give a split of 1 training, 0 validation and 0 test" in err
+    assert "pass a file with more frames" in err
+    assert not list((tmp_path / "out").glob("runs/*.json"))

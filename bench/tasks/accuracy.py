@@ -104,6 +104,14 @@ class SeedSplit:
 
 def seed_split(prep: Prepared, data: DataSpec, seed: int) -> SeedSplit:
     split = data.split(prep.frames, seed, has_test_file=bool(prep.test_frames))
+    sizes = {"training": len(split.train), "validation": len(split.valid),
+             "test": len(prep.test_frames) if prep.test_frames else len(split.test)}
+    empty = [part for part, n in sizes.items() if n < 1]
+    if empty:                                # checked before any training starts
+        raise InputError(f"{data.source}: {len(prep.frames)} frame(s) give a split of {sizes['training']} training, "
+                         f"{sizes['validation']} validation and {sizes['test']} test structures; the "
+                         f"{' and '.join(empty)} part(s) would be empty: pass a file with more frames "
+                         f"(at least 3), or set the split sizes")
     train_idx = list(split.train)
     e0 = read_isolated_energies(data.e0_source) if data.e0_source else fit_e0([prep.frames[i] for i in train_idx])
     test = prep.test_graphs if prep.test_graphs else [prep.graphs[i] for i in split.test]
