@@ -18,6 +18,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -120,11 +121,14 @@ def validation_loss(pot, graphs, cfg: TrainConfig) -> float:
 
 
 def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsGraph], cfg: TrainConfig, *,
-          seed: int = 0, progress: bool = True, desc: str = "train", device="cpu") -> TrainResult:
+          seed: int = 0, progress: bool = True, desc: str = "train", device="cpu", checkpoint=None) -> TrainResult:
     """Train ``pot`` in place on ``device``; return the best EMA weights and the history.
 
     The graphs (neighbour lists included) are moved to the device once and batched there; the
-    shuffling generator stays on the CPU, so the batches are the same on every device."""
+    shuffling generator stays on the CPU, so the batches are the same on every device.
+    ``checkpoint``: a path where the whole training state (weights, optimiser, scheduler, EMA,
+    best weights so far, history, epoch, the shuffling generator) is written after every epoch, and
+    from which an interrupted training resumes at the next epoch, ending as an uninterrupted one would."""
     from torch.optim.swa_utils import AveragedModel
     from tqdm import tqdm
 
@@ -148,8 +152,19 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
     n_updates = 0
     best, best_epoch, best_state = math.inf, -1, copy.deepcopy(ema.module.state_dict())
     history, stopped_by, start = [], "max_epochs", time.perf_counter()
-    bar = tqdm(range(cfg.max_epochs), desc=desc, disable=not progress, leave=False)
-    epoch = -1
+    first_epoch = 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        st = torch.load(checkpoint, map_location=device, weights_only=True)
+        pot.load_state_dict(st["pot"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        ema.load_state_dict(st["ema"])
+        gen.set_state(st["gen"])
+        n_updates, best, best_epoch, best_state = st["n_updates"], st["best"], st["best_epoch"], st["best_state"]
+        history, first_epoch = st["history"], st["epoch"] + 1
+        start -= st["elapsed"]
+    bar = tqdm(range(first_epoch, cfg.max_epochs), desc=desc, disable=not progress, leave=False)
+    epoch = first_epoch - 1
     try:
         for epoch in bar:
             frac = epoch / cfg.max_epochs
@@ -192,12 +207,24 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
             if cfg.max_time_s and time.perf_counter() - start > cfg.max_time_s:
                 stopped_by = "time"
                 break
+            if checkpoint is not None:
+                _save_state(checkpoint, epoch=epoch, pot=pot.state_dict(), opt=opt.state_dict(),
+                            sched=sched.state_dict(), ema=ema.state_dict(), gen=gen.get_state(), n_updates=n_updates,
+                            best=best, best_epoch=best_epoch, best_state=best_state, history=history,
+                            elapsed=time.perf_counter() - start)
     except KeyboardInterrupt:
         stopped_by = "interrupt"
     finally:
         bar.close()
     pot.load_state_dict(best_state)
     return TrainResult(best_state, best_epoch, epoch + 1, time.perf_counter() - start, stopped_by, history)
+
+
+def _save_state(path, **state) -> None:
+    from .atomic import atomic_path
+
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save(state, tmp)
 
 
 def predict(pot, graphs: Sequence[AtomsGraph], batch_size: int = 16) -> dict:

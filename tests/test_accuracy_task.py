@@ -111,6 +111,13 @@ def test_interrupt_keeps_best_checkpoint_and_finished_runs(data_file, tmp_path, 
     from bench.potential import load_checkpoint
 
     assert all(load_checkpoint(p) is not None for p in checkpoints)
+    states = list(store.artifacts_dir.glob("*/train-state.pt"))
+    assert len(states) == 1                                        # the interrupted run can resume
+    monkeypatch.setattr(train_mod, "loss_terms", real)
+    said = []
+    accuracy.run(spec(data_file), store, progress=False, log=said.append)
+    assert any(m.startswith("resuming spherical") for m in said)
+    assert len(list(store.runs_dir.glob("*.json"))) == 2 and not list(store.artifacts_dir.glob("*/train-state.pt"))
 
 
 def test_report_has_every_section_and_damaged_files_are_clear_errors(data_file, tmp_path, capsys):

@@ -129,3 +129,50 @@ def test_ema_decay_warms_up_so_a_short_training_does_not_average_in_its_first_st
     assert ema_decay_at(cfg, 1) == pytest.approx(2 / 11) and ema_decay_at(cfg, 90) == pytest.approx(0.91)
     assert ema_decay_at(cfg, 5000) == 0.99
     assert ema_decay_at(TrainConfig(ema_decay=0.99, ema_warmup=False), 1) == 0.99
+
+
+def test_an_interrupted_training_resumes_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Interrupted (Ctrl-C) in epoch 3 of 6, then run again with the same checkpoint: the final
+    weights, best epoch and history equal those of one uninterrupted training (CPU, float64)."""
+    import numpy as np
+    import torch
+    from ase.calculators.emt import EMT
+
+    import bench.train as tr
+    from bench.graph import AtomsGraph
+    from bench.potential import build
+    from bench.testing import random_periodic
+
+    rng = np.random.default_rng(3)
+    graphs = []
+    for _ in range(7):
+        a = random_periodic(rng, [1, 8], n=4)
+        a.calc = EMT()
+        graphs.append(AtomsGraph.from_atoms(_with_results(a), 3.0))
+    cfg = tr.TrainConfig(max_epochs=6, batch_size=2, lr=1e-2, energy_weights=(1.0, 10.0), patience=100,
+                         dtype="float64")
+
+    def fresh():
+        torch.manual_seed(0)
+        return build("cace", elements=[1, 8], cutoff=3.0, n_rbf=3, n_embed=2, n_radial=2, l_max=2, nu_max=2,
+                     n_layers=0, readout=(4,))
+
+    whole = tr.train(fresh(), graphs[:5], graphs[5:], cfg, seed=1, progress=False)
+    state = tmp_path / "train-state.pt"
+    real, calls = tr.validation_loss, {"n": 0}
+
+    def interrupt_in_epoch_3(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tr, "validation_loss", interrupt_in_epoch_3)
+    cut = tr.train(fresh(), graphs[:5], graphs[5:], cfg, seed=1, progress=False, checkpoint=state)
+    assert cut.stopped_by == "interrupt" and state.is_file()
+    monkeypatch.setattr(tr, "validation_loss", real)
+    resumed = tr.train(fresh(), graphs[:5], graphs[5:], cfg, seed=1, progress=False, checkpoint=state)
+    assert resumed.stopped_by == whole.stopped_by and resumed.best_epoch == whole.best_epoch
+    assert [h["valid_loss"] for h in resumed.history] == [h["valid_loss"] for h in whole.history]
+    for k, v in whole.state_dict.items():
+        assert torch.equal(v, resumed.state_dict[k]), k

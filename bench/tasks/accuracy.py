@@ -129,8 +129,11 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     torch.manual_seed(seed)
     pot = build(kind, elements=prep.elements, e0=ss.e0, scale=f_rms, **kw, **options)
     t0 = time.perf_counter()
+    state = store.artifact_path(key, "train-state.pt")       # an interrupted training resumes from it
+    if state.is_file():
+        log(f"resuming {desc} from its last finished epoch ({state})")
     result = train(pot, [prep.graphs[i] for i in subset], ss.valid, cfg, seed=seed, progress=progress, desc=desc,
-                   device=device)
+                   device=device, checkpoint=state)
     save_checkpoint(pot, store.artifact_path(key, "model.pt"))
     if result.interrupted:
         log(f"interrupted: best weights of {desc} kept in {store.artifact_path(key, 'model.pt')}; "
@@ -154,6 +157,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     records = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in metrics.items()]
     store.write(key, records, artifacts={"model": "model.pt", "predictions": "predictions.npz",
                                          "history": result.history})
+    state.unlink(missing_ok=True)                            # recorded: nothing left to resume
     trivial = metrics["energy_mae_per_atom"] >= metrics["energy_mae_per_atom_e0"]
     log(f"done: {desc}: E {metrics['energy_mae_per_atom']:.2f} meV/atom"
         + (f" (NOT below the E0 reference's {metrics['energy_mae_per_atom_e0']:.2f})" if trivial else "")
