@@ -296,3 +296,37 @@ def test_a_split_with_an_empty_part_is_refused_before_any_training(tmp_path, cap
     assert "one.extxyz: 1 frame(s) give a split of 1 training, 0 validation and 0 test" in err
     assert "pass a file with more frames" in err
     assert not list((tmp_path / "out").glob("runs/*.json"))
+
+
+def test_separate_test_file_and_e0_file_from_the_command_line(data_file, tmp_path, capsys):
+    """--test: errors on that file (all of it), the data splitting into training and validation only;
+    --e0: the isolated-atom energies used (a missing element is a one-line error naming it)."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from bench.tasks.presets import accuracy_spec
+
+    frames = ase.io.read(data_file, ":")
+    test_path = tmp_path / "test.extxyz"
+    ase.io.write(test_path, frames[:5], format="extxyz")
+    elements = sorted({int(z) for a in frames for z in a.numbers})
+    singles = []
+    for k, z in enumerate(elements):
+        atom = Atoms(numbers=[z], positions=[[0, 0, 0]])
+        atom.calc = SinglePointCalculator(atom, energy=-1.0 - k, forces=np.zeros((1, 3)))
+        singles.append(atom)
+    e0_path = tmp_path / "e0.extxyz"
+    ase.io.write(e0_path, singles, format="extxyz")
+    s = accuracy_spec(str(data_file), quick=True, test=str(test_path), e0=str(e0_path))
+    assert s.data.test_source == str(test_path) and s.data.e0_source == str(e0_path)
+    from dataclasses import replace
+
+    s = replace(s, model=dict(TINY_MODEL), train=TRAIN, descriptors=("cace",), train_sizes=None)
+    records = accuracy.run(s, ResultsStore(tmp_path / "out"), progress=False, log=quiet)
+    r = records[0]
+    assert r["n_test"] == 5 and r["split"]["n_test"] == 0 and r["data"]["test_source"] == str(test_path)
+    assert r["data"]["e0_source"] == str(e0_path)
+    ase.io.write(e0_path, singles[:1], format="extxyz")                        # one element only
+    assert main(["accuracy", "--data", str(data_file), "--quick", "--e0", str(e0_path),
+                 "--out", str(tmp_path / "out2")]) == 2
+    assert "e0.extxyz: no isolated-atom energy for" in capsys.readouterr().err

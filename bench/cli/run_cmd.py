@@ -55,6 +55,12 @@ def _common(p) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] for training, MD and timing (default: cuda when "
                                                    "present, else cpu; every record names the device it ran on)")
+    p.add_argument("--test", default=None, metavar="PATH",
+                   help="a separate test file, read with the same key and unit options (the data then splits "
+                        "into training and validation only); the report's errors are on it")
+    p.add_argument("--e0", default=None, metavar="PATH",
+                   help="isolated-atom reference energies (a file of single-atom frames; default: least squares "
+                        "on each seed's training split)")
     p.add_argument("--recipe", default="default", choices=["default", "authors"],
                    help="training recipe of the full budget (bench.train.RECIPES): default (Adam 1e-2, plateau "
                         "decay, EMA, energy weight 0.1 -> 1000) or authors (the CACE authors': step decay halving "
@@ -95,6 +101,11 @@ def _read_options(args) -> dict:
     return opts
 
 
+def _data_options(args) -> dict:
+    """The accuracy spec's options from the command line: recipe, separate test file, E0 file."""
+    return {"recipe": args.recipe, "test": args.test, "e0": args.e0}
+
+
 def _device(args) -> str:
     return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -113,7 +124,7 @@ def accuracy(args) -> int:
     store = ResultsStore(args.out)
     opts = _read_options(args)
     for data in args.data:
-        spec = replace(accuracy_spec(data, quick=args.quick, read_options=opts, recipe=args.recipe),
+        spec = replace(accuracy_spec(data, quick=args.quick, read_options=opts, **_data_options(args)),
                        device=_device(args))
         acc.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
     return 0
@@ -129,7 +140,8 @@ def front(args) -> int:
     for data in args.data:
         spec = front_spec(data, quick=args.quick, read_options=opts, weights=tuple(args.weights),
                           seeds=tuple(args.seeds) if args.seeds else None, epochs=args.epochs,
-                          variants=tuple(args.variants) if args.variants else None, device=_device(args))
+                          variants=tuple(args.variants) if args.variants else None, device=_device(args),
+                          test=args.test, e0=args.e0)
         fr.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
     args.results_dir, args.output = args.out, None
     return report(args)
@@ -147,7 +159,7 @@ def stability(args) -> int:
     for data in args.data:
         name = data.split(":", 1)[-1]
         spec = replace(stability_spec(name, quick=args.quick), engine=args.engine, device=_device(args))
-        stab.run(spec, accuracy_spec(data, quick=args.quick, read_options=opts, recipe=args.recipe), store, log=_log)
+        stab.run(spec, accuracy_spec(data, quick=args.quick, read_options=opts, **_data_options(args)), store, log=_log)
     return 0
 
 
@@ -169,7 +181,7 @@ def timing(args) -> int:
     tim.run(spec, store, log=_log)
     opts = _read_options(args)
     for data in args.data:
-        timing_trained.run(accuracy_spec(data, quick=args.quick, read_options=opts, recipe=args.recipe).data, store,
+        timing_trained.run(accuracy_spec(data, quick=args.quick, read_options=opts, **_data_options(args)).data, store,
                            device=args.device,
                            threads=args.threads, repeats=args.repeats or (5 if args.quick else 20), log=_log)
     return 0

@@ -110,6 +110,7 @@ def warn_implausible(frames, path, opts: dict) -> None:
 def read_isolated_energies(path, *, energy_key: str = "energy", energy_unit: str = "eV") -> dict[int, float]:
     """Per-element isolated-atom energies {Z: E0 in eV} from a file of single-atom frames."""
     path = Path(path)
+    _check_path(path)
     raw = _read_ase(path)
     try:
         f = energy_factor(energy_unit)

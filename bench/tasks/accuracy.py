@@ -113,7 +113,19 @@ def seed_split(prep: Prepared, data: DataSpec, seed: int) -> SeedSplit:
                          f"{' and '.join(empty)} part(s) would be empty: pass a file with more frames "
                          f"(at least 3), or set the split sizes")
     train_idx = list(split.train)
-    e0 = read_isolated_energies(data.e0_source) if data.e0_source else fit_e0([prep.frames[i] for i in train_idx])
+    if data.e0_source:
+        opts = data.read_options
+        e0 = read_isolated_energies(data.e0_source, energy_key=opts.get("energy_key") or "energy",
+                                    energy_unit=opts.get("energy_unit") or "eV")
+        missing = sorted(set(prep.elements) - set(e0))
+        if missing:
+            from ase.data import chemical_symbols
+
+            names = ", ".join(chemical_symbols[z] for z in missing)
+            raise InputError(f"{data.e0_source}: no isolated-atom energy for {names} (present in {data.source}): "
+                             "add a single-atom frame of each, or drop --e0")
+    else:
+        e0 = fit_e0([prep.frames[i] for i in train_idx])
     test = prep.test_graphs if prep.test_graphs else [prep.graphs[i] for i in split.test]
     return SeedSplit(split, train_idx, e0, [prep.graphs[i] for i in split.valid], test)
 
