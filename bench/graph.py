@@ -126,8 +126,8 @@ def _single(atoms: Atoms, cutoff: float) -> AtomsGraph:
     order = np.argsort(i, kind="stable")
     i, j, S = i[order], j[order], S[order]
     counts = np.bincount(i, minlength=n)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.arange(len(i)) - first[i]
+    ptr = np.concatenate([[0], np.cumsum(counts)])                  # [n + 1] CSR: atom k's edges ptr[k]:ptr[k+1]
+    slot = np.arange(len(i)) - ptr[i]
     results = atoms.calc.results if atoms.calc is not None else {}
     energy = results.get("energy")
     forces = results.get("forces")
@@ -148,7 +148,7 @@ def _single(atoms: Atoms, cutoff: float) -> AtomsGraph:
         edge_index=torch.tensor(np.stack([j, i]), dtype=torch.long).reshape(2, -1),
         cell_shifts=torch.tensor(S, dtype=f64).reshape(-1, 3),
         neighbor_slot=torch.tensor(slot, dtype=torch.long),
-        receiver_ptr=torch.tensor(np.concatenate([[0], np.cumsum(counts)]), dtype=torch.long),
+        receiver_ptr=torch.tensor(ptr, dtype=torch.long),
         max_neighbors=int(counts.max()) if n else 0,
         cutoff=float(cutoff),
         energy=None if energy is None else torch.tensor([energy], dtype=f64),
@@ -171,14 +171,14 @@ def graph_from_tensors(positions: torch.Tensor, numbers: torch.Tensor, cell: tor
     order = torch.sort(i, stable=True).indices
     i, j, S = i[order], j[order], S[order]
     counts = torch.bincount(i, minlength=n)
-    first = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(i.shape[0], device=device) - first[i]
+    ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])  # [n + 1] CSR of the receivers
+    slot = torch.arange(i.shape[0], device=device) - ptr[i]
     return AtomsGraph(
         positions=positions, numbers=numbers.to(device=device, dtype=torch.long),
         batch=torch.zeros(n, dtype=torch.long, device=device), ptr=torch.tensor([0, n], device=device),
         cell=cell.reshape(1, 3, 3).to(dtype), pbc=pbc_t.reshape(1, 3),
         edge_index=torch.stack([j, i]), cell_shifts=S.to(dtype), neighbor_slot=slot,
-        receiver_ptr=torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]),
+        receiver_ptr=ptr,
         max_neighbors=int(counts.max()) if n else 0, cutoff=float(cutoff))
 
 

@@ -4,9 +4,10 @@ budget and loss for CACE and the spherical baseline.
 Loss (the CACE authors' recipe, shared/design/cace-math.md):
     L = w_E(stage) * mean_graphs((E - E_ref) / n_atoms)^2 + w_F * mean_components(F - F_ref)^2
 with w_F = 1000 and w_E raised in stages 0.1 -> 1 -> 10 -> 1000 over equal fractions of the budget
-(the larger of the epoch and wall-time fractions). Adam with a learning-rate schedule (``schedule``: "plateau", ReduceLROnPlateau on
-the validation loss, or "step", the rate times ``step_factor`` every ``step_epochs``; either after
-a linear warm-up of ``warmup_epochs``), EMA of the weights (the EMA weights are validated, kept and returned), gradient-norm clipping.
+(the larger of the epoch and wall-time fractions). Adam with a learning-rate schedule
+(``schedule``: "plateau", ReduceLROnPlateau on the validation loss, or "step", the rate times
+``step_factor`` every ``step_epochs``; either after a linear warm-up of ``warmup_epochs``), EMA of
+the weights (the EMA weights are validated, kept and returned), gradient-norm clipping.
 Model selection and early stopping use the validation loss with the final-stage weights, and start
 only in the final stage: before it the energy is barely weighted, so an early "best" would be a
 model whose energies have not been trained yet.
@@ -192,7 +193,7 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
                 losses.append(float(loss.detach()))
             ema.eval()
             val = validation_loss(ema.module, valid_graphs, cfg)
-            if cfg.lr_at(epoch) is None:           # the plateau schedule, after any warm-up
+            if lr is None:                         # the plateau schedule, after any warm-up
                 sched.step(val)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": val,
                             "lr": opt.param_groups[0]["lr"], "energy_weight": w_e})

@@ -55,9 +55,6 @@ def _run(version, eb, warps, Y, R, W, wl, rowptr, out, grads):
     from ..nn import neighbor_sum_triton as nst
 
     nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
-    if version == "serial":
-        for t in grads[1:]:
-            t.zero_()
     nst.launch_backward(out, Y, R, W, wl, rowptr, *grads, version=version, eb=eb, num_warps=warps)
 
 
@@ -74,8 +71,6 @@ def parity(version, eb, warps, Q, NR, C, L, dtype, device) -> float:
     grads = [torch.full_like(t, float("nan")) for t in (Y, R, W)]
     G = torch.randn(out.shape, dtype=dtype, device=device)
     nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
-    if version == "serial":
-        grads = [torch.zeros_like(t) for t in grads]
     nst.launch_backward(G, Y, R, W, wl, rowptr, *grads, version=version, eb=eb, num_warps=warps)
     d = [t.double().requires_grad_(True) for t in (Y, R, W)]
     ref = nst.edge_sum_reference(*d, wl, receivers, n_atoms)

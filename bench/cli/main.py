@@ -22,8 +22,6 @@ def main(argv=None) -> int:
     """Exit codes: 0 done; 2 bad input (``bench.errors.InputError``: data, options, spec, results
     folder; or a path that does not exist), one line saying what to pass; 1 a bug in cace-bench,
     one line naming it (the traceback with ``--debug``); 130 interrupted."""
-    from ..errors import InputError
-
     import warnings
 
     from ..data.read import DataWarning

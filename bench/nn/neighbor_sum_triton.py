@@ -127,7 +127,8 @@ def launch_forward(Y, R, W, wl, rowptr, out, version: str = DEFAULT_KERNEL, eb: 
 
 def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str = DEFAULT_KERNEL, eb: int | None = None,
                     num_warps: int | None = None) -> None:
-    """Write the three gradients; serial needs gR and gW zeroed first (it adds into them)."""
+    """Write the three gradients, every element (the serial kernel adds dR and dW over chunks, so
+    they are zeroed here first)."""
     meta = _launch_args(Y, R, W, version, eb)
     _, bwd = _kernels(version)
     n_chunks = -(-meta["Q"] // QB)
@@ -135,6 +136,8 @@ def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str = DEFAUL
         meta.update(NQB=n_chunks, LP=_next_pow2(meta["L"]))
         grid = (rowptr.shape[0] - 1,)
     else:
+        gR.zero_()
+        gW.zero_()
         grid = (rowptr.shape[0] - 1, n_chunks)
     bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=num_warps or _num_warps(meta), **meta)
 
@@ -161,8 +164,7 @@ def _(Y, R, W, wl, rowptr):
 def _edge_sum_backward_op(grad: torch.Tensor, Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Tensor,
                           rowptr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     Y, R, W = Y.contiguous(), R.contiguous(), W.contiguous()
-    alloc = torch.zeros_like if DEFAULT_KERNEL == "serial" else torch.empty_like    # serial adds into dR, dW
-    gY, gR, gW = alloc(Y), alloc(R), alloc(W)
+    gY, gR, gW = torch.empty_like(Y), torch.empty_like(R), torch.empty_like(W)    # every element is written
     n_atoms = rowptr.shape[0] - 1
     if n_atoms and Y.shape[0]:
         launch_backward(grad.contiguous(), Y, R, W, wl, rowptr, gY, gR, gW)

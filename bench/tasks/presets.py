@@ -92,15 +92,6 @@ def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None, r
     ``e0``: a file of isolated-atom energies (else least squares on each seed's training split)."""
     from dataclasses import replace
 
-    spec = _accuracy_spec(data, quick=quick, read_options=read_options, recipe=recipe)
-    if test is None and e0 is None:
-        return spec
-    dspec = replace(spec.data, test_source=str(test) if test else spec.data.test_source,
-                    e0_source=str(e0) if e0 else spec.data.e0_source)
-    return replace(spec, data=dspec)
-
-
-def _accuracy_spec(data: str, *, quick: bool, read_options: dict | None, recipe: str) -> AccuracySpec:
     from ..errors import InputError
     from ..train import RECIPES
 
@@ -113,9 +104,12 @@ def _accuracy_spec(data: str, *, quick: bool, read_options: dict | None, recipe:
         dspec, model = known[data]
     else:
         dspec, model = DataSpec(data, read_options=read_options or {}, n_train=0.8, n_valid=0.1), {"preset": "hea25"}
+    if test or e0:                   # before the quick caps, which count the test part only without a test file
+        dspec = replace(dspec, test_source=str(test) if test else dspec.test_source,
+                        e0_source=str(e0) if e0 else dspec.e0_source)
     if quick:
         if dspec.source == "builtin:emt-alloy":
-            dspec = DataSpec(dspec.source, n_train=75, n_valid=20, n_test=60)
+            dspec = replace(dspec, n_train=75, n_valid=20, n_test=60)
         else:  # at most 100 training, 20 validation and 100 test frames, so a quick run stays short
             dspec = _quick_counts(dspec)
         return AccuracySpec(data=dspec, model=dict(QUICK_MODEL), train=QUICK_RECIPE, seeds=(0,),
