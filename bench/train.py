@@ -66,6 +66,15 @@ class TrainConfig:
         return None
 
 
+SMOKE_MAX_EPOCHS = 50       # a budget of at most this many epochs shows the pipeline working, decides nothing
+
+
+def is_smoke(train_config: dict) -> bool:
+    """Is a run with this training config (``TrainConfig.to_dict()``, as records store it) a smoke
+    test, too short a training to decide anything?"""
+    return train_config.get("max_epochs", 0) <= SMOKE_MAX_EPOCHS
+
+
 def ema_decay_at(cfg: TrainConfig, n: int) -> float:
     """The EMA decay of update n (1-based): ``ema_decay``, or with ``ema_warmup`` the smaller of it
     and (1 + n) / (10 + n), so that a short training (a few hundred updates, as in --quick) does not

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import metric
+from ..train import is_smoke
 from ..results.store import ResultsError, ResultsStore, run_id
 from . import plots
 from .front_section import front_section, front_verdicts
@@ -124,7 +125,7 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
             doc.para(f"Budget: up to {tc.get('max_epochs')} epochs, batch {tc.get('batch_size')}, Adam lr {tc.get('lr')}, "
                      f"EMA {tc.get('ema_decay')}, energy weight {' -> '.join(map(str, tc.get('energy_weights', [])))}, "
                      f"force weight {tc.get('force_weight')}; {int(first['n_parameters'])} parameters each.")
-            if tc.get("max_epochs", 0) <= 50 or len(seeds) < 3:
+            if is_smoke(tc) or len(seeds) < 3:
                 doc.para("Caution: a short budget or fewer than 3 seeds (the --quick run). These numbers show the "
                          "pipeline working on real training runs; they are not a comparison to decide on.")
         stats = top.groupby(["metric", "descriptor"])["value"].agg(["mean", "std"]).reset_index()
@@ -474,7 +475,7 @@ def _accuracy_verdicts(store: ResultsStore, acc: pd.DataFrame) -> list[Verdict]:
         if not seeds:
             continue
         tc = top.iloc[0].get("train_config") or {}
-        smoke = tc.get("max_epochs", 0) <= 50
+        smoke = is_smoke(tc)
         for name, (a, b) in pairs.items():
             a, b = np.concatenate(a), np.concatenate(b)
             out.append(error_verdict(f"accuracy, {dataset}: {name}", a, b,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..tasks.front import compare_fronts, front_points
+from ..train import is_smoke
 from . import plots
 from .verdict import NAMES, Verdict, front_verdict
 
@@ -23,8 +24,7 @@ def _by_dataset(df: pd.DataFrame):
 
 
 def _smoke(d: pd.DataFrame) -> bool:
-    tc = d.iloc[0].get("train_config") or {}
-    return tc.get("max_epochs", 0) <= 50
+    return is_smoke(d.iloc[0].get("train_config") or {})
 
 
 def front_verdicts(df: pd.DataFrame) -> list[Verdict]:
