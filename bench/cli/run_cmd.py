@@ -39,6 +39,13 @@ def add_parser(sub) -> None:
     f.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 1 2 (quick: 0)")
     f.add_argument("--epochs", type=int, default=None, help="training budget per run (default: 30 quick, 100 medium)")
     f.add_argument("--variants", nargs="+", default=None, help="default: cace spherical cace-traceless")
+    f.add_argument("--tune", type=int, default=0, metavar="N",
+                   help="equal tuning budget: before the front, search N recipes per variant (the same N candidates "
+                        "for all: learning rate, schedule, EMA, warm-up, energy-weight ramp; same budget per trial), "
+                        "chosen on the validation split; each variant's front then uses its own chosen recipe "
+                        "(default 0: one shared recipe)")
+    f.add_argument("--tune-weight", type=float, default=None, metavar="W",
+                   help="the final energy weight the search runs at (default: the middle of --weights)")
     f.set_defaults(func=front)
     r = sub.add_parser("report", help="HTML + Markdown report from a results folder")
     r.add_argument("results_dir")
@@ -141,7 +148,7 @@ def front(args) -> int:
         spec = front_spec(data, quick=args.quick, read_options=opts, weights=tuple(args.weights),
                           seeds=tuple(args.seeds) if args.seeds else None, epochs=args.epochs,
                           variants=tuple(args.variants) if args.variants else None, device=_device(args),
-                          test=args.test, e0=args.e0)
+                          test=args.test, e0=args.e0, tune=args.tune, tune_weight=args.tune_weight)
         fr.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
     args.results_dir, args.output = args.out, None
     return report(args)

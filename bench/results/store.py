@@ -43,6 +43,10 @@ class ResultsStore:
             return False
         return self._load(path)["key"] == key
 
+    def get(self, key: dict) -> list[dict] | None:
+        """The records of ``key``'s finished run, or None where it has not run."""
+        return self._load(self.path(key))["records"] if self.has(key) else None
+
     def write(self, key: dict, records: list[dict], artifacts: dict | None = None) -> Path:
         return write_json_atomic(self.path(key), {"format": FORMAT, "key": key, "records": records,
                                                   "artifacts": artifacts or {}})

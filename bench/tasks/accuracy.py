@@ -132,9 +132,12 @@ def seed_split(prep: Prepared, data: DataSpec, seed: int) -> SeedSplit:
 
 def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, kw: dict, cfg: TrainConfig,
                    prep: Prepared, ss: SeedSplit, subset: list, seed: int, device: str, progress: bool, desc: str,
-                   log=print, extra: dict | None = None, data: DataSpec | None = None) -> list[dict]:
-    """Train ``kind`` (with descriptor ``options``) on ``subset`` under ``cfg``, test it, write its
-    records (one per metric) under ``key`` with the weights and predictions as artifacts."""
+                   log=print, extra: dict | None = None, data: DataSpec | None = None,
+                   evaluate: str = "test") -> list[dict]:
+    """Train ``kind`` (with descriptor ``options``) on ``subset`` under ``cfg``, evaluate it on the
+    ``evaluate`` part of the split ("test", or "validation" for a recipe search, which must never see
+    the test part), write its records (one per metric) under ``key`` with the weights and
+    predictions as artifacts."""
     from ..metrics import metric
 
     f_rms = float(np.sqrt(np.mean(np.concatenate([prep.frames[i].get_forces().ravel() for i in subset]) ** 2)))
@@ -151,14 +154,18 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         log(f"interrupted: best weights of {desc} kept in {store.artifact_path(key, 'model.pt')}; "
             "this run is not recorded and will be redone on resume")
         raise KeyboardInterrupt
-    pred = predict(pot, ss.test)
+    if evaluate not in ("test", "validation"):
+        raise ValueError(f"evaluate must be 'test' or 'validation', got {evaluate!r}")
+    evaluated = ss.test if evaluate == "test" else ss.valid
+    pred = predict(pot, evaluated)
     np.savez_compressed(store.artifact_path(key, "predictions.npz"), **pred)
     metrics = error_metrics(pred)
     metrics["energy_mae_per_atom_e0"] = e0_reference_error(pred, ss.e0)
     metrics["train_time"] = result.wall_time_s
     metrics["epochs"] = result.epochs
     common = {
-        **key, "split": ss.split.record(), "n_test": len(ss.test), "stopped_by": result.stopped_by,
+        **key, "split": ss.split.record(), "n_test": len(ss.test), "evaluated_on": evaluate,
+        "stopped_by": result.stopped_by,
         "best_epoch": result.best_epoch, "n_parameters": sum(p.numel() for p in pot.parameters()),
         "n_features": pot.descriptor.n_features, "wall_time_s": time.perf_counter() - t0,
         "model": pot.config(), "train_config": cfg.to_dict(),
@@ -171,7 +178,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
                                          "history": result.history})
     state.unlink(missing_ok=True)                            # recorded: nothing left to resume
     trivial = metrics["energy_mae_per_atom"] >= metrics["energy_mae_per_atom_e0"]
-    log(f"done: {desc}: E {metrics['energy_mae_per_atom']:.2f} meV/atom"
+    log(f"done: {desc}: {'validation ' if evaluate == 'validation' else ''}E {metrics['energy_mae_per_atom']:.2f} meV/atom"
         + (f" (NOT below the E0 reference's {metrics['energy_mae_per_atom_e0']:.2f})" if trivial else "")
         + f", F {metrics['forces_mae']:.1f} meV/A, {result.epochs} epochs ({result.stopped_by}), "
         f"{result.wall_time_s:.0f} s" + (" [short budget: a smoke test, not a finding]" if is_smoke(cfg.to_dict()) else ""))

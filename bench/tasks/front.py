@@ -11,6 +11,12 @@ beyond the seed spread (``front_verdict``).
 Energy-weight schedule of a setting with final weight w: 0.1, 1, 10, ... up to w, in equal
 fractions of the budget (``bench.train``: w = 100 gives 0.1 -> 1 -> 10 -> 100).
 
+Recipes: one shared recipe (``FrontSpec.train``) for every variant, or, with ``tune_trials`` N,
+each variant's own recipe chosen by an equal-budget search (``bench.tasks.recipe_search``): N
+trials per variant, the same candidate recipes and budget per trial for all, at the setting
+``tune_energy_weight``, on the first seed's split, selected on its validation part only. Every
+front record carries the recipe it trained with (``recipe``) and how it was chosen (``tuning``).
+
 Variants: ``cace`` (monomials, as published), ``spherical`` (the e3nn baseline) and
 ``cace-traceless`` (CACE contracting the traceless part of each degree, ``CACE(traceless=True)``),
 so that the reducible-basis effect is measured inside the same protocol.
@@ -26,21 +32,11 @@ from ..errors import InputError
 from ..provenance import config_hash
 from ..results.store import ResultsStore
 from ..train import TrainConfig
+from . import recipe_search as rs
 from .accuracy import DataSpec, fit_and_record, model_kwargs, prepare, seed_split
+from .recipe_search import energy_schedule  # noqa: F401  (the front's energy-weight stages)
 
 VARIANTS = {"cace": ("cace", {}), "spherical": ("spherical", {}), "cace-traceless": ("cace", {"traceless": True})}
-
-
-def energy_schedule(final: float) -> tuple:
-    """(0.1, 1, 10, ..., final): the stages of the energy weight, by factors of 10 up to ``final``."""
-    if not final > 0:
-        raise InputError(f"a final energy weight must be positive, got {final}")
-    stages = [0.1]
-    while stages[-1] * 10 <= final * (1 + 1e-9):
-        stages.append(stages[-1] * 10)
-    if not np.isclose(stages[-1], final):
-        stages.append(float(final))
-    return tuple(float(f"{w:.6g}") for w in stages)
 
 
 @dataclass(frozen=True)
@@ -53,6 +49,9 @@ class FrontSpec:
     variants: tuple = ("cace", "spherical", "cace-traceless")
     n_train: int | None = None                    # training structures (default: the whole training split)
     device: str = "cpu"
+    tune_trials: int = 0                          # 0: one shared recipe; N: an equal-budget search of N trials
+    tune_seed: int = 0                            # which recipes the search draws (the same for every variant)
+    tune_energy_weight: float | None = None       # the setting tuned at (default: the sweep's middle one)
 
     def __post_init__(self):
         unknown = set(self.variants) - set(VARIANTS)
@@ -62,6 +61,26 @@ class FrontSpec:
             raise InputError("a front needs at least two energy-weight settings")
         for w in self.final_energy_weights:
             energy_schedule(w)
+        if self.tune_trials:
+            rs.candidates(self.train, self.tune_trials, self.tune_seed)      # a clear error for a bad count
+            if self.tune_energy_weight is not None:
+                energy_schedule(self.tune_energy_weight)
+
+    @property
+    def tune_weight(self) -> float:
+        """The setting the recipe search runs at: ``tune_energy_weight``, else the middle of the sweep."""
+        if self.tune_energy_weight is not None:
+            return float(self.tune_energy_weight)
+        ws = sorted(self.final_energy_weights)
+        return float(ws[len(ws) // 2])
+
+    def tuning(self) -> dict | None:
+        """What defines the search (part of the front's configuration hash), or None untuned."""
+        if not self.tune_trials:
+            return None
+        return {"trials": self.tune_trials, "seed": self.tune_seed, "final_energy_weight": self.tune_weight,
+                "space": {k: list(v) for k, v in rs.SEARCH_SPACE.items()}, "objective": rs.OBJECTIVE,
+                "selected_on": "validation", "split_seed": self.seeds[0]}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,28 +90,79 @@ def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=prin
     data = spec.data
     kw = model_kwargs(spec.model)
     prep = prepare(data, kw["cutoff"])
-    cfg_hash = config_hash({"model": kw, "train": spec.train.to_dict(), "data": asdict(data), "front": True})
+    tuning = spec.tuning()
+    cfg_hash = config_hash({"model": kw, "train": spec.train.to_dict(), "data": asdict(data), "front": True,
+                            **({"tune": tuning} if tuning else {})})
     records: list[dict] = []
+    chosen = tune(spec, prep, kw, store, cfg_hash, progress=progress, log=log) if tuning else {}
     for seed in spec.seeds:
         ss = seed_split(prep, data, seed)
-        n_train = spec.n_train or len(ss.train_idx)
-        if n_train > len(ss.train_idx):
-            raise InputError(f"n_train {n_train} exceeds the {len(ss.train_idx)} training frames of {data.label}")
+        n_train = _n_train(spec, ss)
         for w in spec.final_energy_weights:
-            cfg = replace(spec.train, energy_weights=energy_schedule(w))
             for variant in spec.variants:
                 kind, options = VARIANTS[variant]
+                recipe = chosen[variant]["recipe"] if tuning else rs.base_recipe(spec.train)
+                cfg = rs.recipe_config(spec.train, recipe, w)
                 key = {"task": "front", "descriptor": variant, "dataset": data.label, "dataset_hash": prep.dataset_hash,
                        "seed": seed, "setting": {"n_train": n_train, "final_energy_weight": float(w)},
                        "config_hash": cfg_hash}
                 if store.has(key):
                     log(f"skip (done): {variant} {data.label} seed={seed} w_E={w:g}")
                     continue
+                extra = {"recipe": cfg.to_dict()}
+                if tuning:
+                    extra["tuning"] = {**tuning, **chosen[variant]}
                 records += fit_and_record(store, key, kind=kind, options=options, kw=kw, cfg=cfg, prep=prep, ss=ss,
                                           subset=ss.train_idx[:n_train], seed=seed, device=spec.device,
                                           progress=progress, desc=f"{variant} {data.label} s{seed} w_E={w:g}",
-                                          log=log, extra={"recipe": cfg.to_dict()}, data=data)
+                                          log=log, extra=extra, data=data)
     return records
+
+
+def _n_train(spec: FrontSpec, ss) -> int:
+    n_train = spec.n_train or len(ss.train_idx)
+    if n_train > len(ss.train_idx):
+        raise InputError(f"n_train {n_train} exceeds the {len(ss.train_idx)} training frames of {spec.data.label}")
+    return n_train
+
+
+def tune(spec: FrontSpec, prep, kw: dict, store: ResultsStore, cfg_hash: str, *, progress: bool = True,
+         log=print) -> dict:
+    """The equal-budget recipe search: every variant trains with every candidate recipe
+    (``recipe_search.candidates``) at the setting ``spec.tune_weight``, on the first seed's split,
+    and is judged on its validation part (``recipe_search.objective``). Each trial is a stored unit
+    (task "tune"), so an interrupted search resumes. Returns {variant: {"recipe", "trial",
+    "objective_value", "objectives"}}: the chosen recipe, its trial and objective, every trial's objective."""
+    seed, w = spec.seeds[0], spec.tune_weight
+    ss = seed_split(prep, spec.data, seed)
+    n_train = _n_train(spec, ss)
+    recipes = rs.candidates(spec.train, spec.tune_trials, spec.tune_seed)
+    base = recipes[0]
+    objectives = {v: [] for v in spec.variants}
+    for trial, recipe in enumerate(recipes):              # trials outer: every variant advances together
+        cfg = rs.recipe_config(spec.train, recipe, w)
+        for variant in spec.variants:
+            kind, options = VARIANTS[variant]
+            key = {"task": "tune", "descriptor": variant, "dataset": spec.data.label,
+                   "dataset_hash": prep.dataset_hash, "seed": seed,
+                   "setting": {"n_train": n_train, "final_energy_weight": w, "trial": trial, "recipe": recipe},
+                   "config_hash": cfg_hash}
+            recs = store.get(key)
+            if recs is None:
+                desc = f"tune {variant} {spec.data.label} trial {trial} ({rs.describe(recipe, base)})"
+                recs = fit_and_record(store, key, kind=kind, options=options, kw=kw, cfg=cfg, prep=prep, ss=ss,
+                                      subset=ss.train_idx[:n_train], seed=seed, device=spec.device,
+                                      progress=progress, desc=desc, log=log, extra={"recipe": cfg.to_dict()},
+                                      data=spec.data, evaluate="validation")
+            m = {r["metric"]: r["value"] for r in recs}
+            objectives[variant].append(rs.objective(m["energy_mae_per_atom"], m["forces_mae"]))
+    chosen = {}
+    for variant, js in objectives.items():
+        best = rs.select(js)
+        chosen[variant] = {"recipe": recipes[best], "trial": best, "objective_value": js[best], "objectives": js}
+        log(f"recipe search: {variant} {spec.data.label}: trial {best} ({rs.describe(recipes[best], base)}), "
+            f"validation {rs.OBJECTIVE} = {js[best]:.3f} (trials {min(js):.3f} to {max(js):.3f})")
+    return chosen
 
 
 @dataclass(frozen=True)

@@ -120,11 +120,14 @@ def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None, r
 
 def front_spec(data: str, *, quick: bool, read_options: dict | None = None, weights: tuple = (1.0, 10.0, 100.0, 1000.0),
                seeds: tuple | None = None, epochs: int | None = None, variants: tuple | None = None,
-               device: str = "cpu", test: str | None = None, e0: str | None = None):
+               device: str = "cpu", test: str | None = None, e0: str | None = None, tune: int = 0,
+               tune_weight: float | None = None):
     """The accuracy front (``bench.tasks.front``) on ``data``: the accuracy task's split and model
     (quick: the quick split and model), recipe lr 1e-2 with EMA 0.99 (issue #17's measurements: the
     recipe under which the descriptors' errors are stable), 30 epochs quick and 100 otherwise (a
-    medium budget for 2 CPU cores; ``epochs`` to change it), seeds 0 (quick) or 0, 1, 2."""
+    medium budget for 2 CPU cores; ``epochs`` to change it), seeds 0 (quick) or 0, 1, 2. ``tune``:
+    that recipe is only the base of an equal-budget search of ``tune`` trials per variant at
+    ``tune_weight`` (``bench.tasks.recipe_search``)."""
     from .front import VARIANTS, FrontSpec
 
     acc = accuracy_spec(data, quick=quick, read_options=read_options, test=test, e0=e0)
@@ -132,7 +135,8 @@ def front_spec(data: str, *, quick: bool, read_options: dict | None = None, weig
                         lr=1e-2, ema_decay=0.99)
     return FrontSpec(data=acc.data, model=acc.model, train=train, final_energy_weights=tuple(weights),
                      seeds=seeds or ((0,) if quick else (0, 1, 2)), variants=variants or tuple(VARIANTS),
-                     n_train=max(acc.train_sizes) if acc.train_sizes else None, device=device)
+                     n_train=max(acc.train_sizes) if acc.train_sizes else None, device=device, tune_trials=tune,
+                     tune_energy_weight=tune_weight)
 
 
 def timing_spec(*, quick: bool, device: str = "cpu", threads: int = 2, dtypes: tuple | None = None,
