@@ -176,3 +176,17 @@ def test_an_interrupted_training_resumes_and_ends_as_an_uninterrupted_one(tmp_pa
     assert [h["valid_loss"] for h in resumed.history] == [h["valid_loss"] for h in whole.history]
     for k, v in whole.state_dict.items():
         assert torch.equal(v, resumed.state_dict[k]), k
+
+
+def test_front_summary_moves_with_the_front_not_along_it():
+    """G = geometric mean of sqrt(E F): scaling both errors of every setting by k scales G by k;
+    trading one error for the other (E x c, F / c) at a setting leaves it where it was."""
+    from bench.tasks.front import front_summary
+
+    base = _front([(1, (40.0, 1.0), (20.0, 1.0)), (100, (10.0, 1.0), (30.0, 1.0))])
+    g = front_summary({"cace": base})["cace"]
+    assert g == pytest.approx(((40 * 20) * (10 * 30)) ** 0.25)
+    worse = _front([(p.weight, (2 * p.energy[0], 1.0), (2 * p.forces[0], 1.0)) for p in base])
+    traded = _front([(1, (80.0, 1.0), (10.0, 1.0)), (100, (10.0, 1.0), (30.0, 1.0))])
+    out = front_summary({"cace": base, "spherical": worse, "cace-traceless": traded})
+    assert out["spherical"] == pytest.approx(2 * g) and out["cace-traceless"] == pytest.approx(g)

@@ -93,8 +93,8 @@ def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=prin
     tuning = spec.tuning()
     cfg_hash = config_hash({"model": kw, "train": spec.train.to_dict(), "data": asdict(data), "front": True,
                             **({"tune": tuning} if tuning else {})})
-    records: list[dict] = []
-    chosen = tune(spec, prep, kw, store, cfg_hash, progress=progress, log=log) if tuning else {}
+    records: list[dict] = []                     # every record written now: the search's, then the front's
+    chosen = tune(spec, prep, kw, store, cfg_hash, progress=progress, log=log, written=records) if tuning else {}
     for seed in spec.seeds:
         ss = seed_split(prep, data, seed)
         n_train = _n_train(spec, ss)
@@ -127,12 +127,13 @@ def _n_train(spec: FrontSpec, ss) -> int:
 
 
 def tune(spec: FrontSpec, prep, kw: dict, store: ResultsStore, cfg_hash: str, *, progress: bool = True,
-         log=print) -> dict:
+         log=print, written: list | None = None) -> dict:
     """The equal-budget recipe search: every variant trains with every candidate recipe
     (``recipe_search.candidates``) at the setting ``spec.tune_weight``, on the first seed's split,
     and is judged on its validation part (``recipe_search.objective``). Each trial is a stored unit
     (task "tune"), so an interrupted search resumes. Returns {variant: {"recipe", "trial",
-    "objective_value", "objectives"}}: the chosen recipe, its trial and objective, every trial's objective."""
+    "objective_value", "objectives"}}: the chosen recipe, its trial and objective, every trial's objective.
+    ``written``: a list the records of the trials run now are appended to."""
     seed, w = spec.seeds[0], spec.tune_weight
     ss = seed_split(prep, spec.data, seed)
     n_train = _n_train(spec, ss)
@@ -154,6 +155,8 @@ def tune(spec: FrontSpec, prep, kw: dict, store: ResultsStore, cfg_hash: str, *,
                                       subset=ss.train_idx[:n_train], seed=seed, device=spec.device,
                                       progress=progress, desc=desc, log=log, extra={"recipe": cfg.to_dict()},
                                       data=spec.data, evaluate="validation")
+                if written is not None:
+                    written += recs
             m = {r["metric"]: r["value"] for r in recs}
             objectives[variant].append(rs.objective(m["energy_mae_per_atom"], m["forces_mae"]))
     chosen = {}
@@ -194,6 +197,22 @@ def front_points(records) -> dict:
         out[variant] = pts
     order = list(VARIANTS)
     return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
+SUMMARY_UNIT = "sqrt(meV/atom * meV/A)"
+
+
+def front_summary(points: dict) -> dict:
+    """{variant: G}, one number per front (lower is better), the figure the regression check tracks:
+        G = exp( mean_settings 1/2 [ln E + ln F] ),
+    the geometric mean over the energy-weight settings of sqrt(E F), with E the seed-mean test
+    energy MAE per atom (meV/atom) and F the seed-mean test force MAE (meV/A): it moves when the
+    front moves toward or away from the origin, not when a setting trades one error for the other."""
+    out = {}
+    for variant, pts in points.items():
+        if pts and all(p.energy[0] > 0 and p.forces[0] > 0 for p in pts):
+            out[variant] = float(np.exp(np.mean([0.5 * (np.log(p.energy[0]) + np.log(p.forces[0])) for p in pts])))
+    return out
 
 
 def _better(a: tuple, b: tuple) -> int:
