@@ -62,12 +62,18 @@ def _common(p) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] for training, MD and timing (default: cuda when "
                                                    "present, else cpu; every record names the device it ran on)")
-    p.add_argument("--test", default=None, metavar="PATH",
+    p.add_argument("--test", action="append", default=None, metavar="[NAME=]PATH",
                    help="a separate test file, read with the same key and unit options (the data then splits "
-                        "into training and validation only); the report's errors are on it")
-    p.add_argument("--e0", default=None, metavar="PATH",
-                   help="isolated-atom reference energies (a file of single-atom frames; default: least squares "
-                        "on each seed's training split)")
+                        "into training and validation only); the report's errors are on it. Repeat it for more "
+                        "test sets (e.g. --test 600K=test_600K.xyz --test 1200K=test_1200K.xyz): each is reported "
+                        "separately, the first is the main one")
+    p.add_argument("--valid", default=None, metavar="PATH",
+                   help="a separate validation file (model selection and early stopping; the data then has no "
+                        "validation part)")
+    p.add_argument("--e0", default=None, metavar="PATH|auto",
+                   help="isolated-atom reference energies: a file of single-atom frames, or 'auto' for the data's "
+                        "own isolated-atom frames (one atom, or config_type=IsolatedAtom; taken out of the data); "
+                        "default: least squares on each seed's training split")
     p.add_argument("--recipe", default="default", choices=["default", "authors"],
                    help="training recipe of the full budget (bench.train.RECIPES): default (Adam 1e-2, plateau "
                         "decay, EMA, energy weight 0.1 -> 1000) or authors (the CACE authors': step decay halving "
@@ -109,8 +115,8 @@ def _read_options(args) -> dict:
 
 
 def _data_options(args) -> dict:
-    """The accuracy spec's options from the command line: recipe, separate test file, E0 file."""
-    return {"recipe": args.recipe, "test": args.test, "e0": args.e0}
+    """The accuracy spec's options from the command line: recipe, test, validation and E0 files."""
+    return {"recipe": args.recipe, "test": args.test, "e0": args.e0, "valid": args.valid}
 
 
 def _device(args) -> str:
@@ -148,7 +154,8 @@ def front(args) -> int:
         spec = front_spec(data, quick=args.quick, read_options=opts, weights=tuple(args.weights),
                           seeds=tuple(args.seeds) if args.seeds else None, epochs=args.epochs,
                           variants=tuple(args.variants) if args.variants else None, device=_device(args),
-                          test=args.test, e0=args.e0, tune=args.tune, tune_weight=args.tune_weight)
+                          test=args.test, e0=args.e0, tune=args.tune, tune_weight=args.tune_weight,
+                          valid=args.valid)
         fr.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
     args.results_dir, args.output = args.out, None
     return report(args)

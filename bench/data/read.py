@@ -268,6 +268,8 @@ def _convert(atoms: Atoms, props: dict, path, frame_no: int, opts: dict, stress_
     out = Atoms(numbers=atoms.numbers, positions=atoms.positions * l_f,
                 cell=atoms.cell.array * l_f, pbc=atoms.pbc)
     out.info["source"] = f"{path}:{frame_no}"
+    if isinstance(props.get("config_type"), str):          # kept: it marks isolated-atom frames (--e0 auto)
+        out.info["config_type"] = props["config_type"]
     out.calc = SinglePointCalculator(out, **results)
     check_frame(out, path, frame_no, min_distance=min_distance,
                 keys={"energy": opts["energy_key"], "forces": opts["forces_key"], "stress": stress_key})

@@ -23,3 +23,37 @@ def fit_e0(frames: Sequence[Atoms]) -> dict[int, float]:
     energies = np.array([a.get_potential_energy() for a in frames])
     e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
     return {z: float(e0[col[z]]) for z in elements}
+
+
+def is_isolated_atom(atoms: Atoms) -> bool:
+    """A reference frame for E0: a single atom, or a frame whose ``config_type`` is IsolatedAtom
+    (the MACE / ACEpotentials convention)."""
+    return len(atoms) == 1 or str(atoms.info.get("config_type", "")).lower() == "isolatedatom"
+
+
+def take_isolated_atoms(frames: Sequence[Atoms], source: str) -> tuple[list[Atoms], dict[int, float]]:
+    """(the other frames, {Z: E0 in eV}) from a data set that carries its isolated-atom frames
+    (``--e0 auto``). Errors name the file and frame: none found, a config_type IsolatedAtom frame
+    with several atoms, two frames for one element."""
+    from .errors import DataError
+
+    rest, e0, where = [], {}, {}
+    for k, atoms in enumerate(frames):
+        if not is_isolated_atom(atoms):
+            rest.append(atoms)
+            continue
+        if len(atoms) != 1:
+            raise DataError(source, k, "config_type", f"an IsolatedAtom frame with {len(atoms)} atoms: an isolated-"
+                                                      "atom frame holds one atom; fix the file or pass --e0 PATH")
+        z = int(atoms.numbers[0])
+        if z in e0:
+            from ase.data import chemical_symbols
+
+            raise DataError(source, k, "numbers", f"a second isolated-atom frame for {chemical_symbols[z]} (the first "
+                                                  f"is frame {where[z]}): keep one, or pass --e0 PATH")
+        e0[z], where[z] = float(atoms.get_potential_energy()), k
+    if not e0:
+        raise DataError(source, None, "frames", "--e0 auto found no isolated-atom frame (a single atom, or "
+                                                "config_type=IsolatedAtom): pass --e0 PATH, or leave --e0 out "
+                                                "to fit E0 by least squares")
+    return rest, e0

@@ -103,7 +103,9 @@ def _predictions(store: ResultsStore, top: pd.DataFrame, kind: str, seed) -> dic
     return dict(np.load(path)) if path.is_file() else None
 
 
-def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> None:
+def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra: pd.DataFrame | None = None) -> None:
+    """Per data set: the main test set's errors, parity plot and learning curves; ``extra``: the
+    records of the further test sets (``--test``, repeated), one table row per set."""
     acc = acc.assign(n_train=_setting_col(acc, "n_train"))
     for dataset, d in acc.groupby("dataset", sort=True):
         doc.heading(f"Accuracy: {dataset}")
@@ -118,6 +120,8 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
         if isinstance(dr, dict):
             opts = ", ".join(f"{k} {v}" for k, v in sorted((dr.get("read_options") or {}).items())) or "defaults"
             test = f"; test file {dr['test_source']}" if dr.get("test_source") else ""
+            test += "".join(f"; test set {n} {p}" for n, p in dr.get("extra_tests") or [])
+            test += f"; validation file {dr['valid_source']}" if dr.get("valid_source") else ""
             doc.para(f"Data: {dr.get('source')} (read options: {opts}{test}; E0: {dr.get('e0_source')}); split used: "
                      f"{dr.get('n_train')} training, {dr.get('n_valid')} validation, {dr.get('n_test')} test structures.")
         tc = first.get("train_config") or {}
@@ -159,6 +163,9 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
                 doc.para(f"Caution: the energy error of {' and '.join(worse)} is not below that of the trivial model "
                          f"(the per-element reference energies E0 alone, {float(e_triv.iloc[0]):.2f} meV/atom on the "
                          "same test set): the training has not learnt the energies.")
+        if extra is not None and (extra.dataset == dataset).any():
+            _test_sets_table(doc, top, extra[extra.dataset == dataset].assign(
+                n_train=_setting_col(extra[extra.dataset == dataset], "n_train")), n_max)
         preds = {k: p for k in ("cace", "spherical") if (p := _predictions(store, top, k, seeds[0])) is not None}
         if preds:
             doc.figure(plots.parity(preds), f"{dataset}: predicted against reference on the test set "
@@ -168,6 +175,26 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame) -> Non
                      .groupby(["descriptor", "n_train", "metric"])["value"].agg(["mean", "std"]).reset_index())
             doc.figure(plots.learning_curves(curve, [("forces_mae", "meV/A"), ("energy_mae_per_atom", "meV/atom")]),
                        f"{dataset}: learning curves (test MAE against training-set size, mean ± std over seeds)")
+
+
+def _test_sets_table(doc: _Doc, top: pd.DataFrame, extra: pd.DataFrame, n_max: int) -> None:
+    """Errors on every test set (the main one, then each further ``--test`` set), so that an
+    extrapolation protocol (train at 300 K, test at 600 K and 1200 K) reads as one table."""
+    both = pd.concat([top, extra[extra.n_train == n_max]])
+    both = both[both.metric.isin(["energy_mae_per_atom", "forces_mae"])]
+    rows = []
+    names = list(dict.fromkeys(both.test_set.fillna("split")))
+    for name in names:
+        d = both[both.test_set.fillna("split") == name]
+        row = [name, str(int(d.n_test.iloc[0]))]
+        for k in ("cace", "spherical"):
+            for m in ("energy_mae_per_atom", "forces_mae"):
+                v = d[(d.descriptor == k) & (d.metric == m)].value
+                row.append(_fmt(float(v.mean()), float(v.std())) if len(v) else "-")
+        rows.append(row)
+    doc.para("Errors on every test set (mean ± std over seeds; E in meV/atom, F in meV/A); the first is the main "
+             "test set, which the rest of this section and the verdict use.")
+    doc.table(pd.DataFrame(rows, columns=["test set", "structures", "CACE E", "CACE F", "spherical E", "spherical F"]))
 
 
 def _timing_sections(doc: _Doc, df: pd.DataFrame) -> None:
@@ -557,6 +584,8 @@ def build_report(results_dir, out_dir=None, *, baselines=None) -> tuple[Path, Pa
     df = pd.DataFrame([{**{k: v for k, v in r.items()},
                         **{f"prov.{k}": v for k, v in (r.get("provenance") or {}).items() if not isinstance(v, dict)}}
                        for r in records])
+    extra = df[df["extra_test"].eq(True)] if "extra_test" in df else df.iloc[:0]
+    df = df.drop(index=extra.index)              # every section but the per-test-set table: the main test set
     out = Path(out_dir) if out_dir else Path(results_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     doc = _Doc("cace-bench: Cartesian (CACE) versus spherical descriptors", out / "figures")
@@ -565,7 +594,7 @@ def build_report(results_dir, out_dir=None, *, baselines=None) -> tuple[Path, Pa
              + ". Numbers come from the records in " + str(Path(results_dir)) + "; every record carries its provenance.")
     _verdict_section(doc, store, df, runs)
     if "accuracy" in tasks:
-        _accuracy_sections(doc, store, df[df.task == "accuracy"])
+        _accuracy_sections(doc, store, df[df.task == "accuracy"], extra[extra.task == "accuracy"])
     if "front" in tasks:
         front_section(doc, df)
     if "stability" in tasks:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..data import dataset_hash, fit_e0, random_split, read_isolated_energies
+from ..data import dataset_hash, fit_e0, random_split, read_isolated_energies, take_isolated_atoms
 from ..data import load as load_frames
 from ..errors import InputError
 from ..graph import AtomsGraph
@@ -31,15 +31,27 @@ class DataSpec:
     name: str | None = None              # shown in the report (default: from the source)
     read_options: dict = field(default_factory=dict)
     test_source: str | None = None       # a separate test file (else the split's test part)
-    e0_source: str | None = None         # isolated-atom energies (else least squares on train)
+    e0_source: str | None = None         # isolated-atom energies: a file, "auto" (the data's own
+                                         # isolated-atom frames), else least squares on train
     n_train: int | float = 0.7
     n_valid: int | float = 0.1
     n_test: int | float | None = None
+    valid_source: str | None = None      # a separate validation file (else the split's validation part)
+    extra_tests: tuple = ()              # further test sets, (name, path) each, reported separately
+    test_label: str | None = None        # the main test file's name in the report (default: its stem)
 
     def split(self, frames, seed: int, has_test_file: bool):
-        """The seeded split every task uses (no test part when a separate test file is given)."""
-        return random_split(frames, train=self.n_train, valid=self.n_valid,
+        """The seeded split every task uses (no test part when a separate test file is given, no
+        validation part when a validation file is)."""
+        return random_split(frames, train=self.n_train, valid=0 if self.valid_source else self.n_valid,
                             test=0 if has_test_file else self.n_test, seed=seed)
+
+    @property
+    def test_name(self) -> str:
+        """The name of the main test set: ``test_label``, its file's stem, or "split" (the split's test part)."""
+        from pathlib import Path
+
+        return self.test_label or (Path(self.test_source).stem if self.test_source else "split")
 
     @property
     def label(self) -> str:
@@ -81,15 +93,47 @@ class Prepared:
     test_graphs: list | None
     elements: list
     dataset_hash: str
+    valid_graphs: list | None = None                       # from a separate validation file
+    extra_tests: dict = field(default_factory=dict)        # name -> graphs of a further test set
+    e0: dict | None = None                                 # from the data's isolated-atom frames (--e0 auto)
+
+
+@dataclass
+class DataParts:
+    """The frames of a data spec as every task reads them: the data (less its isolated-atom frames
+    under --e0 auto, which become ``e0``), the test, validation and further test files."""
+    frames: list
+    test: list | None
+    valid: list | None
+    extra_tests: dict
+    e0: dict | None
+
+    @property
+    def all_frames(self) -> list:
+        return self.frames + (self.test or []) + (self.valid or []) + [a for f in self.extra_tests.values() for a in f]
+
+
+def read_parts(data: DataSpec) -> DataParts:
+    """Read every file of ``data`` with its read options (the same split indices in every task)."""
+    frames = load_frames(data.source, data.read_options)
+    e0 = None
+    if data.e0_source == "auto":
+        frames, e0 = take_isolated_atoms(frames, data.source)
+    read = lambda path: load_frames(path, data.read_options) if path else None       # noqa: E731
+    names = [data.test_name] + [name for name, _ in data.extra_tests]
+    if len(set(names)) != len(names):
+        raise InputError(f"test sets need distinct names, got {', '.join(names)}: name them with --test NAME=PATH")
+    return DataParts(frames, read(data.test_source), read(data.valid_source),
+                     {name: read(path) for name, path in data.extra_tests}, e0)
 
 
 def prepare(data: DataSpec, cutoff: float) -> Prepared:
-    frames = load_frames(data.source, data.read_options)
-    test_frames = load_frames(data.test_source, data.read_options) if data.test_source else None
-    elements = sorted({int(z) for a in frames + (test_frames or []) for z in a.numbers})
-    graphs = [AtomsGraph.from_atoms(a, cutoff) for a in frames]
-    test_graphs = [AtomsGraph.from_atoms(a, cutoff) for a in test_frames] if test_frames else None
-    return Prepared(frames, test_frames, graphs, test_graphs, elements, dataset_hash(frames + (test_frames or [])))
+    parts = read_parts(data)
+    elements = sorted({int(z) for a in parts.all_frames for z in a.numbers})
+    graphs_of = lambda fs: [AtomsGraph.from_atoms(a, cutoff) for a in fs] if fs else None     # noqa: E731
+    return Prepared(parts.frames, parts.test, graphs_of(parts.frames), graphs_of(parts.test), elements,
+                    dataset_hash(parts.all_frames), graphs_of(parts.valid),
+                    {name: graphs_of(fs) for name, fs in parts.extra_tests.items()}, parts.e0)
 
 
 @dataclass
@@ -104,7 +148,7 @@ class SeedSplit:
 
 def seed_split(prep: Prepared, data: DataSpec, seed: int) -> SeedSplit:
     split = data.split(prep.frames, seed, has_test_file=bool(prep.test_frames))
-    sizes = {"training": len(split.train), "validation": len(split.valid),
+    sizes = {"training": len(split.train), "validation": len(prep.valid_graphs or split.valid),
              "test": len(prep.test_frames) if prep.test_frames else len(split.test)}
     empty = [part for part, n in sizes.items() if n < 1]
     if empty:                                # checked before any training starts
@@ -113,21 +157,30 @@ def seed_split(prep: Prepared, data: DataSpec, seed: int) -> SeedSplit:
                          f"{' and '.join(empty)} part(s) would be empty: pass a file with more frames "
                          f"(at least 3), or set the split sizes")
     train_idx = list(split.train)
-    if data.e0_source:
+    if prep.e0 is not None:                  # --e0 auto: the data's own isolated-atom frames
+        e0 = _complete_e0(prep.e0, prep.elements, data, f"the isolated-atom frames of {data.source}")
+    elif data.e0_source:
         opts = data.read_options
-        e0 = read_isolated_energies(data.e0_source, energy_key=opts.get("energy_key") or "energy",
-                                    energy_unit=opts.get("energy_unit") or "eV")
-        missing = sorted(set(prep.elements) - set(e0))
-        if missing:
-            from ase.data import chemical_symbols
-
-            names = ", ".join(chemical_symbols[z] for z in missing)
-            raise InputError(f"{data.e0_source}: no isolated-atom energy for {names} (present in {data.source}): "
-                             "add a single-atom frame of each, or drop --e0")
+        e0 = _complete_e0(read_isolated_energies(data.e0_source, energy_key=opts.get("energy_key") or "energy",
+                                                 energy_unit=opts.get("energy_unit") or "eV"),
+                          prep.elements, data, data.e0_source)
     else:
         e0 = fit_e0([prep.frames[i] for i in train_idx])
     test = prep.test_graphs if prep.test_graphs else [prep.graphs[i] for i in split.test]
-    return SeedSplit(split, train_idx, e0, [prep.graphs[i] for i in split.valid], test)
+    valid = prep.valid_graphs if prep.valid_graphs else [prep.graphs[i] for i in split.valid]
+    return SeedSplit(split, train_idx, e0, valid, test)
+
+
+def _complete_e0(e0: dict, elements: list, data: DataSpec, where: str) -> dict:
+    """``e0`` if it covers every element of the data, else a one-line error naming the missing."""
+    missing = sorted(set(elements) - set(e0))
+    if missing:
+        from ase.data import chemical_symbols
+
+        names = ", ".join(chemical_symbols[z] for z in missing)
+        raise InputError(f"{where}: no isolated-atom energy for {names} (present in {data.source}): "
+                         "add a single-atom frame of each, or drop --e0")
+    return e0
 
 
 def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, kw: dict, cfg: TrainConfig,
@@ -159,8 +212,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     evaluated = ss.test if evaluate == "test" else ss.valid
     pred = predict(pot, evaluated)
     np.savez_compressed(store.artifact_path(key, "predictions.npz"), **pred)
-    metrics = error_metrics(pred)
-    metrics["energy_mae_per_atom_e0"] = e0_reference_error(pred, ss.e0)
+    metrics = _metrics(pred, ss.e0)
     metrics["train_time"] = result.wall_time_s
     metrics["epochs"] = result.epochs
     common = {
@@ -173,23 +225,45 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     }
     if data is not None:                     # how the data was read: source, keys, units, index, files
         common["data"] = data_record(data, n_train=len(subset), n_valid=len(ss.valid), n_test=len(ss.test))
+    if evaluate == "test":
+        common["test_set"] = data.test_name if data is not None else "split"
     records = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in metrics.items()]
-    store.write(key, records, artifacts={"model": "model.pt", "predictions": "predictions.npz",
-                                         "history": result.history})
+    artifacts = {"model": "model.pt", "predictions": "predictions.npz", "history": result.history}
+    if evaluate == "test":                   # further test sets (--test, repeated): each its own records
+        for name, graphs in prep.extra_tests.items():
+            extra_pred = predict(pot, graphs)
+            np.savez_compressed(store.artifact_path(key, f"predictions-{name}.npz"), **extra_pred)
+            artifacts[f"predictions-{name}"] = f"predictions-{name}.npz"
+            records += [{**common, "test_set": name, "extra_test": True, "n_test": len(graphs), "metric": m,
+                         "value": v, "unit": metric(m).unit} for m, v in _metrics(extra_pred, ss.e0).items()]
+    store.write(key, records, artifacts=artifacts)
     state.unlink(missing_ok=True)                            # recorded: nothing left to resume
     trivial = metrics["energy_mae_per_atom"] >= metrics["energy_mae_per_atom_e0"]
     log(f"done: {desc}: {'validation ' if evaluate == 'validation' else ''}E {metrics['energy_mae_per_atom']:.2f} meV/atom"
         + (f" (NOT below the E0 reference's {metrics['energy_mae_per_atom_e0']:.2f})" if trivial else "")
         + f", F {metrics['forces_mae']:.1f} meV/A, {result.epochs} epochs ({result.stopped_by}), "
         f"{result.wall_time_s:.0f} s" + (" [short budget: a smoke test, not a finding]" if is_smoke(cfg.to_dict()) else ""))
+    for r in records:
+        if r.get("extra_test") and r["metric"] == "forces_mae":
+            e = next(x["value"] for x in records if x.get("test_set") == r["test_set"] and x["metric"] == "energy_mae_per_atom")
+            log(f"      test set {r['test_set']} ({r['n_test']} structures): E {e:.2f} meV/atom, F {r['value']:.1f} meV/A")
     return records
+
+
+def _metrics(pred: dict, e0: dict) -> dict:
+    """The error metrics of one evaluation, with the trivial E0-only model's energy error beside."""
+    out = error_metrics(pred)
+    out["energy_mae_per_atom_e0"] = e0_reference_error(pred, e0)
+    return out
 
 
 def data_record(data: DataSpec, **sizes) -> dict:
     """What a record says of its data: the source, every read option (keys, units, --index), the
     separate test and E0 files, and the split sizes actually used."""
+    e0 = {None: "least squares on the training split", "auto": "the data's isolated-atom frames"}
     return {"source": data.source, "read_options": dict(data.read_options), "test_source": data.test_source,
-            "e0_source": data.e0_source or "least squares on the training split", **sizes}
+            "valid_source": data.valid_source, "extra_tests": [list(t) for t in data.extra_tests],
+            "e0_source": e0.get(data.e0_source, data.e0_source), **sizes}
 
 
 def e0_reference_error(pred: dict, e0: dict) -> float:

@@ -182,6 +182,8 @@ def front_points(records) -> dict:
     for r in records:
         if r.get("task") != "front" or r["metric"] not in ("energy_mae_per_atom", "forces_mae"):
             continue
+        if r.get("extra_test") is True:              # a further --test set: the front is on the main one
+            continue
         w = float(r["setting"]["final_energy_weight"])
         table.setdefault(r["descriptor"], {}).setdefault(w, {}).setdefault(r["metric"], {})[r["seed"]] = r["value"]
     out = {}

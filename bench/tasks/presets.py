@@ -84,12 +84,51 @@ def _quick_counts(dspec: DataSpec) -> DataSpec:
 QUICK_RECIPE = TrainConfig(max_epochs=30, patience=10, batch_size=8, lr=1e-2, ema_decay=0.99)
 
 
+def parse_test_sets(items) -> list[tuple[str | None, str]]:
+    """(name, path) of each ``--test`` item: ``PATH`` (named by the report from the file's stem) or
+    ``NAME=PATH``. Names are letters, digits, '.', '_' and '-' (they name artifact files)."""
+    import re
+
+    out = []
+    for item in [items] if isinstance(items, str) else list(items or ()):
+        item = str(item)
+        name, sep, path = item.partition("=")
+        if not sep or Path(item).exists():
+            name, path = None, item
+        elif not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+            from ..errors import InputError
+
+            raise InputError(f"--test {item}: a test set's name is letters, digits, '.', '_' or '-': pass NAME=PATH, "
+                             "e.g. --test 600K=test_600K.xyz")
+        out.append((name, path))
+    return out
+
+
+def with_data_files(dspec: DataSpec, *, test=None, valid: str | None = None, e0: str | None = None) -> DataSpec:
+    """``dspec`` with the files given on the command line: ``test`` one or more test files (the
+    first is the main test set, the split then has no test part; the others are reported
+    apart), ``valid`` a validation file (the split then has no validation part), ``e0`` a file of
+    isolated-atom energies or "auto" (the data's own isolated-atom frames)."""
+    from dataclasses import replace
+
+    tests = parse_test_sets(test)
+    changes = {}
+    if tests:
+        (label, path), rest = tests[0], tests[1:]
+        changes.update(test_source=str(path), test_label=label,
+                       extra_tests=tuple((name or Path(p).stem, str(p)) for name, p in rest))
+    if valid:
+        changes["valid_source"] = str(valid)
+    if e0:
+        changes["e0_source"] = str(e0)
+    return replace(dspec, **changes) if changes else dspec
+
+
 def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None, recipe: str = "default",
-                  test: str | None = None, e0: str | None = None) -> AccuracySpec:
+                  test=None, e0: str | None = None, valid: str | None = None) -> AccuracySpec:
     """The spec for a named data set, ``builtin:NAME`` or a path (with its read options).
     ``recipe``: a name of ``bench.train.RECIPES`` for the full budget ("default", "authors").
-    ``test``: a separate test file (read with the same options; the split then has no test part);
-    ``e0``: a file of isolated-atom energies (else least squares on each seed's training split)."""
+    ``test``, ``valid``, ``e0``: files given on the command line (``with_data_files``)."""
     from dataclasses import replace
 
     from ..errors import InputError
@@ -104,9 +143,8 @@ def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None, r
         dspec, model = known[data]
     else:
         dspec, model = DataSpec(data, read_options=read_options or {}, n_train=0.8, n_valid=0.1), {"preset": "hea25"}
-    if test or e0:                   # before the quick caps, which count the test part only without a test file
-        dspec = replace(dspec, test_source=str(test) if test else dspec.test_source,
-                        e0_source=str(e0) if e0 else dspec.e0_source)
+    dspec = with_data_files(dspec, test=test, valid=valid, e0=e0)   # before the quick caps, which count
+                                                                    # the test part only without a test file
     if quick:
         if dspec.source == "builtin:emt-alloy":
             dspec = replace(dspec, n_train=75, n_valid=20, n_test=60)
@@ -120,8 +158,8 @@ def accuracy_spec(data: str, *, quick: bool, read_options: dict | None = None, r
 
 def front_spec(data: str, *, quick: bool, read_options: dict | None = None, weights: tuple = (1.0, 10.0, 100.0, 1000.0),
                seeds: tuple | None = None, epochs: int | None = None, variants: tuple | None = None,
-               device: str = "cpu", test: str | None = None, e0: str | None = None, tune: int = 0,
-               tune_weight: float | None = None):
+               device: str = "cpu", test=None, e0: str | None = None, tune: int = 0,
+               tune_weight: float | None = None, valid: str | None = None):
     """The accuracy front (``bench.tasks.front``) on ``data``: the accuracy task's split and model
     (quick: the quick split and model), recipe lr 1e-2 with EMA 0.99 (issue #17's measurements: the
     recipe under which the descriptors' errors are stable), 30 epochs quick and 100 otherwise (a
@@ -130,7 +168,7 @@ def front_spec(data: str, *, quick: bool, read_options: dict | None = None, weig
     ``tune_weight`` (``bench.tasks.recipe_search``)."""
     from .front import VARIANTS, FrontSpec
 
-    acc = accuracy_spec(data, quick=quick, read_options=read_options, test=test, e0=e0)
+    acc = accuracy_spec(data, quick=quick, read_options=read_options, test=test, e0=e0, valid=valid)
     train = TrainConfig(max_epochs=epochs or (30 if quick else 100), patience=10 if quick else 30, batch_size=8,
                         lr=1e-2, ema_decay=0.99)
     return FrontSpec(data=acc.data, model=acc.model, train=train, final_energy_weights=tuple(weights),

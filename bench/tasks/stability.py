@@ -216,12 +216,12 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
     from ..potential import load_checkpoint
     from ..provenance import config_hash, provenance
     from ..results.store import run_id
-    from .accuracy import load_frames
+    from .accuracy import read_parts
     from .stability_batched import run_md_batched
 
     data = acc_spec.data
-    frames = load_frames(data.source, data.read_options)
-    test_frames = load_frames(data.test_source, data.read_options) if data.test_source else None
+    parts = read_parts(data)                     # as the accuracy task read them: the same split indices
+    frames, test_frames = parts.frames, parts.test
     runs = _accuracy_runs(store, data.label, acc_spec.seeds)
     if not runs:
         raise InputError(f"no trained potentials for {data.label!r} in {store.root}: run the accuracy task first")

@@ -35,7 +35,7 @@ def _trained_pair(store: ResultsStore, label: str) -> dict | None:
 def run(data_spec, store: ResultsStore, *, device: str = "cpu", threads: int = 2, repeats: int = 10,
         warmup: int = 3, max_structures: int = 8, log=print) -> list[dict]:
     """Time the trained pair of ``data_spec`` (a ``DataSpec``); [] when accuracy has not run."""
-    from ..data import load
+    from .accuracy import read_parts
 
     label = data_spec.label
     pair = _trained_pair(store, label)
@@ -51,9 +51,10 @@ def run(data_spec, store: ResultsStore, *, device: str = "cpu", threads: int = 2
         log(f"skip (done): trained-model timing {label}")
         return []
     torch.set_num_threads(threads)
-    frames = load(data_spec.source, data_spec.read_options)
-    if data_spec.test_source:
-        test = load(data_spec.test_source, data_spec.read_options)
+    parts = read_parts(data_spec)                # as the accuracy task read them: the same split indices
+    frames = parts.frames
+    if parts.test:
+        test = parts.test
     else:
         split = data_spec.split(frames, acc_key["seed"], has_test_file=False)
         test = [frames[i] for i in split.test]
