@@ -1,4 +1,5 @@
-"""Both descriptors and both potentials pass the shipped property mixins, in float64."""
+"""Both descriptors and both potentials pass the shipped property mixins, in float64 and float32, on
+the CPU and (marked gpu) on CUDA where present (bench.testing.SETTINGS)."""
 
 import pytest
 

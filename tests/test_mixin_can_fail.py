@@ -77,3 +77,30 @@ def test_finite_difference_tests_catch_wrong_forces_and_stress(scale):
         t.test_forces_are_minus_energy_gradient(pot, "periodic")
     with pytest.raises(AssertionError):
         t.test_stress_is_strain_derivative(pot)
+
+
+class _Float32Only(_WrongForces):
+    """Forces and stress wrong by 1e-3 in float32 only: a reduced-precision path gone wrong."""
+
+    def forward(self, graph, **kw):
+        out = self.pot(graph, **kw)
+        if graph.positions.dtype == torch.float32:
+            for key in ("forces", "stress"):
+                if key in out:
+                    out[key] = out[key] * self.scale
+        return out
+
+
+def test_float32_setting_is_held_to_the_float64_derivative():
+    """A float32 model whose forces are 0.1% off passes nothing: its forces are checked against
+    the finite differences of the same weights in float64, not against its own rounding."""
+    torch.manual_seed(0)
+    pot = _Float32Only(build("cace", elements=[1, 8], readout=(4,), **KW), 1.001)
+    t = _PotCheck()
+    t.test_forces_are_minus_energy_gradient(pot.double(), "periodic")        # float64 is right
+    t.test_stress_is_strain_derivative(pot.double())
+    f32 = pot.float()
+    with pytest.raises(AssertionError):
+        t.test_forces_are_minus_energy_gradient(f32, "periodic")
+    with pytest.raises(AssertionError):
+        t.test_stress_is_strain_derivative(f32)

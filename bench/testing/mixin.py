@@ -1,8 +1,16 @@
-"""Reusable property tests (pytest classes), in float64.
+"""Reusable property tests (pytest classes), in float64 and float32, on every device present.
 
-Subclass ``DescriptorTests`` with ``make(self, elements)`` returning a float64 descriptor, or
-``PotentialTests`` with ``make(self, elements)`` returning a float64 potential; set ``elements``.
-Tolerances: invariances 1e-10 relative, finite-difference forces and stress 1e-6 relative.
+Subclass ``DescriptorTests`` with ``make(self, elements)`` returning a descriptor, or
+``PotentialTests`` with ``make(self, elements)`` returning a potential; set ``elements``. Every
+test runs once per setting of ``SETTINGS``: (float64, cpu), (float32, cpu), and the same two on
+CUDA where it is present (those marked ``gpu``); the model is moved to the setting's dtype and
+device, and so are the graphs it is given.
+
+Tolerances (relative): invariances 1e-10 in float64, 1e-5 in float32 (``INVARIANCE_RTOL``).
+Forces and stress are checked against central finite differences of the energy of the same
+weights in float64 on the CPU (a float32 difference quotient would measure rounding, not the
+derivative): 1e-6 in float64, 1e-4 in float32 (``FD_RTOL``), so a float32 or CUDA path whose
+forces are not the derivative of its energy fails.
 """
 
 from __future__ import annotations
@@ -16,9 +24,40 @@ from ..graph import AtomsGraph
 from ..parity import relative_error
 from ..structures import random_rotation
 
-INVARIANCE_RTOL = 1e-10
-FD_RTOL = 1e-6
+INVARIANCE_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+FD_RTOL = {torch.float64: 1e-6, torch.float32: 1e-4}
+ABS_ZERO = {torch.float64: 1e-14, torch.float32: 1e-6}     # "no neighbour changes nothing", absolute
 
+
+def _settings() -> list:
+    """(dtype, device) pairs the mixins run in: float64 and float32 on the CPU, and on CUDA (marked
+    ``gpu``) where it is present."""
+    out = [pytest.param((torch.float64, "cpu"), id="float64-cpu"), pytest.param((torch.float32, "cpu"), id="float32-cpu")]
+    if torch.cuda.is_available():
+        out += [pytest.param((dt, "cuda"), id=f"{name}-cuda", marks=pytest.mark.gpu)
+                for dt, name in ((torch.float64, "float64"), (torch.float32, "float32"))]
+    return out
+
+
+SETTINGS = _settings()
+
+
+def setting_of(model) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device of a model's floating-point parameters (or buffers)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype, t.device
+    return torch.float64, torch.device("cpu")
+
+
+def float64_cpu_copy(model):
+    """The same weights in float64 on the CPU: the reference a float32 or CUDA path is held to."""
+    import copy
+
+    dtype, device = setting_of(model)
+    if dtype == torch.float64 and device.type == "cpu":
+        return model
+    return copy.deepcopy(model).to(device="cpu", dtype=torch.float64)
 
 
 
@@ -53,16 +92,21 @@ class _Base:
     def make(self, elements):
         raise NotImplementedError
 
-    @pytest.fixture(scope="class")
-    def model(self):
+    @pytest.fixture(scope="class", params=SETTINGS)
+    def model(self, request):
+        dtype, device = request.param
         torch.manual_seed(self.seed)
-        return self.make(list(self.elements)).to(torch.float64)
+        return self.make(list(self.elements)).to(device=device, dtype=dtype)
 
     def rng(self):
         return np.random.default_rng(self.seed + 17)
 
     def graph(self, model, atoms) -> AtomsGraph:
-        return AtomsGraph.from_atoms(atoms, model_cutoff(model), dtype=torch.float64)
+        dtype, device = setting_of(model)
+        return AtomsGraph.from_atoms(atoms, model_cutoff(model), dtype=dtype, device=device)
+
+    def rtol(self, model) -> float:
+        return INVARIANCE_RTOL[setting_of(model)[0]]
 
     def systems(self):
         rng = self.rng()
@@ -97,7 +141,7 @@ class DescriptorTests(_Base):
         if atoms.pbc.any():
             rot.cell = atoms.cell.array @ R.T
         assert ref.abs().max() > 0
-        assert relative_error(self.features(model, rot), ref) < INVARIANCE_RTOL
+        assert relative_error(self.features(model, rot), ref) < self.rtol(model)
 
     @pytest.mark.parametrize("system", ["cluster", "periodic"])
     def test_translation_and_image_invariance(self, model, system):
@@ -107,29 +151,32 @@ class DescriptorTests(_Base):
         moved.positions += np.array([0.37, -1.2, 2.9])
         if atoms.pbc.any():  # move one atom by a lattice vector: the same periodic system
             moved.positions[1] += atoms.cell.array[0] - 2 * atoms.cell.array[2]
-        assert relative_error(self.features(model, moved), ref) < INVARIANCE_RTOL
+        assert relative_error(self.features(model, moved), ref) < self.rtol(model)
 
     @pytest.mark.parametrize("system", ["cluster", "periodic"])
     def test_permutation_equivariance(self, model, system):
         atoms = self.systems()[system]
         ref = self.features(model, atoms)
         perm = self.rng().permutation(len(atoms))
-        assert relative_error(self.features(model, atoms[perm]), ref[perm]) < INVARIANCE_RTOL
+        assert relative_error(self.features(model, atoms[perm]), ref[perm]) < self.rtol(model)
 
     def test_supercell_repeats_features(self, model):
         atoms = self.systems()["periodic"]
         ref = self.features(model, atoms)
         big = self.features(model, atoms.repeat((2, 1, 1)))
-        assert relative_error(big, ref.repeat(2, 1)) < INVARIANCE_RTOL
+        assert relative_error(big, ref.repeat(2, 1)) < self.rtol(model)
 
     def test_batch_equals_single(self, model):
         frames = list(self.systems().values())
-        batch = model(AtomsGraph.from_atoms(frames, model_cutoff(model), dtype=torch.float64)).detach()
+        dtype, device = setting_of(model)
+        batch = model(AtomsGraph.from_atoms(frames, model_cutoff(model), dtype=dtype, device=device)).detach()
         single = torch.cat([self.features(model, a) for a in frames])
-        assert relative_error(batch, single) < INVARIANCE_RTOL
+        assert relative_error(batch, single) < self.rtol(model)
 
     def test_smooth_at_cutoff(self, model):
-        """A neighbour approaching r_c changes the features by O(delta^3) -> 0, value and slope."""
+        """A neighbour approaching r_c changes the features by O(delta^3) -> 0, value and slope
+        (the decay order in float64, where it is above rounding; in float32 the change must be
+        below float32 rounding of the features within 1e-2 A of the cutoff)."""
         rc = model_cutoff(model)
         z = self.elements
         lone = self.features(model, Atoms(numbers=[z[0]], positions=[[0, 0, 0]]))
@@ -140,7 +187,10 @@ class DescriptorTests(_Base):
         inside = (dimer(rc - 0.5) - lone[0]).abs().max()
         near = [(dimer(rc - d) - lone[0]).abs().max() for d in (1e-2, 5e-3)]
         assert inside > 0
-        assert near[0] < 1e-4 * inside and near[1] < near[0] / 5  # at least cubic decay
+        if setting_of(model)[0] == torch.float64:
+            assert near[0] < 1e-4 * inside and near[1] < near[0] / 5  # at least cubic decay
+        else:
+            assert near[0] < 1e-4 * inside + 10 * torch.finfo(torch.float32).eps * lone.abs().max()
         assert torch.equal(dimer(rc + 1e-9), lone[0])  # exactly nothing beyond the cutoff
 
     def test_isolated_atom_and_empty(self, model):
@@ -149,12 +199,13 @@ class DescriptorTests(_Base):
         assert lone.shape == (1, model.n_features) and torch.isfinite(lone).all()
         far = self.features(model, Atoms(numbers=[z[0], z[-1], z[-1]],
                                          positions=[[0, 0, 0], [50, 0, 0], [51, 0, 0]]))
-        assert torch.allclose(far[0], lone[0], rtol=0, atol=1e-14)  # an atom with no neighbours
+        assert torch.allclose(far[0], lone[0], rtol=0, atol=ABS_ZERO[setting_of(model)[0]])  # no neighbours
         empty = self.features(model, Atoms())
         assert empty.shape == (0, model.n_features)
 
     def test_config_round_trip(self, model):
-        again = type(model).from_config(model.config()).to(torch.float64)
+        dtype, device = setting_of(model)
+        again = type(model).from_config(model.config()).to(device=device, dtype=dtype)
         again.load_state_dict(model.state_dict())
         atoms = self.systems()["periodic"]
         assert again.config() == model.config()
@@ -171,7 +222,8 @@ class PotentialTests(_Base):
     def test_forces_are_minus_energy_gradient(self, model, system):
         atoms = self.systems()[system]
         out = model(self.graph(model, atoms), forces=True)
-        forces = out["forces"].detach().numpy()
+        forces = out["forces"].detach().cpu().double().numpy()
+        ref = float64_cpu_copy(model)                         # differences of the float64 energy
         h = 1e-5
         fd = np.zeros_like(forces)
         for i in range(len(atoms)):
@@ -179,13 +231,15 @@ class PotentialTests(_Base):
                 plus, minus = atoms.copy(), atoms.copy()
                 plus.positions[i, d] += h
                 minus.positions[i, d] -= h
-                fd[i, d] = -(self.energy(model, plus) - self.energy(model, minus)) / (2 * h)
+                fd[i, d] = -(self.energy(ref, plus) - self.energy(ref, minus)) / (2 * h)
         assert np.abs(forces).max() > 1e-3
-        assert np.linalg.norm(forces - fd) / np.linalg.norm(fd) < FD_RTOL
+        assert np.linalg.norm(forces - fd) / np.linalg.norm(fd) < FD_RTOL[setting_of(model)[0]]
 
     def test_stress_is_strain_derivative(self, model):
         atoms = self.systems()["periodic"]
-        stress = model(self.graph(model, atoms), forces=True, stress=True)["stress"][0].detach().numpy()
+        stress = model(self.graph(model, atoms), forces=True, stress=True)["stress"][0].detach().cpu().double().numpy()
+        ref = float64_cpu_copy(model)
+        dtype = setting_of(model)[0]
         h = 1e-5
         fd = np.zeros((3, 3))
         vol = atoms.get_volume()
@@ -197,10 +251,10 @@ class PotentialTests(_Base):
                 for sign in (1, -1):
                     s = atoms.copy()
                     s.set_cell(atoms.cell.array @ (np.eye(3) + sign * eps), scale_atoms=True)
-                    vals.append(self.energy(model, s))
+                    vals.append(self.energy(ref, s))
                 fd[a, b] = (vals[0] - vals[1]) / (2 * h) / vol
-        assert np.allclose(stress, stress.T, atol=1e-12)
-        assert np.linalg.norm(stress - fd) / np.linalg.norm(fd) < FD_RTOL
+        assert np.allclose(stress, stress.T, atol=1e-12 if dtype == torch.float64 else 1e-6 * np.abs(stress).max())
+        assert np.linalg.norm(stress - fd) / np.linalg.norm(fd) < FD_RTOL[dtype]
 
     def test_energy_invariant_forces_equivariant(self, model):
         atoms = self.systems()["periodic"]
@@ -210,12 +264,14 @@ class PotentialTests(_Base):
         rot.positions = atoms.positions @ R.T
         rot.cell = atoms.cell.array @ R.T
         out_r = model(self.graph(model, rot))
-        assert relative_error(out_r["energy"].detach(), out["energy"].detach()) < INVARIANCE_RTOL
-        assert relative_error(out_r["forces"].detach(), out["forces"].detach() @ torch.tensor(R.T)) < INVARIANCE_RTOL
+        assert relative_error(out_r["energy"].detach(), out["energy"].detach()) < self.rtol(model)
+        R_t = torch.tensor(R.T, dtype=out["forces"].dtype, device=out["forces"].device)
+        assert relative_error(out_r["forces"].detach(), out["forces"].detach() @ R_t) < self.rtol(model)
 
     def test_batch_equals_single(self, model):
         frames = list(self.systems().values())
-        batch = model(AtomsGraph.from_atoms(frames, model_cutoff(model), dtype=torch.float64))
+        dtype, device = setting_of(model)
+        batch = model(AtomsGraph.from_atoms(frames, model_cutoff(model), dtype=dtype, device=device))
         singles = [model(self.graph(model, a)) for a in frames]
-        assert relative_error(batch["energy"].detach(), torch.cat([s["energy"] for s in singles]).detach()) < INVARIANCE_RTOL
-        assert relative_error(batch["forces"].detach(), torch.cat([s["forces"] for s in singles]).detach()) < INVARIANCE_RTOL
+        assert relative_error(batch["energy"].detach(), torch.cat([s["energy"] for s in singles]).detach()) < self.rtol(model)
+        assert relative_error(batch["forces"].detach(), torch.cat([s["forces"] for s in singles]).detach()) < self.rtol(model)
