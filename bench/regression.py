@@ -6,6 +6,9 @@ Tracked figures (each with the direction that is better, from ``bench.metrics`` 
     speed.spherical_over_reference    lower    spherical / the fixed reference workload
     accuracy.<kind>.forces_mae        lower    quick built-in run (25 training structures), meV/A
     accuracy.<kind>.energy_mae_per_atom lower  same run, meV/atom
+    front.<kind>.geomean_error        lower    quick accuracy front (25 training structures, final energy
+                                               weights 1 and 100, seed 0): the geometric mean over the
+                                               settings of sqrt(E F) (``tasks.front.front_summary``)
 Speed is only ever a ratio of times taken round-robin in one run (median of per-round ratios),
 never an absolute time, so a baseline from one machine judges a run on another.
 
@@ -96,10 +99,29 @@ def probe_accuracy(workdir, *, log=print) -> dict:
         records = ResultsStore(workdir).records()
     out = {}
     for r in records:
-        if r.get("task") == "accuracy" and r["metric"] in ("forces_mae", "energy_mae_per_atom"):
+        if r.get("task") == "accuracy" and r["metric"] in ("forces_mae", "energy_mae_per_atom") and not r.get("extra_test"):
             out[f"accuracy.{r['descriptor']}.{r['metric']}"] = {"value": r["value"], "better": "lower",
                                                                  "kind": "accuracy", "unit": r["unit"]}
     return out
+
+
+def probe_front(workdir, *, log=print) -> dict:
+    """The accuracy front's summary figures (``tasks.front.front_summary``) of a quick front on the
+    built-in set: 25 training structures, final energy weights 1 and 100, seed 0, both descriptors."""
+    from dataclasses import replace
+
+    from .results.store import ResultsStore
+    from .tasks import front
+    from .tasks.presets import front_spec
+
+    spec = replace(front_spec("builtin:emt-alloy", quick=True, weights=(1.0, 100.0), seeds=(0,),
+                              variants=("cace", "spherical")), n_train=25)
+    store = ResultsStore(workdir)
+    front.run(spec, store, progress=False, log=log)
+    points = front.front_points(store.records())
+    return {f"front.{variant}.geomean_error": {"value": g, "better": "lower", "kind": "accuracy",
+                                                "unit": front.SUMMARY_UNIT}
+            for variant, g in front.front_summary(points).items()}
 
 
 def snapshot(figures: dict, **extra) -> dict:

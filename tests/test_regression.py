@@ -166,6 +166,7 @@ def test_the_stored_baseline_is_valid_and_complete():
     assert snap["reference_version"] == VERSION
     expected = {"speed.spherical_over_cace", "speed.cace_over_reference", "speed.spherical_over_reference"}
     expected |= {f"accuracy.{k}.{m}" for k in ("cace", "spherical") for m in ("forces_mae", "energy_mae_per_atom")}
+    expected |= {f"front.{k}.geomean_error" for k in ("cace", "spherical")}
     assert set(snap["figures"]) == expected
     assert snap["provenance"]["git"]["commit"] and history(folder)[-1]["figures"] == snap["figures"]
 

@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
                                        "and with --baseline compare them (a speed alarm is re-measured once)")
     r.add_argument("--out", default="out/regression", help="folder for regression.json and the accuracy runs")
     r.add_argument("--baseline", default=None, help=f"compare against this baseline (e.g. {DEFAULT_BASELINES})")
-    r.add_argument("--speed-only", action="store_true", help="skip the quick accuracy training (about 40 s)")
+    r.add_argument("--speed-only", action="store_true",
+                   help="skip the quick accuracy training and the quick accuracy front (about 1-2 min)")
     r.add_argument("--repeats", type=int, default=21, help="round-robin rounds of the speed probe (default 21)")
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--preload", default=None, metavar="FILE",
@@ -73,7 +74,7 @@ def compare(args) -> int:
 
 
 def regress(args) -> int:
-    from ..regression import load_snapshot, measure_against, probe_accuracy, write_snapshot
+    from ..regression import load_snapshot, measure_against, probe_accuracy, probe_front, write_snapshot
 
     _check_tolerances(args)
     baseline = load_snapshot(args.baseline) if args.baseline else None   # a bad baseline fails before any work
@@ -83,6 +84,8 @@ def regress(args) -> int:
     if not args.speed_only:
         _log("accuracy probe: quick built-in run, 25 training structures, both descriptors")
         accuracy = probe_accuracy(args.out, log=_log)
+        _log("accuracy front probe: quick built-in front, 25 training structures, w_E 1 and 100, both descriptors")
+        accuracy.update(probe_front(args.out, log=_log))
     _log("speed probe: water preset, 192 atoms, energy+forces, CACE / spherical / reference, round-robin")
     snap, _ = measure_against(baseline, repeats=args.repeats, threads=args.threads, accuracy=accuracy,
                               max_slowdown=args.max_slowdown, accuracy_tolerance=args.accuracy_tolerance,
