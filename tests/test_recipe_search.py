@@ -73,7 +73,7 @@ def test_tuned_front_selects_on_validation_only_records_its_recipes_and_resumes(
         return real_predict(pot, graphs, *a, **k)
 
     monkeypatch.setattr(acc, "predict", predict)
-    monkeypatch.setattr(front, "fit_and_record", fit)
+    monkeypatch.setattr(acc, "fit_and_record", fit)
     store = ResultsStore(tmp_path)
     records = front.run(spec, store, progress=False, log=lambda *a: None)
 
@@ -101,17 +101,18 @@ def test_tuned_front_selects_on_validation_only_records_its_recipes_and_resumes(
         recipe = next(r["setting"]["recipe"] for r in tune if r["setting"]["trial"] == best)
         for r in mine:
             w = r["setting"]["final_energy_weight"]
-            assert r["recipe"] == rs.recipe_config(spec.train, recipe, w).to_dict()
+            expected = rs.recipe_config(spec.train, recipe, w).to_dict()
+            assert r["recipe"] == {**expected, "energy_weights": list(expected["energy_weights"])}   # as JSON stores it
             assert r["tuning"]["selected_on"] == "validation" and r["tuning"]["trials"] == 3
 
     # resume: nothing is trained again, and the same recipes are chosen from the stored trials
-    monkeypatch.setattr(front, "fit_and_record", lambda *a, **k: pytest.fail("a finished unit was redone"))
+    monkeypatch.setattr(acc, "fit_and_record", lambda *a, **k: pytest.fail("a finished unit was redone"))
     assert front.run(spec, store, progress=False, log=lambda *a: None) == []
 
     # tuned and shared-recipe fronts are reported apart, the search's trials shown
     shared = front.FrontSpec(spec.data, spec.model, spec.train, final_energy_weights=(1.0, 100.0), seeds=(0,),
                              variants=("cace",))
-    monkeypatch.setattr(front, "fit_and_record", real_fit)
+    monkeypatch.setattr(acc, "fit_and_record", real_fit)
     front.run(shared, store, progress=False, log=lambda *a: None)
     _, md = build_report(tmp_path, tmp_path / "rep")
     text = md.read_text()

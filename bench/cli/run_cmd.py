@@ -16,11 +16,13 @@ from .data_cmd import add_read_options, read_options
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="the main job: accuracy, stability and timing on both descriptors, then the report")
     _common(p)
+    _executor_options(p, "the accuracy training runs (stability and timing run in this process)")
     _timing_options(p)
     _stability_options(p)
     p.set_defaults(func=run)
     a = sub.add_parser("accuracy", help="train and test both descriptors")
     _common(a)
+    _executor_options(a, "the training runs")
     a.set_defaults(func=accuracy)
     st = sub.add_parser("stability", help="MD with the trained potentials (after accuracy): time to failure, drift, RDF")
     _common(st)
@@ -46,6 +48,7 @@ def add_parser(sub) -> None:
                         "(default 0: one shared recipe)")
     f.add_argument("--tune-weight", type=float, default=None, metavar="W",
                    help="the final energy weight the search runs at (default: the middle of --weights)")
+    _executor_options(f, "the recipe search's and the front's training runs")
     f.set_defaults(func=front)
     r = sub.add_parser("report", help="HTML + Markdown report from a results folder")
     r.add_argument("results_dir")
@@ -79,6 +82,17 @@ def _common(p) -> None:
                         "decay, EMA, energy weight 0.1 -> 1000) or authors (the CACE authors': step decay halving "
                         "every 20 epochs after a warm-up, energy weight 0.1 then 1); --quick has its own")
     add_read_options(p)
+
+
+def _executor_options(p, what: str) -> None:
+    g = p.add_argument_group("executor")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help=f"where {what} run: local (one after another in this process, default) or ray (each a Ray "
+                        "task: in parallel on this machine's CPUs and GPUs, or over a cluster with --ray-address; "
+                        "needs pip install -e \".[ray]\")")
+    g.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="a running Ray cluster to join ('auto', or host:port of 'ray start --head'); default: start "
+                        "a local Ray instance for this command")
 
 
 def _timing_options(p) -> None:
@@ -139,8 +153,20 @@ def accuracy(args) -> int:
     for data in args.data:
         spec = replace(accuracy_spec(data, quick=args.quick, read_options=opts, **_data_options(args)),
                        device=_device(args))
-        acc.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
+        acc.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log,
+                **_executor(args))
     return 0
+
+
+def _executor(args) -> dict:
+    """The executor options given (``bench.executor``); Ray is checked for before any work."""
+    if args.executor == "ray":
+        from ..executor import ray_module
+
+        ray_module()
+    elif args.ray_address:
+        raise InputError("--ray-address needs --executor ray")
+    return {"executor": args.executor, "address": args.ray_address}
 
 
 def front(args) -> int:
@@ -156,7 +182,7 @@ def front(args) -> int:
                           variants=tuple(args.variants) if args.variants else None, device=_device(args),
                           test=args.test, e0=args.e0, tune=args.tune, tune_weight=args.tune_weight,
                           valid=args.valid)
-        fr.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log)
+        fr.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log, **_executor(args))
     args.results_dir, args.output = args.out, None
     return report(args)
 

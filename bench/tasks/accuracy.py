@@ -274,12 +274,33 @@ def e0_reference_error(pred: dict, e0: dict) -> float:
     return float(np.abs((e_triv - pred["energy_ref"]) / pred["n_atoms"]).mean() * 1e3)
 
 
-def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print) -> list[dict]:
+def train_unit(root, key: dict, kind: str, options: dict, kw: dict, cfg: TrainConfig, prep: Prepared, data: DataSpec,
+               seed: int, n_train: int, device: str, desc: str, progress: bool, log, extra: dict | None = None,
+               evaluate: str = "test") -> list[dict]:
+    """One training run as a unit of work (``bench.executor``): the seed's split of the prepared
+    data, the first ``n_train`` of its training structures, trained, evaluated and recorded."""
+    ss = seed_split(prep, data, seed)
+    return fit_and_record(ResultsStore(root), key, kind=kind, options=options, kw=kw, cfg=cfg, prep=prep, ss=ss,
+                          subset=ss.train_idx[:n_train], seed=seed, device=device, progress=progress, desc=desc,
+                          log=log, extra=extra, data=data, evaluate=evaluate)
+
+
+def records_of(store: ResultsStore, keys: list) -> list[dict]:
+    """The stored records of the units with these keys (those that finished)."""
+    return [r for key in keys for r in (store.get(key) or [])]
+
+
+def units(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print) -> list:
+    """Every (seed, training-set size, descriptor) training run of ``spec`` as a unit of work.
+    The data is read, and every seed's split checked, here, before any unit runs."""
+    from ..executor import Shared, Unit
+
     data = spec.data
     kw = model_kwargs(spec.model)
     prep = prepare(data, kw["cutoff"])
+    shared = Shared(prep)
     cfg_hash = config_hash({"model": kw, "train": spec.train.to_dict(), "data": asdict(data)})
-    records: list[dict] = []
+    out = []
     for seed in spec.seeds:
         ss = seed_split(prep, data, seed)
         sizes = spec.train_sizes or (len(ss.train_idx),)
@@ -289,11 +310,18 @@ def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=p
             for kind in spec.descriptors:
                 key = {"task": "accuracy", "descriptor": kind, "dataset": data.label, "dataset_hash": prep.dataset_hash,
                        "seed": seed, "setting": {"n_train": n_train}, "config_hash": cfg_hash}
-                if store.has(key):
-                    log(f"skip (done): {kind} {data.label} seed={seed} n_train={n_train}")
-                    continue
-                records += fit_and_record(store, key, kind=kind, options={}, kw=kw, cfg=spec.train, prep=prep, ss=ss,
-                                          subset=ss.train_idx[:n_train], seed=seed, device=spec.device,
-                                          progress=progress, desc=f"{kind} {data.label} s{seed} n{n_train}", log=log,
-                                          data=data)
-    return records
+                desc = f"{kind} {data.label} s{seed} n{n_train}"
+                out.append(Unit(key, desc, train_unit, (str(store.root), key, kind, {}, kw, spec.train, shared, data,
+                                                        seed, n_train, spec.device, desc, progress, log),
+                                num_gpus=1 if str(spec.device).startswith("cuda") else 0))
+    return out
+
+
+def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print, executor: str = "local",
+        address: str | None = None) -> list[dict]:
+    """Train every unit of ``spec`` not already in ``store`` (``executor``: "local", or "ray" with
+    ``address``); returns the records written now."""
+    from ..executor import run_units
+
+    todo = units(spec, store, progress=progress and executor == "local", log=log)
+    return records_of(store, run_units(todo, store, executor=executor, address=address, log=log)["ran"])

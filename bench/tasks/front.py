@@ -33,7 +33,7 @@ from ..provenance import config_hash
 from ..results.store import ResultsStore
 from ..train import TrainConfig
 from . import recipe_search as rs
-from .accuracy import DataSpec, fit_and_record, model_kwargs, prepare, seed_split
+from .accuracy import DataSpec, model_kwargs, prepare, records_of, seed_split, train_unit
 from .recipe_search import energy_schedule  # noqa: F401  (the front's energy-weight stages)
 
 VARIANTS = {"cace": ("cace", {}), "spherical": ("spherical", {}), "cace-traceless": ("cace", {"traceless": True})}
@@ -86,37 +86,52 @@ class FrontSpec:
         return asdict(self)
 
 
-def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=print) -> list[dict]:
+def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=print, executor: str = "local",
+        address: str | None = None) -> list[dict]:
+    """The recipe search (with ``tune_trials``), then the front: every unit not already in
+    ``store`` (``executor``: "local", or "ray" with ``address``). Returns the records written now."""
+    from ..executor import Shared, run_units
+
     data = spec.data
     kw = model_kwargs(spec.model)
-    prep = prepare(data, kw["cutoff"])
+    prep = Shared(prepare(data, kw["cutoff"]))
     tuning = spec.tuning()
     cfg_hash = config_hash({"model": kw, "train": spec.train.to_dict(), "data": asdict(data), "front": True,
                             **({"tune": tuning} if tuning else {})})
-    records: list[dict] = []                     # every record written now: the search's, then the front's
-    chosen = tune(spec, prep, kw, store, cfg_hash, progress=progress, log=log, written=records) if tuning else {}
+    bars = progress and executor == "local"
+    ran = []
+    chosen = {}
+    if tuning:
+        trials = tune_units(spec, prep, kw, store, cfg_hash, progress=bars, log=log)
+        ran += run_units([u for u, _ in trials], store, executor=executor, address=address, log=log)["ran"]
+        chosen = select_recipes(spec, store, trials, log=log)
+    front = []
     for seed in spec.seeds:
-        ss = seed_split(prep, data, seed)
-        n_train = _n_train(spec, ss)
+        n_train = _n_train(spec, seed_split(prep.value, data, seed))
         for w in spec.final_energy_weights:
             for variant in spec.variants:
                 kind, options = VARIANTS[variant]
                 recipe = chosen[variant]["recipe"] if tuning else rs.base_recipe(spec.train)
                 cfg = rs.recipe_config(spec.train, recipe, w)
-                key = {"task": "front", "descriptor": variant, "dataset": data.label, "dataset_hash": prep.dataset_hash,
-                       "seed": seed, "setting": {"n_train": n_train, "final_energy_weight": float(w)},
-                       "config_hash": cfg_hash}
-                if store.has(key):
-                    log(f"skip (done): {variant} {data.label} seed={seed} w_E={w:g}")
-                    continue
+                key = {"task": "front", "descriptor": variant, "dataset": data.label,
+                       "dataset_hash": prep.value.dataset_hash, "seed": seed,
+                       "setting": {"n_train": n_train, "final_energy_weight": float(w)}, "config_hash": cfg_hash}
                 extra = {"recipe": cfg.to_dict()}
                 if tuning:
                     extra["tuning"] = {**tuning, **chosen[variant]}
-                records += fit_and_record(store, key, kind=kind, options=options, kw=kw, cfg=cfg, prep=prep, ss=ss,
-                                          subset=ss.train_idx[:n_train], seed=seed, device=spec.device,
-                                          progress=progress, desc=f"{variant} {data.label} s{seed} w_E={w:g}",
-                                          log=log, extra=extra, data=data)
-    return records
+                desc = f"{variant} {data.label} s{seed} w_E={w:g}"
+                front.append(_unit(store, key, desc, kind, options, kw, cfg, prep, data, seed, n_train, spec.device,
+                                   bars, log, extra, "test"))
+    ran += run_units(front, store, executor=executor, address=address, log=log)["ran"]
+    return records_of(store, ran)
+
+
+def _unit(store, key, desc, kind, options, kw, cfg, prep, data, seed, n_train, device, progress, log, extra, evaluate):
+    from ..executor import Unit
+
+    return Unit(key, desc, train_unit, (str(store.root), key, kind, options, kw, cfg, prep, data, seed, n_train,
+                                        device, desc, progress, log, extra, evaluate),
+                num_gpus=1 if str(device).startswith("cuda") else 0)
 
 
 def _n_train(spec: FrontSpec, ss) -> int:
@@ -126,44 +141,48 @@ def _n_train(spec: FrontSpec, ss) -> int:
     return n_train
 
 
-def tune(spec: FrontSpec, prep, kw: dict, store: ResultsStore, cfg_hash: str, *, progress: bool = True,
-         log=print, written: list | None = None) -> dict:
-    """The equal-budget recipe search: every variant trains with every candidate recipe
+def tune_units(spec: FrontSpec, prep, kw: dict, store: ResultsStore, cfg_hash: str, *, progress: bool = True,
+               log=print) -> list:
+    """The equal-budget recipe search as units: every variant trains with every candidate recipe
     (``recipe_search.candidates``) at the setting ``spec.tune_weight``, on the first seed's split,
-    and is judged on its validation part (``recipe_search.objective``). Each trial is a stored unit
-    (task "tune"), so an interrupted search resumes. Returns {variant: {"recipe", "trial",
-    "objective_value", "objectives"}}: the chosen recipe, its trial and objective, every trial's objective.
-    ``written``: a list the records of the trials run now are appended to."""
+    and is evaluated on its validation part only. Each trial is a stored unit (task "tune"), so an
+    interrupted search resumes. Returns [(unit, (variant, trial, recipe))], trials outer."""
     seed, w = spec.seeds[0], spec.tune_weight
-    ss = seed_split(prep, spec.data, seed)
-    n_train = _n_train(spec, ss)
+    n_train = _n_train(spec, seed_split(prep.value, spec.data, seed))
     recipes = rs.candidates(spec.train, spec.tune_trials, spec.tune_seed)
-    base = recipes[0]
-    objectives = {v: [] for v in spec.variants}
+    out = []
     for trial, recipe in enumerate(recipes):              # trials outer: every variant advances together
         cfg = rs.recipe_config(spec.train, recipe, w)
         for variant in spec.variants:
             kind, options = VARIANTS[variant]
             key = {"task": "tune", "descriptor": variant, "dataset": spec.data.label,
-                   "dataset_hash": prep.dataset_hash, "seed": seed,
+                   "dataset_hash": prep.value.dataset_hash, "seed": seed,
                    "setting": {"n_train": n_train, "final_energy_weight": w, "trial": trial, "recipe": recipe},
                    "config_hash": cfg_hash}
-            recs = store.get(key)
-            if recs is None:
-                desc = f"tune {variant} {spec.data.label} trial {trial} ({rs.describe(recipe, base)})"
-                recs = fit_and_record(store, key, kind=kind, options=options, kw=kw, cfg=cfg, prep=prep, ss=ss,
-                                      subset=ss.train_idx[:n_train], seed=seed, device=spec.device,
-                                      progress=progress, desc=desc, log=log, extra={"recipe": cfg.to_dict()},
-                                      data=spec.data, evaluate="validation")
-                if written is not None:
-                    written += recs
-            m = {r["metric"]: r["value"] for r in recs}
-            objectives[variant].append(rs.objective(m["energy_mae_per_atom"], m["forces_mae"]))
+            desc = f"tune {variant} {spec.data.label} trial {trial} ({rs.describe(recipe, recipes[0])})"
+            out.append((_unit(store, key, desc, kind, options, kw, cfg, prep, spec.data, seed, n_train, spec.device,
+                              progress, log, {"recipe": cfg.to_dict()}, "validation"), (variant, trial, recipe)))
+    return out
+
+
+def select_recipes(spec: FrontSpec, store: ResultsStore, trials: list, *, log=print) -> dict:
+    """Each variant's chosen recipe from its stored trials (``recipe_search.objective`` on the
+    validation split; a trial that did not finish counts as failed). Returns {variant: {"recipe",
+    "trial", "objective_value", "objectives"}}: the chosen recipe, its trial and objective, every
+    trial's objective."""
+    import math
+
+    objectives, recipes = {v: [] for v in spec.variants}, {}
+    for unit, (variant, trial, recipe) in trials:
+        recs = store.get(unit.key)
+        m = {r["metric"]: r["value"] for r in recs or []}
+        objectives[variant].append(rs.objective(m["energy_mae_per_atom"], m["forces_mae"]) if recs else math.inf)
+        recipes[trial] = recipe
     chosen = {}
     for variant, js in objectives.items():
         best = rs.select(js)
         chosen[variant] = {"recipe": recipes[best], "trial": best, "objective_value": js[best], "objectives": js}
-        log(f"recipe search: {variant} {spec.data.label}: trial {best} ({rs.describe(recipes[best], base)}), "
+        log(f"recipe search: {variant} {spec.data.label}: trial {best} ({rs.describe(recipes[best], recipes[0])}), "
             f"validation {rs.OBJECTIVE} = {js[best]:.3f} (trials {min(js):.3f} to {max(js):.3f})")
     return chosen
 

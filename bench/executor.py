@@ -1,0 +1,203 @@
+"""Units of work and the executors that run them: the same units in this process ("local") or
+spread over a Ray cluster ("ray"; issue #15).
+
+A task's sweep is a list of ``Unit``s: one training run, say, with the stable key its records are
+stored under (``bench.results.store``), so that a rerun finds it done and skips it. Each unit
+writes its own records and artifacts to the results store when it finishes, atomically, one run
+file per unit: many workers write safely, without a single writer, and a crash leaves only whole
+files (with Ray on several machines the results folder must be on a filesystem they share, as
+cluster home and scratch filesystems are).
+
+Failures:
+- a worker that dies during a unit (killed, out of memory, node lost) is retried by Ray up to
+  ``retries`` times; a unit that still fails is recorded in ``<results>/failures/<run_id>.json``
+  with its reason, the sweep goes on, and the next run of the command tries it again;
+- an error raised by the unit's own code (bad input, a bug) is not retried: it ends the sweep and
+  is raised in the driver as it would be locally, with every finished unit kept.
+
+Progress: one line per finished unit with the counts done / running / failed / to go and an
+estimate of the time left (the mean time of the units finished so far, over the units running at
+once).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import InputError
+
+EXECUTORS = ("local", "ray")
+
+
+class Shared:
+    """A large argument many units share (a prepared data set): Ray puts it in the object store
+    once, instead of serialising it with every unit; locally it is passed as is."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+@dataclass(frozen=True)
+class Unit:
+    key: dict                          # the store key of its records: stable across runs
+    label: str                         # for progress lines
+    fn: Callable[..., Any]             # fn(*args) does the work and writes the unit's records
+    args: tuple = ()
+    num_cpus: int = 1                  # CPUs Ray reserves for it, and its torch threads there (locally the
+                                       # process's own thread count is kept)
+    num_gpus: float = 0                # 1 for a unit on a CUDA device
+
+
+@dataclass
+class Progress:
+    total: int
+    log: Callable = print
+    started: float = field(default_factory=time.perf_counter)
+    done: int = 0
+    failed: int = 0
+    times: list = field(default_factory=list)
+
+    def finished(self, label: str, seconds: float, *, running: int, parallel: int, ok: bool = True) -> None:
+        self.done += ok
+        self.failed += not ok
+        self.times.append(seconds)
+        left = self.total - self.done - self.failed
+        eta = ""
+        if left and self.times:
+            est = sum(self.times) / len(self.times) * left / max(1, min(parallel, left))
+            eta = f", about {_duration(est)} left"
+        self.log(f"[{self.done + self.failed}/{self.total}] {'finished' if ok else 'FAILED'}: {label} "
+                 f"({_duration(seconds)}); {self.done} done, {running} running, {self.failed} failed, "
+                 f"{left - running} to start{eta}")
+
+
+def _duration(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def run_unit(unit_fn, num_cpus: int | None, *args):
+    """What a worker runs: the unit's function, with ``num_cpus`` torch threads where given (the
+    arguments are passed one by one, so that Ray resolves the shared ones from its object store)."""
+    if num_cpus:
+        import torch
+
+        torch.set_num_threads(max(1, int(num_cpus)))
+    return unit_fn(*args)
+
+
+def run_units(units: list, store, *, executor: str = "local", address: str | None = None, retries: int = 2,
+              log=print) -> dict:
+    """Run every unit not yet in ``store``; returns {"done": n, "failed": [(label, reason)],
+    "ran": [keys of the units run now, finished or not]}."""
+    if executor not in EXECUTORS:
+        raise InputError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    todo = []
+    for u in units:
+        if store.has(u.key):
+            log(f"skip (done): {u.label}")
+        else:
+            todo.append(u)
+    if not todo:
+        return {"done": 0, "failed": [], "ran": []}
+    out = _run_local(todo, store, log) if executor == "local" else _run_ray(todo, store, address, retries, log)
+    return {**out, "ran": [u.key for u in todo]}
+
+
+def _run_local(todo: list, store, log) -> dict:
+    progress = Progress(len(todo), log)
+    for u in todo:
+        t0 = time.perf_counter()
+        run_unit(u.fn, None, *(a.value if isinstance(a, Shared) else a for a in u.args))
+        _clear_failure(store, u.key)
+        progress.finished(u.label, time.perf_counter() - t0, running=0, parallel=1)
+    return {"done": progress.done, "failed": []}
+
+
+def ray_module():
+    """Ray, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--executor ray needs Ray: pip install -e \".[ray]\" (or pip install ray)") from None
+    return ray
+
+
+def _run_ray(todo: list, store, address: str | None, retries: int, log) -> dict:
+    ray = ray_module()
+    started_here = not ray.is_initialized()
+    if started_here:
+        # address None: start a local instance with this machine's CPUs and GPUs; else join a cluster
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=True)
+    try:
+        remote = ray.remote(run_unit)
+        refs: dict = {}
+        shared: dict = {}
+
+        def arg(a):
+            if isinstance(a, Shared):
+                if id(a) not in shared:
+                    shared[id(a)] = ray.put(a.value)
+                return shared[id(a)]
+            return a
+
+        for u in todo:
+            opts = {"num_cpus": u.num_cpus, "num_gpus": u.num_gpus, "max_retries": retries}
+            ref = remote.options(**opts).remote(u.fn, u.num_cpus, *(arg(a) for a in u.args))
+            refs[ref] = (u, time.perf_counter())
+        parallel = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        progress = Progress(len(todo), log)
+        failed = []
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            u, t0 = refs[ready[0]]
+            try:
+                ray.get(ready[0])
+            except ray.exceptions.RayTaskError as err:          # the unit's own code raised: not retried
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                cause = err.as_instanceof_cause() if hasattr(err, "as_instanceof_cause") else err
+                raise (cause if isinstance(cause, InputError) else err) from None
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                    ray.exceptions.OutOfMemoryError) as err:    # retried `retries` times, then recorded
+                reason = f"{type(err).__name__} after {retries} retries: {str(err).splitlines()[0][:300]}"
+                _write_failure(store, u, reason)
+                failed.append((u.label, reason))
+                progress.finished(u.label, time.perf_counter() - t0, running=min(len(pending), parallel),
+                                  parallel=parallel, ok=False)
+                continue
+            _clear_failure(store, u.key)
+            progress.finished(u.label, time.perf_counter() - t0, running=min(len(pending), parallel),
+                              parallel=parallel)
+        return {"done": progress.done, "failed": failed}
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _failure_path(store, key):
+    from .results.store import run_id
+
+    return store.root / "failures" / f"{run_id(key)}.json"
+
+
+def _write_failure(store, unit: Unit, reason: str) -> None:
+    from .atomic import write_json_atomic
+
+    path = _failure_path(store, unit.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"key": unit.key, "label": unit.label, "reason": reason,
+                             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def _clear_failure(store, key) -> None:
+    _failure_path(store, key).unlink(missing_ok=True)
+
+
+def failures(store) -> list[dict]:
+    """The units recorded as failed in ``store`` (each with its key, label and reason)."""
+    folder = store.root / "failures"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []

@@ -1,0 +1,144 @@
+"""Units of work on a local Ray instance (issue #15): the same records as the local executor; a
+worker killed during a unit is retried and every record written exactly once; a unit that keeps
+dying is recorded as failed while the sweep goes on; an error in a unit's own code is raised in
+the driver; a driver killed mid-sweep and run again recomputes no finished unit."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from bench.errors import InputError
+from bench.executor import Unit, failures, run_units
+from bench.results.store import ResultsStore
+
+ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (pip install -e '.[ray]')")
+# Ray's workers do not have tests/ on their path: the units defined here travel by value
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _write(root, key, log_file, marker=None, die: str = "never"):
+    """A unit: append its label to ``log_file`` (one line per attempt), then die ("once": on the
+    first attempt, while ``marker`` does not exist; "always"), raise ("input"), or write its record."""
+    with open(log_file, "a") as fh:
+        fh.write(f"{key['n']}\n")
+    if die == "always" or (die == "once" and not os.path.exists(marker)):
+        if marker:
+            open(marker, "w").close()
+        os._exit(1)                                   # the worker process dies, as a killed one would
+    if die == "input":
+        raise InputError(f"unit {key['n']}: bad input")
+    ResultsStore(root).write(key, [{**key, "metric": "x", "value": float(key["n"])}])
+
+
+def _units(tmp_path, store, n, die=None, marker=None):
+    log = str(tmp_path / "attempts.log")
+    return [Unit({"task": "t", "n": k}, f"unit {k}", _write,
+                 (str(store.root), {"task": "t", "n": k}, log, marker and f"{marker}.{k}", (die or {}).get(k, "never")))
+            for k in range(n)]
+
+
+def _attempts(tmp_path) -> list[int]:
+    path = tmp_path / "attempts.log"
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def test_a_killed_worker_is_retried_and_a_dying_unit_recorded_as_failed(tmp_path):
+    store = ResultsStore(tmp_path / "res")
+    units = _units(tmp_path, store, 4, die={1: "once", 3: "always"}, marker=str(tmp_path / "died"))
+    out = run_units(units, store, executor="ray", retries=1, log=lambda *a: None)
+    assert out["done"] == 3 and [label for label, _ in out["failed"]] == ["unit 3"]
+    assert sorted(r["n"] for r in store.records()) == [0, 1, 2]          # every record exactly once
+    assert sorted(_attempts(tmp_path)) == [0, 1, 1, 2, 3, 3]            # unit 1 retried; unit 3 tried twice
+    (failed,) = failures(store)
+    assert failed["key"] == {"task": "t", "n": 3} and "WorkerCrashedError" in failed["reason"]
+    # the next run tries the failed unit again (now healthy) and clears its failure; nothing else reruns
+    (tmp_path / "attempts.log").unlink()
+    out = run_units(_units(tmp_path, store, 4), store, executor="ray", log=lambda *a: None)
+    assert out["done"] == 1 and _attempts(tmp_path) == [3] and failures(store) == []
+
+
+def test_an_error_in_a_unit_is_raised_in_the_driver_and_finished_units_kept(tmp_path):
+    store = ResultsStore(tmp_path / "res")
+    units = _units(tmp_path, store, 2, die={1: "input"})
+    with pytest.raises(InputError, match="unit 1: bad input"):
+        run_units(units[1:] + units[:1], store, executor="ray", log=lambda *a: None)
+    with pytest.raises(InputError, match="unknown executor"):
+        run_units(units, store, executor="slurm")
+
+
+def test_local_and_ray_executors_write_the_same_records(tmp_path):
+    import torch
+
+    from bench.tasks import accuracy
+    from bench.tasks.accuracy import AccuracySpec, DataSpec
+    from bench.tasks.presets import QUICK_MODEL
+    from bench.train import TrainConfig
+
+    spec = AccuracySpec(DataSpec("builtin:emt-alloy", n_train=6, n_valid=2, n_test=3), dict(QUICK_MODEL),
+                        TrainConfig(max_epochs=2, batch_size=3), seeds=(0, 1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                          # as each Ray unit runs (one CPU per unit)
+    try:
+        local = accuracy.run(spec, ResultsStore(tmp_path / "local"), progress=False, log=lambda *a: None)
+    finally:
+        torch.set_num_threads(threads)
+    remote = accuracy.run(spec, ResultsStore(tmp_path / "ray"), progress=False, log=lambda *a: None, executor="ray")
+
+    def table(records):
+        return {(r["descriptor"], r["seed"], r["metric"]): r["value"] for r in records
+                if r["metric"] not in ("train_time",)}
+
+    a, b = table(local), table(remote)
+    assert len(a) == len(b) > 0 and set(a) == set(b)
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-6, abs=1e-9), k
+
+
+DRIVER = textwrap.dedent('''
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from test_executor import _units, _slow
+    from bench.executor import Unit, run_units
+    from bench.results.store import ResultsStore
+    from pathlib import Path
+
+    tmp = Path({tmp!r})
+    store = ResultsStore(tmp / "res")
+    units = [Unit(u.key, u.label, _slow, u.args, num_cpus=1) for u in _units(tmp, store, 6)]
+    run_units(units, store, executor="ray", log=lambda *a: print(*a, flush=True))
+''')
+
+
+def _slow(*args):
+    time.sleep(1.5)
+    _write(*args)
+
+
+def test_a_driver_killed_mid_sweep_resumes_without_redoing_finished_units(tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(tests=os.path.dirname(__file__), tmp=str(tmp_path)))
+    runs = tmp_path / "res" / "runs"
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(runs.glob("*.json"))) < 2:
+            time.sleep(0.2)
+        assert len(list(runs.glob("*.json"))) >= 2, "the sweep did not start"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)           # the driver and everything it started
+        proc.wait()
+    time.sleep(1.0)
+    finished = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+    assert 2 <= len(finished) < 6
+    subprocess.run([sys.executable, str(script)], check=True, capture_output=True, timeout=300)
+    after = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+    assert len(after) == 6
+    assert all(after[name] == t for name, t in finished.items())       # no finished unit was written again
+    store = ResultsStore(tmp_path / "res")
+    assert sorted(r["n"] for r in store.records()) == list(range(6))
