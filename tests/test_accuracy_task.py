@@ -187,7 +187,7 @@ def test_index_is_honoured_for_files_and_refused_for_fixed_sets(data_file, tmp_p
 
     class Args:
         data, index = [str(data_file)], ":10"
-        energy_key = forces_key = stress_key = energy_unit = length_unit = None
+        energy_key = forces_key = stress_key = virial_key = energy_unit = length_unit = None
 
     opts = _read_options(Args)
     assert opts == {"index": ":10"}

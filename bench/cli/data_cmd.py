@@ -27,7 +27,9 @@ def add_parser(sub) -> None:
 def add_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--energy-key", default=None, help="energy property name (default: energy, or the sidecar's)")
     p.add_argument("--forces-key", default=None, help="forces property name (e.g. force, dft_forces)")
-    p.add_argument("--stress-key", default=None)
+    p.add_argument("--stress-key", default=None, help="stress property name (energy / length^3; optional per frame)")
+    p.add_argument("--virial-key", default=None, help="virial property name (energy; read as stress = -virial / "
+                                                      "cell volume, ASE's sign; optional per frame)")
     p.add_argument("--energy-unit", default=None, help="eV, meV, kcal/mol, kJ/mol or Hartree")
     p.add_argument("--length-unit", default=None, help="Angstrom or Bohr")
     p.add_argument("--index", default=":", help="ASE-style frame selection, e.g. ':100'")
@@ -35,6 +37,7 @@ def add_read_options(p: argparse.ArgumentParser) -> None:
 
 def read_options(args) -> dict:
     return dict(energy_key=args.energy_key, forces_key=args.forces_key, stress_key=args.stress_key,
+                virial_key=args.virial_key,
                 energy_unit=args.energy_unit, length_unit=args.length_unit, index=args.index)
 
 

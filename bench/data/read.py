@@ -40,8 +40,17 @@ def read(
     length_unit: str | None = None,
     split_file=None,
     min_distance: float = 0.1,
+    virial_key: str | None = None,
 ) -> list[Atoms]:
     """Read frames with energy (eV), forces (eV/A) and optionally stress (eV/A^3).
+
+    Stress comes from ``stress_key`` (a stress, energy / length^3) or ``virial_key`` (a virial W,
+    energy, as many training sets store it), turned into ASE's stress sigma = -W / V with the
+    frame's cell volume V. Both are optional per frame: a frame without the key (an isolated atom,
+    say) has no stress, and only a file where no frame has it is an error. A stress key named like
+    a virial is refused with the flag to pass. A missing energy or forces key is one error naming
+    every missing property, the keys present and the flag that would read a known spelling of it
+    (``--forces-key force``).
 
     ``index``: an ASE-style selection (``":"``, ``"10:20"``, an int, or a list of ints) applied
     after ``split_file`` (a text/CSV file of frame indices, one per line, such as the official
@@ -67,6 +76,12 @@ def read(
     except KeyError as err:
         raise DataError(path, None, "length_unit", err.args[0]) from None
 
+    if stress_key is not None and virial_key is not None:
+        raise DataError(path, None, stress_key, f"both --stress-key {stress_key} and --virial-key {virial_key} given: "
+                                                "pass one")
+    if stress_key is not None and "virial" in stress_key.lower():
+        raise DataError(path, None, stress_key, "named like a virial (energy, W = -V sigma), not a stress: pass "
+                                                f"--virial-key {stress_key} to read it as one")
     raw = _read_npz(path, opts) if fmt == "npz" else _read_ase(path)
     if not raw:
         raise DataError(path, None, "frames", "file holds no frames")
@@ -77,7 +92,14 @@ def read(
 
     frames = []
     for frame_no, (atoms, props) in numbered:
-        frames.append(_convert(atoms, props, path, frame_no, opts, stress_key, e_f, l_f, min_distance))
+        frames.append(_convert(atoms, props, path, frame_no, opts, stress_key, e_f, l_f, min_distance, virial_key))
+    key = stress_key or virial_key
+    if key is not None and not any("stress" in a.calc.results for a in frames):
+        prop = "stress" if stress_key else "virial"
+        present = _present(numbered[0][1][1])            # (frame number, (atoms, properties))
+        hint = _suggest(prop, present)
+        raise DataError(path, None, key, f"no frame has it; keys present are {present}"
+                        + (f": pass {FLAGS[prop]} {hint}" if hint else ""))
     warn_implausible(frames, path, opts)
     return frames
 
@@ -238,18 +260,70 @@ def _select(numbered: list, index, path: Path) -> list:
         raise DataError(path, None, "index", f"bad frame selection {index!r} for {len(numbered)} frames ({err})") from None
 
 
+# Spellings of each property seen in public training sets, for "pass --forces-key force" hints
+KNOWN_SPELLINGS = {
+    "energy": ("energy", "dft_energy", "energy_dft", "DFT_energy", "REF_energy", "ref_energy", "total_energy",
+               "free_energy", "Energy", "energies", "E"),
+    "forces": ("forces", "force", "dft_force", "dft_forces", "forces_dft", "DFT_forces", "REF_forces", "ref_forces",
+               "Forces", "F"),
+    "stress": ("stress", "dft_stress", "REF_stress", "ref_stress", "stresses"),
+    "virial": ("virial", "dft_virial", "REF_virial", "ref_virial", "virials"),
+}
+FLAGS = {"energy": "--energy-key", "forces": "--forces-key", "stress": "--stress-key", "virial": "--virial-key"}
+_STEMS = {"energy": "energ", "forces": "forc", "stress": "stress", "virial": "virial"}
+
+
+def _present(props: dict) -> list[str]:
+    return sorted(k for k in props if k not in ("source",))
+
+
+def _suggest(prop: str, present: list[str]) -> str | None:
+    """The present key that is a known spelling of ``prop`` (or the one key containing its stem)."""
+    for k in KNOWN_SPELLINGS[prop]:
+        if k in present:
+            return k
+    stem = [k for k in present if _STEMS[prop] in k.lower()]
+    return stem[0] if len(stem) == 1 else None
+
+
+def _require(props: dict, wanted: dict, path, frame_no: int) -> None:
+    """One DataError naming every missing required property ({property: key}), the keys present
+    and the flags that would read a known spelling of each."""
+    missing = {prop: key for prop, key in wanted.items() if key not in props}
+    if not missing:
+        return
+    present = _present(props)
+    what = " and ".join(f"{prop} (key '{key}')" for prop, key in missing.items())
+    hints = [f"{FLAGS[prop]} {hint}" for prop in missing if (hint := _suggest(prop, present)) is not None]
+    raise DataError(path, frame_no, ", ".join(missing.values()),
+                    f"missing {what}; keys present are {present}" + (f": pass {' '.join(hints)}" if hints else ""))
+
+
 def _lookup(props: dict, key: str, path, frame_no: int):
     if key not in props:
-        known = sorted(k for k in props if k not in ("source",))
-        raise DataError(path, frame_no, key, f"missing; keys present are {known}")
+        raise DataError(path, frame_no, key, f"missing; keys present are {_present(props)}")
     return props[key]
 
 
+def _tensor3(value, path, frame_no: int, key: str) -> np.ndarray:
+    """A 3 x 3 tensor from (3, 3), 9 numbers or Voigt (6,) (xx yy zz yz xz xy)."""
+    t = np.asarray(value, dtype=float)
+    if t.shape == (9,):
+        t = t.reshape(3, 3)
+    if t.shape == (6,):
+        xx, yy, zz, yz, xz, xy = t
+        t = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    if t.shape != (3, 3):
+        raise DataError(path, frame_no, key, f"shape {t.shape}, expected (3, 3), 9 or 6 (Voigt) numbers")
+    return t
+
+
 def _convert(atoms: Atoms, props: dict, path, frame_no: int, opts: dict, stress_key: str | None,
-             e_f: float, l_f: float, min_distance: float) -> Atoms:
+             e_f: float, l_f: float, min_distance: float, virial_key: str | None = None) -> Atoms:
     n = len(atoms)
-    energy = _lookup(props, opts["energy_key"], path, frame_no)
-    forces = _lookup(props, opts["forces_key"], path, frame_no)
+    _require(props, {"energy": opts["energy_key"], "forces": opts["forces_key"]}, path, frame_no)
+    energy = props[opts["energy_key"]]
+    forces = props[opts["forces_key"]]
     try:
         energy = float(np.asarray(energy, dtype=float).reshape(()))
     except (TypeError, ValueError):
@@ -258,13 +332,15 @@ def _convert(atoms: Atoms, props: dict, path, frame_no: int, opts: dict, stress_
     if forces.shape != (n, 3):
         raise DataError(path, frame_no, opts["forces_key"], f"shape {forces.shape}, expected ({n}, 3)")
     results = {"energy": energy * e_f, "forces": forces * (e_f / l_f)}
-    if stress_key is not None:
-        stress = np.asarray(_lookup(props, stress_key, path, frame_no), dtype=float)
-        if stress.shape == (3, 3):
-            stress = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
-        if stress.shape != (6,):
-            raise DataError(path, frame_no, stress_key, f"shape {stress.shape}, expected (3, 3) or (6,)")
-        results["stress"] = stress * (e_f / l_f**3)
+    voigt = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
+    if stress_key is not None and stress_key in props:            # optional per frame
+        results["stress"] = _tensor3(props[stress_key], path, frame_no, stress_key)[voigt] * (e_f / l_f**3)
+    if virial_key is not None and virial_key in props:            # sigma = -W / V (ASE's sign)
+        if not atoms.pbc.any() or abs(np.linalg.det(atoms.cell.array)) < 1e-12:
+            raise DataError(path, frame_no, virial_key, "a virial needs the frame's cell volume to become a stress, "
+                                                        "and this frame has no periodic cell")
+        volume = abs(np.linalg.det(atoms.cell.array)) * l_f**3
+        results["stress"] = -_tensor3(props[virial_key], path, frame_no, virial_key)[voigt] * e_f / volume
     out = Atoms(numbers=atoms.numbers, positions=atoms.positions * l_f,
                 cell=atoms.cell.array * l_f, pbc=atoms.pbc)
     out.info["source"] = f"{path}:{frame_no}"
@@ -272,5 +348,5 @@ def _convert(atoms: Atoms, props: dict, path, frame_no: int, opts: dict, stress_
         out.info["config_type"] = props["config_type"]
     out.calc = SinglePointCalculator(out, **results)
     check_frame(out, path, frame_no, min_distance=min_distance,
-                keys={"energy": opts["energy_key"], "forces": opts["forces_key"], "stress": stress_key})
+                keys={"energy": opts["energy_key"], "forces": opts["forces_key"], "stress": stress_key or virial_key})
     return out
