@@ -185,3 +185,20 @@ def test_data_inspect_counts_atoms_with_no_neighbour(tmp_path, capsys):
     assert main(["data", "inspect", str(_write(tmp_path, [_water(), far])), "--cutoff", "5"]) == 0
     out = capsys.readouterr().out
     assert "isolated      2 atom(s) with no neighbour within 5.0 A, in 1 frame(s) (first: frame 1)" in out
+
+
+def test_a_cell_too_thin_is_named_as_the_cell_not_as_two_atoms(tmp_path):
+    import ase.io
+    import numpy as np
+    from ase import Atoms
+
+    from bench.data import DataError, read
+
+    a = Atoms("Cu2", positions=[[0, 0, 0], [1.8, 0, 0]], cell=[[3.6, 0, 0], [0, 3.6, 0], [0, 0, 0.01]], pbc=True)
+    a.info["energy"] = -1.0
+    a.arrays["forces"] = np.zeros((2, 3))
+    path = tmp_path / "thin.xyz"
+    ase.io.write(path, [a], format="extxyz")
+    with pytest.raises(DataError, match=r"frame 0: key 'cell': atom 0 is 0.010 A from its own periodic image: the "
+                                        r"cell is too thin \(heights 3.600, 3.600, 0.010 A\)"):
+        read(path)

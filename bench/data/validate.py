@@ -45,6 +45,14 @@ def check_frame(atoms: Atoms, path, frame: int, *, min_distance: float, keys: di
         i, j, d = i[close], j[close], d[close]
         if len(d):
             k = int(np.argmin(d))
+            if i[k] == j[k]:                     # an atom next to its own periodic image: the cell, not the atoms
+                cell = atoms.cell.array
+                heights = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+                raise DataError(
+                    path, frame, "cell",
+                    f"atom {int(i[k])} is {d[k]:.3f} A from its own periodic image: the cell is too thin (heights "
+                    f"{', '.join(f'{h:.3f}' for h in heights)} A); check the cell and --length-unit",
+                )
             raise DataError(
                 path, frame, "positions",
                 f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} A apart (closer than {min_distance} A)",
