@@ -27,7 +27,7 @@ def make_truncated(tmp_path):
     path = _write(tmp_path, [_water(), _water(1.0), _water(2.0)])
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-2]) + "\n")  # third frame loses two atom lines
-    return path, {}, 2, "file"
+    return path, {}, 2, "atom count"
 
 
 def make_missing_forces(tmp_path):
@@ -201,4 +201,22 @@ def test_a_cell_too_thin_is_named_as_the_cell_not_as_two_atoms(tmp_path):
     ase.io.write(path, [a], format="extxyz")
     with pytest.raises(DataError, match=r"frame 0: key 'cell': atom 0 is 0.010 A from its own periodic image: the "
                                         r"cell is too thin \(heights 3.600, 3.600, 0.010 A\)"):
+        read(path)
+
+
+@pytest.mark.parametrize("line, count, message", [
+    (5, "4", r"frame 1: key 'atom count': its atom-count line says 4 atoms, but line 12 is not the next frame's"),
+    (10, "5", r"frame 2: key 'atom count': its atom-count line says 5 atoms, but only 3 lines follow"),
+])
+def test_an_atom_count_that_disagrees_names_the_frame_at_fault(tmp_path, line, count, message):
+    from bench.data import DataError, read
+
+    lines = []
+    for _ in range(3):
+        lines += ["3", 'Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.0 pbc="F F F"',
+                  "O 0 0 0 0 0 0", "H 0.96 0 0 0 0 0", "H -0.24 0.93 0 0 0 0"]
+    lines[line] = count
+    path = tmp_path / "count.xyz"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=message):
         read(path)

@@ -207,8 +207,36 @@ def _read_ase(path: Path) -> list[tuple[Atoms, dict]]:
                                                        "Og, case-sensitive, e.g. 'Cu' not 'CU')") from None
         raise DataError(path, frame_no, "file", f"cannot be parsed (KeyError: {err})") from None
     except Exception as err:  # ASE raises many types for a malformed file
+        fault = _xyz_count_fault(path)
+        if fault is not None:             # ASE indexes an extxyz file whole first: find the frame at fault
+            raise DataError(path, fault[0], "atom count", fault[1]) from None
         raise DataError(path, frame_no, "file", f"cannot be parsed ({type(err).__name__}: {err})") from None
     return out
+
+
+def _xyz_count_fault(path: Path) -> tuple[int, str] | None:
+    """(frame, reason) where an (ext)xyz file's atom-count lines and its lines disagree: the frame
+    whose count does not end where the next frame's count line is; None where they agree."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    k, frame = 0, 0
+    while k < len(lines):
+        if not lines[k].strip():
+            k += 1
+            continue
+        try:
+            n = int(lines[k].split()[0])
+        except ValueError:
+            if frame == 0:
+                return None                         # not a count line at all: not this kind of fault
+            return (frame - 1, f"its atom-count line says {prev_n} atoms, but line {k + 1} is not the next frame's "
+                               "atom count: the count and the atom lines disagree")
+        if k + n + 2 > len(lines):
+            return (frame, f"its atom-count line says {n} atoms, but only {len(lines) - k - 2} lines follow")
+        prev_n, k, frame = n, k + n + 2, frame + 1
+    return None
 
 
 def _read_npz(path: Path, opts: dict) -> list[tuple[Atoms, dict]]:
