@@ -206,7 +206,7 @@ def test_a_cell_too_thin_is_named_as_the_cell_not_as_two_atoms(tmp_path):
 
 @pytest.mark.parametrize("line, count, message", [
     (5, "4", r"frame 1: key 'atom count': its atom-count line says 4 atoms, but line 12 is not the next frame's"),
-    (10, "5", r"frame 2: key 'atom count': its atom-count line says 5 atoms, but only 3 lines follow"),
+    (10, "5", r"frame 2: key 'atom count': its atom-count line says 5 atoms, but only 3 atom lines follow"),
 ])
 def test_an_atom_count_that_disagrees_names_the_frame_at_fault(tmp_path, line, count, message):
     from bench.data import DataError, read

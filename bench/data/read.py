@@ -234,7 +234,9 @@ def _xyz_count_fault(path: Path) -> tuple[int, str] | None:
             return (frame - 1, f"its atom-count line says {prev_n} atoms, but line {k + 1} is not the next frame's "
                                "atom count: the count and the atom lines disagree")
         if k + n + 2 > len(lines):
-            return (frame, f"its atom-count line says {n} atoms, but only {len(lines) - k - 2} lines follow")
+            left = len(lines) - k - 2
+            return (frame, f"its atom-count line says {n} atoms, but only {left} atom line{'s' if left != 1 else ''} "
+                           "follow" + ("s" if left == 1 else ""))
         prev_n, k, frame = n, k + n + 2, frame + 1
     return None
 
