@@ -16,8 +16,7 @@ Failures:
   is raised in the driver as it would be locally, with every finished unit kept.
 
 Progress: one line per finished unit with the counts done / running / failed / to go and an
-estimate of the time left (the mean time of the units finished so far, over the units running at
-once).
+estimate of the time left (the throughput so far: time elapsed over units ended, times units left).
 """
 
 from __future__ import annotations
@@ -58,19 +57,17 @@ class Progress:
     started: float = field(default_factory=time.perf_counter)
     done: int = 0
     failed: int = 0
-    times: list = field(default_factory=list)
 
-    def finished(self, label: str, seconds: float, *, running: int, parallel: int, ok: bool = True) -> None:
+    def finished(self, label: str, seconds: float, *, running: int, ok: bool = True, since: str = "") -> None:
+        """One line for a unit that ended after ``seconds`` (``since``: what they count from)."""
         self.done += ok
         self.failed += not ok
-        self.times.append(seconds)
         left = self.total - self.done - self.failed
-        eta = ""
-        if left and self.times:
-            est = sum(self.times) / len(self.times) * left / max(1, min(parallel, left))
-            eta = f", about {_duration(est)} left"
+        elapsed = time.perf_counter() - self.started
+        # throughput so far: right for one unit at a time and for many side by side
+        eta = f", about {_duration(elapsed / (self.done + self.failed) * left)} left" if left else ""
         self.log(f"[{self.done + self.failed}/{self.total}] {'finished' if ok else 'FAILED'}: {label} "
-                 f"({_duration(seconds)}); {self.done} done, {running} running, {self.failed} failed, "
+                 f"({_duration(seconds)}{since}); {self.done} done, {running} running, {self.failed} failed, "
                  f"{left - running} to start{eta}")
 
 
@@ -112,7 +109,7 @@ def _run_local(todo: list, store, log) -> dict:
         t0 = time.perf_counter()
         run_unit(u.fn, None, *(a.value if isinstance(a, Shared) else a for a in u.args))
         _clear_failure(store, u.key)
-        progress.finished(u.label, time.perf_counter() - t0, running=0, parallel=1)
+        progress.finished(u.label, time.perf_counter() - t0, running=0)
     return {"done": progress.done, "failed": []}
 
 
@@ -167,11 +164,11 @@ def _run_ray(todo: list, store, address: str | None, retries: int, log) -> dict:
                 _write_failure(store, u, reason)
                 failed.append((u.label, reason))
                 progress.finished(u.label, time.perf_counter() - t0, running=min(len(pending), parallel),
-                                  parallel=parallel, ok=False)
+                                  ok=False, since=" since submitted")
                 continue
             _clear_failure(store, u.key)
             progress.finished(u.label, time.perf_counter() - t0, running=min(len(pending), parallel),
-                              parallel=parallel)
+                              since=" since submitted")
         return {"done": progress.done, "failed": failed}
     finally:
         if started_here:
