@@ -22,6 +22,8 @@ estimate of the time left (the throughput so far: time elapsed over units ended,
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -124,6 +126,8 @@ def ray_module():
 
 def _run_ray(todo: list, store, address: str | None, retries: int, log) -> dict:
     ray = ray_module()
+    if not sys.stdout.isatty():                   # workers' lines forwarded to a file: no colour codes
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     started_here = not ray.is_initialized()
     if started_here:
         # address None: start a local instance with this machine's CPUs and GPUs; else join a cluster
