@@ -8,9 +8,9 @@ device, and so are the graphs it is given.
 
 Tolerances (relative): invariances 1e-10 in float64, 1e-5 in float32 (``INVARIANCE_RTOL``).
 Forces and stress are checked against central finite differences of the energy of the same
-weights in float64 on the CPU (a float32 difference quotient would measure rounding, not the
-derivative): 1e-6 in float64, 1e-4 in float32 (``FD_RTOL``), so a float32 or CUDA path whose
-forces are not the derivative of its energy fails.
+weights in float64 on the same device (a float32 difference quotient would measure rounding, not
+the derivative): 1e-6 in float64, 1e-4 in float32 (``FD_RTOL``), so a float32 path whose forces
+are not the derivative of its energy fails.
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ def setting_of(model) -> tuple[torch.dtype, torch.device]:
     return torch.float64, torch.device("cpu")
 
 
-def float64_cpu_copy(model):
-    """The same weights in float64 on the CPU: the reference a float32 or CUDA path is held to."""
+def float64_copy(model):
+    """The same weights in float64 on the same device (a fused-kernel model runs only where its
+    kernels do): the reference a float32 path is held to."""
     import copy
 
-    dtype, device = setting_of(model)
-    if dtype == torch.float64 and device.type == "cpu":
+    if setting_of(model)[0] == torch.float64:
         return model
-    return copy.deepcopy(model).to(device="cpu", dtype=torch.float64)
+    return copy.deepcopy(model).to(dtype=torch.float64)
 
 
 
@@ -223,7 +223,7 @@ class PotentialTests(_Base):
         atoms = self.systems()[system]
         out = model(self.graph(model, atoms), forces=True)
         forces = out["forces"].detach().cpu().double().numpy()
-        ref = float64_cpu_copy(model)                         # differences of the float64 energy
+        ref = float64_copy(model)                         # differences of the float64 energy
         h = 1e-5
         fd = np.zeros_like(forces)
         for i in range(len(atoms)):
@@ -238,7 +238,7 @@ class PotentialTests(_Base):
     def test_stress_is_strain_derivative(self, model):
         atoms = self.systems()["periodic"]
         stress = model(self.graph(model, atoms), forces=True, stress=True)["stress"][0].detach().cpu().double().numpy()
-        ref = float64_cpu_copy(model)
+        ref = float64_copy(model)
         dtype = setting_of(model)[0]
         h = 1e-5
         fd = np.zeros((3, 3))
