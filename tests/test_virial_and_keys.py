@@ -82,3 +82,16 @@ def test_every_missing_key_is_named_in_one_message_with_the_flags_to_pass(tmp_pa
     ase.io.write(path, [b], format="extxyz")
     with pytest.raises(DataError, match=r"missing forces \(key 'forces'\); .*: pass --forces-key F$"):
         read(path)
+
+
+def test_data_inspect_says_in_how_many_frames_the_stress_is(tmp_path, capsys):
+    from bench.cli.main import main
+
+    cu, stress = _labelled(_strained_cu())
+    cu.info["virial"] = -stress * cu.get_volume()
+    lone, _ = _labelled(Atoms("Cu", positions=[[0, 0, 0]]))
+    path = tmp_path / "v.xyz"
+    ase.io.write(path, [cu, lone, cu], format="extxyz")
+    assert main(["data", "inspect", str(path), "--virial-key", "virial"]) == 0
+    out = capsys.readouterr().out
+    assert "properties    energy, forces, stress" in out and "stress        in 2 of 3 frames" in out

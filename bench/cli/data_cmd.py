@@ -81,7 +81,7 @@ def inspect(frames, cutoff: float) -> None:
     e = np.array([a.get_potential_energy() for a in frames])
     f = np.concatenate([a.get_forces().ravel() for a in frames])
     z, counts = np.unique(np.concatenate([a.numbers for a in frames]), return_counts=True)
-    keys = sorted(frames[0].calc.results)
+    keys = sorted({k for a in frames for k in a.calc.results})
     per_frame = [np.bincount(neighbor_pairs(a.positions, a.cell.array, a.pbc, cutoff)[0], minlength=len(a))
                  for a in frames]                                         # neighbours of each atom
     neigh = np.concatenate(per_frame)
@@ -89,6 +89,9 @@ def inspect(frames, cutoff: float) -> None:
     print(f"periodic      {sum(bool(a.pbc.any()) for a in frames)} of {len(frames)}")
     print("elements      " + ", ".join(f"{chemical_symbols[k]} {c}" for k, c in zip(z, counts)))
     print(f"properties    {', '.join(keys)} (converted to eV, eV/A, eV/A^3)")
+    with_stress = sum("stress" in a.calc.results for a in frames)
+    if 0 < with_stress < len(frames):                   # optional per frame: say where it is missing
+        print(f"stress        in {with_stress} of {len(frames)} frames (the others have none)")
     print(f"energy/atom   mean {np.mean(e / n_atoms):.4f} eV, std {np.std(e / n_atoms) * 1e3:.2f} meV")
     print(f"forces        rms {np.sqrt(np.mean(f**2)):.4f} eV/A, max |component| {np.abs(f).max():.3f} eV/A")
     print(f"neighbours    within {cutoff} A: mean {neigh.mean():.1f}, min {neigh.min()}, max {neigh.max()}")
