@@ -14,7 +14,6 @@ cores the ideal ratio is 1/W; more workers than cores only share them.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path

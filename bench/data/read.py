@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -221,7 +220,7 @@ def _xyz_count_fault(path: Path) -> tuple[int, str] | None:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError):
         return None
-    k, frame = 0, 0
+    k, frame, prev_n = 0, 0, 0
     while k < len(lines):
         if not lines[k].strip():
             k += 1

@@ -63,7 +63,7 @@ def front_section(doc, df: pd.DataFrame) -> None:
         tc = d.iloc[0].get("train_config") or {}
         seeds = sorted(d.seed.unique())
         tuned = _trials(d.iloc[0].get("tuning"))
-        recipe = (f"each descriptor's own recipe, chosen by an equal-budget search (below)" if tuned else
+        recipe = ("each descriptor's own recipe, chosen by an equal-budget search (below)" if tuned else
                   f"recipe (Adam lr {tc.get('lr')}, EMA {tc.get('ema_decay')}; energy weight raised 0.1 -> 1 -> "
                   f"... -> w_E over the budget)")
         doc.para(f"Each descriptor trained along a sweep of the final energy weight w_E of the loss (force weight "

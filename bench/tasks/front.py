@@ -24,7 +24,7 @@ so that the reducible-basis effect is measured inside the same protocol.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
