@@ -155,6 +155,7 @@ def _run_ray(todo: list, store, address: str | None, retries: int, log) -> dict:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             u, t0 = refs[ready[0]]
+            ok = True
             try:
                 ray.get(ready[0])
             except ray.exceptions.RayTaskError as err:          # the unit's own code raised: not retried
@@ -167,11 +168,10 @@ def _run_ray(todo: list, store, address: str | None, retries: int, log) -> dict:
                 reason = f"{type(err).__name__} after {retries} retries: {str(err).splitlines()[0][:300]}"
                 _write_failure(store, u, reason)
                 failed.append((u.label, reason))
-                progress.finished(u.label, time.perf_counter() - t0, running=min(len(pending), parallel),
-                                  ok=False, since=" since submitted")
-                continue
-            _clear_failure(store, u.key)
-            progress.finished(u.label, time.perf_counter() - t0, running=min(len(pending), parallel),
+                ok = False
+            else:
+                _clear_failure(store, u.key)
+            progress.finished(u.label, time.perf_counter() - t0, running=min(len(pending), parallel), ok=ok,
                               since=" since submitted")
         return {"done": progress.done, "failed": failed}
     finally:

@@ -336,12 +336,13 @@ def _lookup(props: dict, key: str, path, frame_no: int):
 
 def _tensor3(value, path, frame_no: int, key: str) -> np.ndarray:
     """A 3 x 3 tensor from (3, 3), 9 numbers or Voigt (6,) (xx yy zz yz xz xy)."""
+    from ase.stress import voigt_6_to_full_3x3_stress
+
     t = np.asarray(value, dtype=float)
     if t.shape == (9,):
         t = t.reshape(3, 3)
     if t.shape == (6,):
-        xx, yy, zz, yz, xz, xy = t
-        t = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        t = voigt_6_to_full_3x3_stress(t)
     if t.shape != (3, 3):
         raise DataError(path, frame_no, key, f"shape {t.shape}, expected (3, 3), 9 or 6 (Voigt) numbers")
     return t

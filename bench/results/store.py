@@ -38,14 +38,15 @@ class ResultsStore:
 
     def has(self, key: dict) -> bool:
         """True if a complete, valid run file exists for ``key`` (a damaged one raises)."""
-        path = self.path(key)
-        if not path.is_file():
-            return False
-        return self._load(path)["key"] == key
+        return self.get(key) is not None
 
     def get(self, key: dict) -> list[dict] | None:
-        """The records of ``key``'s finished run, or None where it has not run."""
-        return self._load(self.path(key))["records"] if self.has(key) else None
+        """The records of ``key``'s finished run, or None where it has not run (the file read once)."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        data = self._load(path)
+        return data["records"] if data["key"] == key else None
 
     def write(self, key: dict, records: list[dict], artifacts: dict | None = None) -> Path:
         return write_json_atomic(self.path(key), {"format": FORMAT, "key": key, "records": records,

@@ -229,13 +229,14 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         common["test_set"] = data.test_name if data is not None else "split"
     records = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in metrics.items()]
     artifacts = {"model": "model.pt", "predictions": "predictions.npz", "history": result.history}
-    if evaluate == "test":                   # further test sets (--test, repeated): each its own records
-        for name, graphs in prep.extra_tests.items():
-            extra_pred = predict(pot, graphs)
-            np.savez_compressed(store.artifact_path(key, f"predictions-{name}.npz"), **extra_pred)
-            artifacts[f"predictions-{name}"] = f"predictions-{name}.npz"
-            records += [{**common, "test_set": name, "extra_test": True, "n_test": len(graphs), "metric": m,
-                         "value": v, "unit": metric(m).unit} for m, v in _metrics(extra_pred, ss.e0).items()]
+    further = {}                             # further test sets (--test, repeated): each its own records
+    for name, graphs in (prep.extra_tests.items() if evaluate == "test" else ()):
+        extra_pred = predict(pot, graphs)
+        np.savez_compressed(store.artifact_path(key, f"predictions-{name}.npz"), **extra_pred)
+        artifacts[f"predictions-{name}"] = f"predictions-{name}.npz"
+        further[name] = (len(graphs), _metrics(extra_pred, ss.e0))
+        records += [{**common, "test_set": name, "extra_test": True, "n_test": len(graphs), "metric": m,
+                     "value": v, "unit": metric(m).unit} for m, v in further[name][1].items()]
     store.write(key, records, artifacts=artifacts)
     state.unlink(missing_ok=True)                            # recorded: nothing left to resume
     trivial = metrics["energy_mae_per_atom"] >= metrics["energy_mae_per_atom_e0"]
@@ -243,10 +244,9 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         + (f" (NOT below the E0 reference's {metrics['energy_mae_per_atom_e0']:.2f})" if trivial else "")
         + f", F {metrics['forces_mae']:.1f} meV/A, {result.epochs} epochs ({result.stopped_by}), "
         f"{result.wall_time_s:.0f} s" + (" [short budget: a smoke test, not a finding]" if is_smoke(cfg.to_dict()) else ""))
-    for r in records:
-        if r.get("extra_test") and r["metric"] == "forces_mae":
-            e = next(x["value"] for x in records if x.get("test_set") == r["test_set"] and x["metric"] == "energy_mae_per_atom")
-            log(f"      test set {r['test_set']} ({r['n_test']} structures): E {e:.2f} meV/atom, F {r['value']:.1f} meV/A")
+    for name, (n, m) in further.items():
+        log(f"      test set {name} ({n} structures): E {m['energy_mae_per_atom']:.2f} meV/atom, "
+            f"F {m['forces_mae']:.1f} meV/A")
     return records
 
 
@@ -285,6 +285,18 @@ def train_unit(root, key: dict, kind: str, options: dict, kw: dict, cfg: TrainCo
                           log=log, extra=extra, data=data, evaluate=evaluate)
 
 
+def training_unit(store: ResultsStore, key: dict, desc: str, kind: str, options: dict, kw: dict, cfg: TrainConfig,
+                  prep, data: DataSpec, seed: int, n_train: int, device: str, progress: bool, log,
+                  extra: dict | None = None, evaluate: str = "test"):
+    """``train_unit`` as a ``bench.executor.Unit`` under ``key`` (one GPU when ``device`` is CUDA);
+    ``prep``: the prepared data, wrapped in ``executor.Shared``."""
+    from ..executor import Unit
+
+    return Unit(key, desc, train_unit, (str(store.root), key, kind, options, kw, cfg, prep, data, seed, n_train,
+                                        device, desc, progress, log, extra, evaluate),
+                num_gpus=1 if str(device).startswith("cuda") else 0)
+
+
 def records_of(store: ResultsStore, keys: list) -> list[dict]:
     """The stored records of the units with these keys (those that finished)."""
     return [r for key in keys for r in (store.get(key) or [])]
@@ -293,7 +305,7 @@ def records_of(store: ResultsStore, keys: list) -> list[dict]:
 def units(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print) -> list:
     """Every (seed, training-set size, descriptor) training run of ``spec`` as a unit of work.
     The data is read, and every seed's split checked, here, before any unit runs."""
-    from ..executor import Shared, Unit
+    from ..executor import Shared
 
     data = spec.data
     kw = model_kwargs(spec.model)
@@ -311,9 +323,8 @@ def units(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log
                 key = {"task": "accuracy", "descriptor": kind, "dataset": data.label, "dataset_hash": prep.dataset_hash,
                        "seed": seed, "setting": {"n_train": n_train}, "config_hash": cfg_hash}
                 desc = f"{kind} {data.label} s{seed} n{n_train}"
-                out.append(Unit(key, desc, train_unit, (str(store.root), key, kind, {}, kw, spec.train, shared, data,
-                                                        seed, n_train, spec.device, desc, progress, log),
-                                num_gpus=1 if str(spec.device).startswith("cuda") else 0))
+                out.append(training_unit(store, key, desc, kind, {}, kw, spec.train, shared, data, seed, n_train,
+                                         spec.device, progress, log))
     return out
 
 

@@ -33,7 +33,7 @@ from ..provenance import config_hash
 from ..results.store import ResultsStore
 from ..train import TrainConfig
 from . import recipe_search as rs
-from .accuracy import DataSpec, model_kwargs, prepare, records_of, seed_split, train_unit
+from .accuracy import DataSpec, model_kwargs, prepare, records_of, seed_split, training_unit
 from .recipe_search import energy_schedule  # noqa: F401  (the front's energy-weight stages)
 
 VARIANTS = {"cace": ("cace", {}), "spherical": ("spherical", {}), "cace-traceless": ("cace", {"traceless": True})}
@@ -120,18 +120,10 @@ def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=prin
                 if tuning:
                     extra["tuning"] = {**tuning, **chosen[variant]}
                 desc = f"{variant} {data.label} s{seed} w_E={w:g}"
-                front.append(_unit(store, key, desc, kind, options, kw, cfg, prep, data, seed, n_train, spec.device,
-                                   bars, log, extra, "test"))
+                front.append(training_unit(store, key, desc, kind, options, kw, cfg, prep, data, seed, n_train,
+                                           spec.device, bars, log, extra, "test"))
     ran += run_units(front, store, executor=executor, address=address, log=log)["ran"]
     return records_of(store, ran)
-
-
-def _unit(store, key, desc, kind, options, kw, cfg, prep, data, seed, n_train, device, progress, log, extra, evaluate):
-    from ..executor import Unit
-
-    return Unit(key, desc, train_unit, (str(store.root), key, kind, options, kw, cfg, prep, data, seed, n_train,
-                                        device, desc, progress, log, extra, evaluate),
-                num_gpus=1 if str(device).startswith("cuda") else 0)
 
 
 def _n_train(spec: FrontSpec, ss) -> int:
@@ -160,8 +152,9 @@ def tune_units(spec: FrontSpec, prep, kw: dict, store: ResultsStore, cfg_hash: s
                    "setting": {"n_train": n_train, "final_energy_weight": w, "trial": trial, "recipe": recipe},
                    "config_hash": cfg_hash}
             desc = f"tune {variant} {spec.data.label} trial {trial} ({rs.describe(recipe, recipes[0])})"
-            out.append((_unit(store, key, desc, kind, options, kw, cfg, prep, spec.data, seed, n_train, spec.device,
-                              progress, log, {"recipe": cfg.to_dict()}, "validation"), (variant, trial, recipe)))
+            out.append((training_unit(store, key, desc, kind, options, kw, cfg, prep, spec.data, seed, n_train,
+                                      spec.device, progress, log, {"recipe": cfg.to_dict()}, "validation"),
+                        (variant, trial, recipe)))
     return out
 
 
