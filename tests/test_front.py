@@ -92,26 +92,33 @@ def test_step_schedule_with_warm_up_and_the_authors_recipe():
 
 def test_training_follows_the_step_schedule():
     """The rates a training actually used (its history) are those the schedule names."""
-    import numpy as np
-    from ase.calculators.emt import EMT
-
-    from bench.graph import AtomsGraph
     from bench.potential import build
-    from bench.testing import random_periodic
     from bench.train import TrainConfig, train
 
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(6):
-        a = random_periodic(rng, [1, 8], n=4)
-        a.calc = EMT()
-        frames.append(AtomsGraph.from_atoms(_with_results(a), 3.0))
+    frames = _emt_graphs(seed=0, n=6)
     cfg = TrainConfig(max_epochs=7, batch_size=3, lr=1e-2, schedule="step", step_epochs=2, step_factor=0.5,
                       warmup_epochs=2, energy_weights=(1.0,), patience=100)
     pot = build("cace", elements=[1, 8], cutoff=3.0, n_rbf=3, n_embed=2, n_radial=2, l_max=1, nu_max=2, n_layers=0,
                 readout=(4,))
     result = train(pot, frames[:4], frames[4:], cfg, progress=False)
     assert [h["lr"] for h in result.history] == pytest.approx([5e-3, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3])
+
+
+def _emt_graphs(seed: int, n: int) -> list:
+    """``n`` small random periodic H/O cells labelled by EMT, as graphs with a 3 A cutoff."""
+    import numpy as np
+    from ase.calculators.emt import EMT
+
+    from bench.graph import AtomsGraph
+    from bench.testing import random_periodic
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a = random_periodic(rng, [1, 8], n=4)
+        a.calc = EMT()
+        out.append(AtomsGraph.from_atoms(_with_results(a), 3.0))
+    return out
 
 
 def _with_results(atoms):
@@ -134,21 +141,12 @@ def test_ema_decay_warms_up_so_a_short_training_does_not_average_in_its_first_st
 def test_an_interrupted_training_resumes_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
     """Interrupted (Ctrl-C) in epoch 3 of 6, then run again with the same checkpoint: the final
     weights, best epoch and history equal those of one uninterrupted training (CPU, float64)."""
-    import numpy as np
     import torch
-    from ase.calculators.emt import EMT
 
     import bench.train as tr
-    from bench.graph import AtomsGraph
     from bench.potential import build
-    from bench.testing import random_periodic
 
-    rng = np.random.default_rng(3)
-    graphs = []
-    for _ in range(7):
-        a = random_periodic(rng, [1, 8], n=4)
-        a.calc = EMT()
-        graphs.append(AtomsGraph.from_atoms(_with_results(a), 3.0))
+    graphs = _emt_graphs(seed=3, n=7)
     cfg = tr.TrainConfig(max_epochs=6, batch_size=2, lr=1e-2, energy_weights=(1.0, 10.0), patience=100,
                          dtype="float64")
 
