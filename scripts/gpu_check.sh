@@ -20,10 +20,13 @@
 # --quick (under 5 minutes, for a nearly spent lease): the tests without compiled backends, and of
 # the compiled backends only compile-fused-cudagraphs, at 12,288 atoms. Each torch.compile costs
 # 15-20 s there (H200, torch 2.11).
-# --kernels (under 6 minutes): the fused kernels alone (every version and launch size against its
-# floors, OUT/kernels.json), the fused tests, a probe of compile-fused-cudagraphs (per-call times,
-# recompiles, CUDA-graph logs, host profile: OUT/probe.log), eager and fused at 192 / 12,288 /
-# 98,304 atoms, the kernel profile, and the dense compiled path with CUDA graphs at 12,288 atoms.
+# --kernels (under 9.5 minutes; the whole of one 15-minute lease): the fused kernels alone (every
+# version and launch size against its floors, OUT/kernels.json), then the model with the fastest
+# correct version (edge_sum --pick; exported as CACE_BENCH_FUSED_KERNEL and recorded in every fused
+# timing record): eager and fused at 192 / 12,288 / 98,304 atoms, compile-fused-cudagraphs at 12,288
+# and 98,304 (each timed point checked against eager by the timing task), the kernel profile, the
+# gpu tests but the dense compile ones, the MD engines (carry out/md-engines/accuracy), and last the
+# dense compile + CUDA graphs at 12,288 beside the fused one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import ase, vesin" 2>/dev/null; then
@@ -45,15 +48,19 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
 if [ $quick = 2 ]; then
-  step 60  python3 -m pytest -q -p no:cacheprovider -m gpu -k "fused and not compile" tests/test_fused.py > "$out/gpu-tests.log" 2>&1
-  tail -3 "$out/gpu-tests.log"
   step 100 python3 -m bench.benchmarks.edge_sum --out "$out/kernels.json"
-  step 110 env TORCH_LOGS=recompiles,perf_hints,cudagraphs python3 -m bench.benchmarks.backend_probe \
-      --backend compile-fused-cudagraphs compile-cudagraphs > "$out/probe.log" 2>&1
-  grep -E "^(==|call|counters)" "$out/probe.log"
+  pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=serial
+  echo "== fused kernel for the model: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
   step 60  $gpu --backend eager fused --sizes 1 4 8 --out "$out/timing"
+  step 120 $gpu --backend eager compile-fused-cudagraphs --sizes 4 8 --out "$out/timing-compiled"
   step 30  python3 -m bench.profile --device cuda --repeat 4 --backend eager fused --out "$out/profile"
-  step 90  $gpu --backend eager compile-cudagraphs --sizes 4 --out "$out/timing-compiled"
+  step 90  python3 -m pytest -q -p no:cacheprovider -m "gpu and not slow" -k "not test_cuda_backends_equal_eager" \
+      tests > "$out/gpu-tests.log" 2>&1
+  tail -3 "$out/gpu-tests.log"
+  [ -d out/md-engines/accuracy ] && step 45 python3 -m bench.benchmarks.md_engines --device cuda \
+      --trained out/md-engines/accuracy --out /tmp/md-engines > "$out/md-engines.log" 2>&1
+  [ -f "$out/md-engines.log" ] && tail -3 "$out/md-engines.log"
+  step 80  $gpu --backend compile-cudagraphs --sizes 4 --out "$out/timing-compiled"
 elif [ $quick = 1 ]; then
   step 50  python3 -m pytest -q -p no:cacheprovider -m gpu -k "not compile" tests > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"

@@ -125,6 +125,40 @@ def test_unknown_kernel_version_is_named():
         nst._kernels("tiled")
 
 
+def test_model_kernel_version_follows_the_environment_and_refuses_unknown_names(monkeypatch):
+    """$CACE_BENCH_FUSED_KERNEL picks the version the custom op runs (a benchmark times the model with
+    each); the timing task keys its fused records by it, so two versions are never stored as one."""
+    from bench.tasks.timing import TimingSpec, _key
+
+    monkeypatch.delenv(nst.KERNEL_ENV, raising=False)
+    assert nst.selected_kernel() == nst.DEFAULT_KERNEL
+    spec = TimingSpec(backends=("eager", "fused"))
+    default_key = _key(spec, "atoms", {}, 1, "float32")
+    monkeypatch.setenv(nst.KERNEL_ENV, "atomwise")
+    assert nst.selected_kernel() == "atomwise"
+    key = _key(spec, "atoms", {}, 1, "float32")
+    assert key["setting"]["fused_kernel"] == "atomwise" != default_key["setting"]["fused_kernel"]
+    assert "fused_kernel" not in _key(TimingSpec(backends=("eager",)), "atoms", {}, 1, "float32")["setting"]
+    monkeypatch.setenv(nst.KERNEL_ENV, "tiled")
+    with pytest.raises(ValueError, match="CACE_BENCH_FUSED_KERNEL='tiled' is not a fused kernel version"):
+        nst.selected_kernel()
+
+
+def test_kernel_benchmark_picks_the_fastest_correct_version():
+    from bench.benchmarks.edge_sum import fastest_version
+
+    def row(kernel, ms, parity=1e-7, warps=None, eb=None, **extra):
+        return dict(kernel=kernel, fwd_bwd_ms=ms, parity=parity, warps=warps, eb=eb, **extra)
+
+    rows = [row("serial", 5.0), row("serial", 4.0), row("atomwise", 2.0), row("atomwise", 2.5),
+            row("atomwise", 0.1, warps=8), row("blocked", 1.0, eb=16), row("blocked", 0.5, eb=16, parity=float("nan"))]
+    assert fastest_version(rows) == "atomwise"         # 4.5 ms against 9.0; blocked was wrong once; warps 8 not the model's
+    rows[3] = row("atomwise", 2.5, error="CompilationError: out of resources")
+    assert fastest_version(rows) == "serial"
+    with pytest.raises(ValueError, match="no kernel version ran correctly"):
+        fastest_version([row("serial", 1.0, parity=1.0)])
+
+
 def test_rowptr_is_csr_of_sorted_receivers():
     receivers = torch.tensor([0, 0, 2, 2, 2, 4])
     assert nst.receiver_rowptr(receivers, 6).tolist() == [0, 2, 2, 5, 5, 6, 6]

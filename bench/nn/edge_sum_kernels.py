@@ -149,3 +149,82 @@ def edge_sum_bwd_blocked(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.c
         tl.store(GR + e[:, None] * NR + n[None, :], gr, mask=em[:, None] & nm[None, :])
         gw_off = e[:, None, None] * (L * CW) + lrow[None, :, None] * CW + cc[None, None, :]
         tl.store(GW + gw_off, gw, mask=em[:, None, None] & (lrow < L)[None, :, None] & (cc < CW)[None, None, :])
+
+
+# ---- v4, "atomwise": the backward one program per atom holding the atom's whole gradient tile
+#
+# v2's backward has a program per (atom, chunk of QB angular components), so every edge's dR and dW
+# rows are summed over the chunks by global atomic adds: for the water preset's Bchi sum, 5 chunks
+# x (R + QB C) atomics per edge, about 3e8 atomic operations at 12,288 atoms. Here program i loads
+# g[i] [QP, RP, CP] once (Q padded to a power of two: 20 -> 32 for CACE, 16 stays 16 for the
+# spherical basis; 4096 registers' worth for 4 warps) and, per edge of atom i, forms
+#
+#     T[q, c]  = sum_n g[q, n, c] R[e, n]              dY[e, q]    = sum_c T[q, c] W[e, wl[q], c]
+#     U[q, n]  = sum_c g[q, n, c] W[e, wl[q], c]       dR[e, n]    = sum_q Y[e, q] U[q, n]
+#                                                      dW[e, l, c] = sum_{q: wl[q] = l} Y[e, q] T[q, c]
+#
+# and stores the three gradient rows once: no atomics, deterministic, nothing needs zeroing.
+# UNROLL edges are taken per loop trip as independent, masked bodies (the loop is otherwise a chain
+# of dependent loads and reductions; unrolled, their loads are in flight together). The forward
+# of "atomwise" is v2's; that of "atomwise-u4" is v2's with the same unrolling.
+
+def edge_sum_fwd_unrolled(Y, Rb, W, WL, ROWPTR, OUT, Q, NR, CW, L: tl.constexpr, QB: tl.constexpr,
+                          RP: tl.constexpr, CP: tl.constexpr, UNROLL: tl.constexpr):
+    i = tl.program_id(0)
+    q = tl.program_id(1) * QB + tl.arange(0, QB)
+    start = tl.load(ROWPTR + i)
+    end = tl.load(ROWPTR + i + 1)
+    n = tl.arange(0, RP)
+    c = tl.arange(0, CP)
+    qm, nm, cm = q < Q, n < NR, c < CW
+    wl = tl.load(WL + q, mask=qm, other=0)
+    w_off = wl[:, None] * CW + c[None, :]                                           # [QB, CP]
+    w_mask = qm[:, None] & cm[None, :]
+    acc = tl.zeros((QB, RP, CP), dtype=Y.dtype.element_ty)
+    for e0 in range(start, end, UNROLL):
+        for u in tl.static_range(UNROLL):
+            e = e0 + u
+            # "edge e exists" as vectors: Triton's interpreter refuses a scalar mask in a load
+            okq, okn = (q * 0 + e) < end, (n * 0 + e) < end
+            y = tl.load(Y + e * Q + q, mask=qm & okq, other=0.0)                    # [QB]
+            r = tl.load(Rb + e * NR + n, mask=nm & okn, other=0.0)                  # [RP]
+            w = tl.load(W + e * (L * CW) + w_off, mask=w_mask & okq[:, None], other=0.0)   # [QB, CP]
+            acc += (y[:, None] * w)[:, None, :] * r[None, :, None]
+    out_off = i * (Q * NR * CW) + q[:, None, None] * (NR * CW) + n[None, :, None] * CW + c[None, None, :]
+    tl.store(OUT + out_off, acc, mask=qm[:, None, None] & nm[None, :, None] & cm[None, None, :])
+
+
+def edge_sum_bwd_atomwise(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.constexpr, QP: tl.constexpr,
+                          RP: tl.constexpr, CP: tl.constexpr, LP: tl.constexpr, UNROLL: tl.constexpr):
+    i = tl.program_id(0)
+    start = tl.load(ROWPTR + i)
+    end = tl.load(ROWPTR + i + 1)
+    q = tl.arange(0, QP)
+    n = tl.arange(0, RP)
+    c = tl.arange(0, CP)
+    lrow = tl.arange(0, LP)
+    qm, nm, cm = q < Q, n < NR, c < CW
+    wl = tl.load(WL + q, mask=qm, other=0)
+    w_off = wl[:, None] * CW + c[None, :]                                           # [QP, CP]
+    w_mask = qm[:, None] & cm[None, :]
+    # [QP, LP]: which row of W each angular component reads; padded q (masked to 0 in Y) add nothing
+    onehot = (wl[:, None] == lrow[None, :]).to(Y.dtype.element_ty)
+    g_off = i * (Q * NR * CW) + q[:, None, None] * (NR * CW) + n[None, :, None] * CW + c[None, None, :]
+    g = tl.load(G + g_off, mask=qm[:, None, None] & nm[None, :, None] & cm[None, None, :], other=0.0)
+    gw_off = lrow[:, None] * CW + c[None, :]                                        # [LP, CP]
+    gw_mask = (lrow < L)[:, None] & cm[None, :]
+    for e0 in range(start, end, UNROLL):
+        for u in tl.static_range(UNROLL):
+            e = e0 + u
+            # "edge e exists" as vectors: Triton's interpreter refuses a scalar mask in a load
+            okq, okn, okl = (q * 0 + e) < end, (n * 0 + e) < end, (lrow * 0 + e) < end
+            y = tl.load(Y + e * Q + q, mask=qm & okq, other=0.0)                    # [QP]
+            r = tl.load(Rb + e * NR + n, mask=nm & okn, other=0.0)                  # [RP]
+            w = tl.load(W + e * (L * CW) + w_off, mask=w_mask & okq[:, None], other=0.0)   # [QP, CP]
+            t = tl.sum(g * r[None, :, None], axis=1)                                # [QP, CP]
+            tl.store(GY + e * Q + q, tl.sum(t * w, axis=1), mask=qm & okq)
+            v = tl.sum(g * w[:, None, :], axis=2)                                   # [QP, RP]
+            tl.store(GR + e * NR + n, tl.sum(v * y[:, None], axis=0), mask=nm & okn)
+            yt = t * y[:, None]                                                     # [QP, CP]
+            tl.store(GW + e * (L * CW) + gw_off, tl.sum(yt[:, None, :] * onehot[:, :, None], axis=0),
+                     mask=gw_mask & okl[:, None])

@@ -55,11 +55,23 @@ def interpreting() -> bool:
     return bool(knobs.runtime.interpret) if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
 
 
-KERNELS = ("serial", "blocked")
+KERNELS = ("serial", "blocked", "atomwise", "atomwise-u4")
+UNROLL = {"atomwise": 1, "atomwise-u4": 4}      # edges per loop trip of the v4 kernels
 # serial: in the model on an H100 (water, 12,288 atoms, energy + forces) the fused backend took
 # 26.3 ms with serial kernels and 34.9 ms with blocked ones; blocked pads the water preset's R = 6
 # radial functions to 16 for its matrix products (results/gpu/NVIDIA-H100-80GB-HBM3/README.md)
 DEFAULT_KERNEL = "serial"
+KERNEL_ENV = "CACE_BENCH_FUSED_KERNEL"     # another version for the model's custom op (benchmarks)
+
+
+def selected_kernel() -> str:
+    """The version the model's fused sums run: ``$CACE_BENCH_FUSED_KERNEL`` where set (so that one
+    benchmark call can time the model with each version; the timing task records which), else
+    ``DEFAULT_KERNEL``."""
+    version = os.environ.get(KERNEL_ENV) or DEFAULT_KERNEL
+    if version not in KERNELS:
+        raise ValueError(f"{KERNEL_ENV}={version!r} is not a fused kernel version; known: {', '.join(KERNELS)}")
+    return version
 
 
 @functools.cache
@@ -70,6 +82,10 @@ def _kernels(version: str):
              edge; the backward adds dR and dW over chunks atomically (v2, measured on an H100)
     blocked  EB edges at a time, the sums over edges and radial index as matrix products; one
              backward program per atom writes its edges' gradients once (v3)
+    atomwise serial's forward; the backward one program per atom holding the atom's whole gradient
+             tile, each edge's three gradient rows stored once, no atomics (v4)
+    atomwise-u4  the same with four edges per loop trip, forward and backward (independent bodies
+             whose loads are in flight together)
     """
     from . import edge_sum_kernels as k
 
@@ -77,6 +93,10 @@ def _kernels(version: str):
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd)
     if version == "blocked":
         return triton.jit(k.edge_sum_fwd_blocked), triton.jit(k.edge_sum_bwd_blocked)
+    if version == "atomwise":
+        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_atomwise)
+    if version == "atomwise-u4":
+        return triton.jit(k.edge_sum_fwd_unrolled), triton.jit(k.edge_sum_bwd_atomwise)
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
 
@@ -115,26 +135,42 @@ def _num_warps(meta: dict) -> int:
     return max(1, min(4, tile // 256))
 
 
-def launch_forward(Y, R, W, wl, rowptr, out, version: str = DEFAULT_KERNEL, eb: int | None = None,
+def _num_warps_atomwise(meta: dict) -> int:
+    """One warp per 1,024 elements of the [QP, RP, CP] gradient tile (32 registers a thread), 1 to 8."""
+    return max(1, min(8, meta["QP"] * meta["RP"] * meta["CP"] // 1024))
+
+
+def launch_forward(Y, R, W, wl, rowptr, out, version: str | None = None, eb: int | None = None,
                    num_warps: int | None = None) -> None:
     """Write out [N, Q, R, C] (every element) from contiguous Y, R, W of one dtype and device
-    (``eb``, ``num_warps``: other launch sizes, for the kernel benchmark)."""
+    (``version`` default ``selected_kernel()``; ``eb``, ``num_warps``: other launch sizes, for the
+    kernel benchmark)."""
+    version = version or selected_kernel()
     meta = _launch_args(Y, R, W, version, eb)
     fwd, _ = _kernels(version)
     grid = (rowptr.shape[0] - 1, -(-meta["Q"] // QB))
+    if version == "atomwise-u4":
+        meta["UNROLL"] = UNROLL[version]
     fwd[grid](Y, R, W, wl, rowptr, out, num_warps=num_warps or _num_warps(meta), **meta)
 
 
-def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str = DEFAULT_KERNEL, eb: int | None = None,
+def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str | None = None, eb: int | None = None,
                     num_warps: int | None = None) -> None:
     """Write the three gradients, every element (the serial kernel adds dR and dW over chunks, so
     they are zeroed here first)."""
+    version = version or selected_kernel()
     meta = _launch_args(Y, R, W, version, eb)
     _, bwd = _kernels(version)
     n_chunks = -(-meta["Q"] // QB)
     if version == "blocked":
         meta.update(NQB=n_chunks, LP=_next_pow2(meta["L"]))
         grid = (rowptr.shape[0] - 1,)
+    elif version in UNROLL:
+        meta = {k: v for k, v in meta.items() if k != "QB"}
+        meta.update(QP=_next_pow2(meta["Q"]), LP=_next_pow2(meta["L"]), UNROLL=UNROLL[version])
+        grid = (rowptr.shape[0] - 1,)
+        bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=num_warps or _num_warps_atomwise(meta), **meta)
+        return
     else:
         gR.zero_()
         gW.zero_()

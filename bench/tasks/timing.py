@@ -242,7 +242,7 @@ def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype
     if spec.memory and sweep == "atoms":
         cuda = torch.device(spec.device).type == "cuda"
         for b in spec.backends:
-            if b == "compile-cudagraphs":
+            if b.endswith("cudagraphs"):
                 # a replay runs in the graph's private pool, allocated at capture: the allocator's
                 # peak during a replay misses it (an H200 read 1.9 MB at 192 atoms against 39 MB)
                 continue
@@ -263,6 +263,10 @@ def _key(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype: str)
                "threads": spec.threads, "device": spec.device, "repeats": spec.repeats}
     if tuple(spec.backends) != ("eager",):       # eager-only keys stay those stored before backends existed
         setting["backends"] = list(spec.backends)
+    if any("fused" in b for b in spec.backends):  # which kernel version the fused backends ran
+        from ..nn.neighbor_sum_triton import selected_kernel
+
+        setting["fused_kernel"] = selected_kernel()
     return {"task": "timing", "descriptor": "cace+spherical", "dataset": "water-box", "seed": 0,
             "setting": setting, "config_hash": config_hash({"modes": list(spec.modes), "warmup": spec.warmup})}
 
