@@ -29,11 +29,10 @@ def _descriptor_classes() -> dict:
 class Potential(nn.Module):
     def __init__(self, descriptor: nn.Module, *, readout: Sequence[int] = (32, 16),
                  e0: dict[int, float] | None = None, scale: float = 1.0):
-        from .nn.contracts import Descriptor
+        from .nn.contracts import Descriptor, missing_members
 
-        if not isinstance(descriptor, Descriptor):
-            missing = [m for m in ("cutoff", "n_features", "descriptor_name", "angular", "config", "fused_sums")
-                       if not hasattr(descriptor, m)]
+        missing = missing_members(descriptor, Descriptor)
+        if missing:
             raise TypeError(f"{type(descriptor).__name__} is not a descriptor (bench.nn.contracts.Descriptor): "
                             f"it lacks {', '.join(missing)}")
         super().__init__()

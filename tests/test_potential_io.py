@@ -124,3 +124,20 @@ def test_a_potential_refuses_what_is_not_a_descriptor():
 
     with pytest.raises(TypeError, match="not a descriptor .* lacks cutoff, n_features"):
         Potential(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+def test_contract_check_sees_module_members_as_python_3_12_does_not(kind):
+    """The descriptor contract is checked with hasattr. Python 3.12's isinstance on a runtime
+    protocol looks members up statically, which misses a module's submodules and buffers (every
+    descriptor failed it on the GPU machine's Python 3.12): shown here with getattr_static itself."""
+    import inspect
+
+    from bench.nn.contracts import AngularBasis, Descriptor, missing_members
+
+    d = build(kind, elements=[1, 8], preset="water").descriptor
+    assert missing_members(d, Descriptor) == [] and missing_members(d.angular, AngularBasis) == []
+    with pytest.raises(AttributeError):
+        inspect.getattr_static(d, "angular")           # a submodule: invisible to a static lookup
+    with pytest.raises(AttributeError):
+        inspect.getattr_static(d.angular, "l_of")      # a buffer, likewise

@@ -1,7 +1,12 @@
 """The descriptor contract, stated once in code: what every angular basis and every descriptor
 offers (CACE's monomials, e3nn's harmonics, and any other basis or fast path that is swapped in).
 Structural (``typing.Protocol``): an implementation satisfies it by having these members;
-``isinstance`` checks their presence, the shipped test kit (``bench.testing``) checks behaviour."""
+``missing_members`` checks their presence, the shipped test kit (``bench.testing``) checks behaviour.
+
+Not ``isinstance``: from Python 3.12 a runtime-checkable protocol looks members up with
+``inspect.getattr_static``, which does not see an ``nn.Module``'s submodules, parameters and buffers
+(they live in ``_modules`` / ``_buffers``, reached through ``__getattr__``), so every descriptor
+failed the check there while passing on 3.11."""
 
 from __future__ import annotations
 
@@ -40,3 +45,14 @@ class Descriptor(Protocol):
     def config(self) -> dict: ...         # rebuilds it with from_config (checkpoints)
 
     def fused_sums(self) -> list: ...     # (name, Q, R, C, L) of each neighbour sum (kernel benchmarks)
+
+
+def missing_members(obj, protocol: type) -> list[str]:
+    """The members of ``protocol`` (``AngularBasis`` or ``Descriptor``) that ``obj`` lacks, found with
+    ``hasattr`` (which an ``nn.Module`` answers for its submodules and buffers); [] when it conforms."""
+    names = list(getattr(protocol, "__annotations__", {}))                         # in declaration order
+    names += [n for n, v in vars(protocol).items()
+              if n not in names and not n.startswith("_") and (callable(v) or isinstance(v, property))]
+    if "__call__" in vars(protocol):
+        names.append("__call__")
+    return [n for n in names if not hasattr(obj, n)]

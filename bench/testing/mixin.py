@@ -113,6 +113,13 @@ class _Base:
         return {"cluster": random_cluster(rng, self.elements), "periodic": random_periodic(rng, self.elements)}
 
 
+def _assert_close(got: torch.Tensor, want: torch.Tensor, rtol: float) -> None:
+    """||got - want|| / ||want|| < rtol, the measured error in the message (a GPU run's log is all
+    one gets back)."""
+    err = relative_error(got, want)
+    assert err < rtol, f"relative error {err:.2e}, tolerance {rtol:.0e}"
+
+
 def model_cutoff(model) -> float:
     return float(model.cutoff if hasattr(model, "cutoff") else model.descriptor.cutoff)
 
@@ -121,9 +128,9 @@ class DescriptorTests(_Base):
     """Invariance, batching, smoothness and edge cases of ``forward(graph) -> [N, F]``."""
 
     def test_satisfies_the_descriptor_contract(self, model):
-        from ..nn.contracts import AngularBasis, Descriptor
+        from ..nn.contracts import AngularBasis, Descriptor, missing_members
 
-        assert isinstance(model, Descriptor) and isinstance(model.angular, AngularBasis)
+        assert missing_members(model, Descriptor) == [] and missing_members(model.angular, AngularBasis) == []
         l_of = model.angular.l_of
         assert l_of.shape == (model.angular.n_ang,) and bool((l_of[1:] >= l_of[:-1]).all())
 
@@ -141,7 +148,7 @@ class DescriptorTests(_Base):
         if atoms.pbc.any():
             rot.cell = atoms.cell.array @ R.T
         assert ref.abs().max() > 0
-        assert relative_error(self.features(model, rot), ref) < self.rtol(model)
+        _assert_close(self.features(model, rot), ref, self.rtol(model))
 
     @pytest.mark.parametrize("system", ["cluster", "periodic"])
     def test_translation_and_image_invariance(self, model, system):
@@ -151,27 +158,27 @@ class DescriptorTests(_Base):
         moved.positions += np.array([0.37, -1.2, 2.9])
         if atoms.pbc.any():  # move one atom by a lattice vector: the same periodic system
             moved.positions[1] += atoms.cell.array[0] - 2 * atoms.cell.array[2]
-        assert relative_error(self.features(model, moved), ref) < self.rtol(model)
+        _assert_close(self.features(model, moved), ref, self.rtol(model))
 
     @pytest.mark.parametrize("system", ["cluster", "periodic"])
     def test_permutation_equivariance(self, model, system):
         atoms = self.systems()[system]
         ref = self.features(model, atoms)
         perm = self.rng().permutation(len(atoms))
-        assert relative_error(self.features(model, atoms[perm]), ref[perm]) < self.rtol(model)
+        _assert_close(self.features(model, atoms[perm]), ref[perm], self.rtol(model))
 
     def test_supercell_repeats_features(self, model):
         atoms = self.systems()["periodic"]
         ref = self.features(model, atoms)
         big = self.features(model, atoms.repeat((2, 1, 1)))
-        assert relative_error(big, ref.repeat(2, 1)) < self.rtol(model)
+        _assert_close(big, ref.repeat(2, 1), self.rtol(model))
 
     def test_batch_equals_single(self, model):
         frames = list(self.systems().values())
         dtype, device = setting_of(model)
         batch = model(AtomsGraph.from_atoms(frames, model_cutoff(model), dtype=dtype, device=device)).detach()
         single = torch.cat([self.features(model, a) for a in frames])
-        assert relative_error(batch, single) < self.rtol(model)
+        _assert_close(batch, single, self.rtol(model))
 
     def test_smooth_at_cutoff(self, model):
         """A neighbour approaching r_c changes the features by O(delta^3) -> 0, value and slope
@@ -209,7 +216,10 @@ class DescriptorTests(_Base):
         again.load_state_dict(model.state_dict())
         atoms = self.systems()["periodic"]
         assert again.config() == model.config()
-        assert torch.equal(self.features(again, atoms), self.features(model, atoms))
+        if device == "cpu":          # the same function, bit for bit
+            assert torch.equal(self.features(again, atoms), self.features(model, atoms))
+        else:                        # CUDA's index_add sums in an order that varies from call to call
+            _assert_close(self.features(again, atoms), self.features(model, atoms), self.rtol(model))
 
 
 class PotentialTests(_Base):
@@ -264,14 +274,14 @@ class PotentialTests(_Base):
         rot.positions = atoms.positions @ R.T
         rot.cell = atoms.cell.array @ R.T
         out_r = model(self.graph(model, rot))
-        assert relative_error(out_r["energy"].detach(), out["energy"].detach()) < self.rtol(model)
+        _assert_close(out_r["energy"].detach(), out["energy"].detach(), self.rtol(model))
         R_t = torch.tensor(R.T, dtype=out["forces"].dtype, device=out["forces"].device)
-        assert relative_error(out_r["forces"].detach(), out["forces"].detach() @ R_t) < self.rtol(model)
+        _assert_close(out_r["forces"].detach(), out["forces"].detach() @ R_t, self.rtol(model))
 
     def test_batch_equals_single(self, model):
         frames = list(self.systems().values())
         dtype, device = setting_of(model)
         batch = model(AtomsGraph.from_atoms(frames, model_cutoff(model), dtype=dtype, device=device))
         singles = [model(self.graph(model, a)) for a in frames]
-        assert relative_error(batch["energy"].detach(), torch.cat([s["energy"] for s in singles]).detach()) < self.rtol(model)
-        assert relative_error(batch["forces"].detach(), torch.cat([s["forces"] for s in singles]).detach()) < self.rtol(model)
+        _assert_close(batch["energy"].detach(), torch.cat([s["energy"] for s in singles]).detach(), self.rtol(model))
+        _assert_close(batch["forces"].detach(), torch.cat([s["forces"] for s in singles]).detach(), self.rtol(model))
