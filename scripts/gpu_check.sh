@@ -27,6 +27,9 @@
 # and 98,304 (each timed point checked against eager by the timing task), the kernel profile, the
 # gpu tests but the dense compile ones, the MD engines (carry out/md-engines/accuracy), and last the
 # dense compile + CUDA graphs at 12,288 beside the fused one.
+# --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / atomwise /
+# chunkloop alone, then the model with the fastest: eager, fused and compile-fused-cudagraphs side by
+# side at 12,288 atoms, and the float32 CUDA invariance tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import ase, vesin" 2>/dev/null; then
@@ -37,6 +40,7 @@ else
 fi
 quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--kernels" ] && { quick=2; shift; }
+[ "${1:-}" = "--kernels-short" ] && { quick=3; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 out=${1:-results/gpu/$name}
 mkdir -p "$out"
@@ -47,7 +51,15 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
-if [ $quick = 2 ]; then
+if [ $quick = 3 ]; then
+  step 55  python3 -m bench.benchmarks.edge_sum --versions serial atomwise chunkloop --out "$out/kernels.json"
+  pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=serial
+  echo "== fused kernel for the model: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
+  step 70  $gpu --backend eager fused compile-fused-cudagraphs --sizes 4 --out "$out/timing-compiled"
+  step 20  python3 -m pytest -q -p no:cacheprovider -m gpu -k "translation or config_round_trip" \
+      tests/test_descriptor_properties.py > "$out/gpu-tests.log" 2>&1
+  tail -3 "$out/gpu-tests.log"
+elif [ $quick = 2 ]; then
   step 100 python3 -m bench.benchmarks.edge_sum --out "$out/kernels.json"
   pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=serial
   echo "== fused kernel for the model: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
@@ -77,8 +89,8 @@ else
   [ -d out/md-engines/accuracy ] && step 45 python3 -m bench.benchmarks.md_engines --device cuda --seeds 2 --temperatures 300 \
       --trained out/md-engines/accuracy --out /tmp/md-engines > "$out/md-engines.log" 2>&1
 fi
-step 15  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
-step 15  python3 -m bench.cli.main report "$out/timing-compiled" -o "$out/report-compiled"
+[ $quick != 3 ] && step 15  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
+[ $quick != 3 ] && step 15  python3 -m bench.cli.main report "$out/timing-compiled" -o "$out/report-compiled"
 [ -n "${OUT:-}" ] && cp "$out/gpu-tests.log" "$OUT/" 2>/dev/null
 [ -n "${OUT:-}" ] && [ -f "$out/probe.log" ] && cp "$out/probe.log" "$OUT/" 2>/dev/null
 exit 0

@@ -153,6 +153,7 @@ def test_kernel_benchmark_picks_the_fastest_correct_version():
     rows = [row("serial", 5.0), row("serial", 4.0), row("atomwise", 2.0), row("atomwise", 2.5),
             row("atomwise", 0.1, warps=8), row("blocked", 1.0, eb=16), row("blocked", 0.5, eb=16, parity=float("nan"))]
     assert fastest_version(rows) == "atomwise"         # 4.5 ms against 9.0; blocked was wrong once; warps 8 not the model's
+    assert fastest_version(rows + [row("chunkloop", 0.5)]) == "atomwise"   # timed on one sum of two: cut short
     rows[3] = row("atomwise", 2.5, error="CompilationError: out of resources")
     assert fastest_version(rows) == "serial"
     with pytest.raises(ValueError, match="no kernel version ran correctly"):

@@ -26,15 +26,18 @@ import torch
 # (version, edge block, warps); None: the launch sizes the model uses. Blocked with 8 warps or 32-edge
 # blocks was slower than 16 / 4 on an H100 (results/gpu/NVIDIA-H100-80GB-HBM3/kernels-run).
 CONFIGS = [("serial", None, None), ("atomwise", None, None), ("atomwise-u4", None, None), ("atomwise-u4", None, 2),
-           ("atomwise-u4", None, 8), ("blocked", 16, 4)]
+           ("atomwise-u4", None, 8), ("blocked", 16, 4), ("chunkloop", None, None), ("chunkloop", None, 1),
+           ("chunkloop", None, 4)]
 
 
 def fastest_version(rows: list[dict], tol: float = 1e-4) -> str:
     """The kernel version whose model-size launches (default warps and edge block) take the least
     forward + backward time over every sum of both descriptors, among those that ran and matched
-    the float64 sum within ``tol`` in every row; the model's custom op runs it
+    the float64 sum within ``tol`` in every row and timed on as many sums as the most (a run cut
+    short leaves its last versions without some sums); the model's custom op runs it
     (``$CACE_BENCH_FUSED_KERNEL``)."""
     total: dict[str, float] = {}
+    count: dict[str, int] = {}
     bad = set()
     for row in rows:
         if row["warps"] is not None or (row["kernel"] == "blocked" and row["eb"] != 16):
@@ -43,7 +46,9 @@ def fastest_version(rows: list[dict], tol: float = 1e-4) -> str:
             bad.add(row["kernel"])
             continue
         total[row["kernel"]] = total.get(row["kernel"], 0.0) + row["fwd_bwd_ms"]
-    ok = {k: v for k, v in total.items() if k not in bad}
+        count[row["kernel"]] = count.get(row["kernel"], 0) + 1
+    # a run cut short leaves the last versions without some sums: only versions timed on every sum
+    ok = {k: v for k, v in total.items() if k not in bad and count[k] == max(count.values())}
     if not ok:
         raise ValueError("no kernel version ran correctly in these rows")
     return min(ok, key=ok.get)
@@ -127,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="write the rows as JSON here")
     p.add_argument("--device", default="cuda", help="cpu: a dry run in Triton's interpreter (TRITON_INTERPRET=1)")
     p.add_argument("--preset", default="water", help="the model whose neighbour sums are timed")
+    p.add_argument("--versions", nargs="+", default=None, help="time only these kernel versions")
     p.add_argument("--pick", default=None, metavar="FILE.json",
                    help="print the fastest correct version in an earlier run's rows and stop (fastest_version)")
     args = p.parse_args(argv)
@@ -151,7 +157,7 @@ def main(argv=None) -> int:
         out = Y.new_empty(args.atoms, Q, NR, C)
         grads = [torch.empty_like(t) for t in (Y, R, W)]
         fl = floors(args.atoms, n_edges, Q, NR, C, L)
-        for version, eb, warps in CONFIGS:
+        for version, eb, warps in [cfg for cfg in CONFIGS if not args.versions or cfg[0] in args.versions]:
             row = dict(descriptor=desc, sum=name, kernel=version, eb=eb, warps=warps, Q=Q, C=C, L=L,
                        R=NR, atoms=args.atoms, edges=n_edges, **fl)
             try:

@@ -55,7 +55,7 @@ def interpreting() -> bool:
     return bool(knobs.runtime.interpret) if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
 
 
-KERNELS = ("serial", "blocked", "atomwise", "atomwise-u4")
+KERNELS = ("serial", "blocked", "atomwise", "atomwise-u4", "chunkloop")
 UNROLL = {"atomwise": 1, "atomwise-u4": 4}      # edges per loop trip of the v4 kernels
 # serial: in the model on an H100 (water, 12,288 atoms, energy + forces) the fused backend took
 # 26.3 ms with serial kernels and 34.9 ms with blocked ones; blocked pads the water preset's R = 6
@@ -86,6 +86,9 @@ def _kernels(version: str):
              tile, each edge's three gradient rows stored once, no atomics (v4)
     atomwise-u4  the same with four edges per loop trip, forward and backward (independent bodies
              whose loads are in flight together)
+    chunkloop serial's forward; the backward one program per atom that loops over the chunks of QB
+             angular components per edge, re-reading g from the cache, dR and dW summed in registers
+             and stored once (v5)
     """
     from . import edge_sum_kernels as k
 
@@ -97,6 +100,8 @@ def _kernels(version: str):
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_atomwise)
     if version == "atomwise-u4":
         return triton.jit(k.edge_sum_fwd_unrolled), triton.jit(k.edge_sum_bwd_atomwise)
+    if version == "chunkloop":
+        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_chunkloop)
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
 
@@ -165,6 +170,11 @@ def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str | None =
     if version == "blocked":
         meta.update(NQB=n_chunks, LP=_next_pow2(meta["L"]))
         grid = (rowptr.shape[0] - 1,)
+    elif version == "chunkloop":
+        meta.update(NQB=n_chunks, LP=_next_pow2(meta["L"]))
+        grid = (rowptr.shape[0] - 1,)
+        bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=num_warps or _num_warps(meta), **meta)
+        return
     elif version in UNROLL:
         meta = {k: v for k, v in meta.items() if k != "QB"}
         meta.update(QP=_next_pow2(meta["Q"]), LP=_next_pow2(meta["L"]), UNROLL=UNROLL[version])
