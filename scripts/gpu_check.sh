@@ -22,13 +22,13 @@
 # 15-20 s there (H200, torch 2.11).
 # --kernels (under 9.5 minutes; the whole of one 15-minute lease): the fused kernels alone (every
 # version and launch size against its floors, OUT/kernels.json), then the model with the fastest
-# correct version (edge_sum --pick; exported as CACE_BENCH_FUSED_KERNEL and recorded in every fused
-# timing record): eager and fused at 192 / 12,288 / 98,304 atoms, compile-fused-cudagraphs at 12,288
+# correct version of each sum's shape (edge_sum --pick; exported as CACE_BENCH_FUSED_KERNEL and
+# recorded in every fused timing record): eager and fused at 192 / 12,288 / 98,304 atoms, compile-fused-cudagraphs at 12,288
 # and 98,304 (each timed point checked against eager by the timing task), the kernel profile, the
 # gpu tests but the dense compile ones, the MD engines (carry out/md-engines/accuracy), and last the
 # dense compile + CUDA graphs at 12,288 beside the fused one.
 # --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / atomwise /
-# chunkloop alone, then the model with the fastest: eager, fused and compile-fused-cudagraphs side by
+# atomwise-split alone, then the model with the fastest per shape: eager, fused and compile-fused-cudagraphs side by
 # side at 12,288 atoms, and the float32 CUDA invariance tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -52,17 +52,17 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
 if [ $quick = 3 ]; then
-  step 55  python3 -m bench.benchmarks.edge_sum --versions serial atomwise chunkloop --out "$out/kernels.json"
-  pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=serial
-  echo "== fused kernel for the model: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
+  step 55  python3 -m bench.benchmarks.edge_sum --versions serial atomwise atomwise-split --out "$out/kernels.json"
+  pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
+  echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
   step 70  $gpu --backend eager fused compile-fused-cudagraphs --sizes 4 --out "$out/timing-compiled"
   step 20  python3 -m pytest -q -p no:cacheprovider -m gpu -k "translation or config_round_trip" \
       tests/test_descriptor_properties.py > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
 elif [ $quick = 2 ]; then
   step 100 python3 -m bench.benchmarks.edge_sum --out "$out/kernels.json"
-  pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=serial
-  echo "== fused kernel for the model: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
+  pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
+  echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
   step 60  $gpu --backend eager fused --sizes 1 4 8 --out "$out/timing"
   step 120 $gpu --backend eager compile-fused-cudagraphs --sizes 4 8 --out "$out/timing-compiled"
   step 30  python3 -m bench.profile --device cuda --repeat 4 --backend eager fused --out "$out/profile"

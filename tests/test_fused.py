@@ -125,39 +125,45 @@ def test_unknown_kernel_version_is_named():
         nst._kernels("tiled")
 
 
-def test_model_kernel_version_follows_the_environment_and_refuses_unknown_names(monkeypatch):
-    """$CACE_BENCH_FUSED_KERNEL picks the version the custom op runs (a benchmark times the model with
-    each); the timing task keys its fused records by it, so two versions are never stored as one."""
+def test_model_kernel_policy_follows_the_environment_and_refuses_bad_values(monkeypatch):
+    """$CACE_BENCH_FUSED_KERNEL picks the kernels the custom op runs: one version, "auto", or a
+    version per shape (what the kernel benchmark's --pick writes); the timing task keys its fused
+    records by it, so two policies are never stored as one."""
     from bench.tasks.timing import TimingSpec, _key
 
     monkeypatch.delenv(nst.KERNEL_ENV, raising=False)
-    assert nst.selected_kernel() == nst.DEFAULT_KERNEL
+    assert nst.selected_kernel() == "auto"
+    # auto: the per-atom backward where its padded tile fits two warps, v2 for CACE's Bchi sum (4,096)
+    assert nst.kernel_for(20, 6, 3, 1) == nst.kernel_for(16, 6, 9, 4) == "atomwise"
+    assert nst.kernel_for(20, 6, 9, 4) == "serial"
     spec = TimingSpec(backends=("eager", "fused"))
-    default_key = _key(spec, "atoms", {}, 1, "float32")
-    monkeypatch.setenv(nst.KERNEL_ENV, "atomwise")
-    assert nst.selected_kernel() == "atomwise"
+    auto_key = _key(spec, "atoms", {}, 1, "float32")
+    monkeypatch.setenv(nst.KERNEL_ENV, "serial,20x6x3x1=chunkloop")
+    assert nst.kernel_for(20, 6, 3, 1) == "chunkloop" and nst.kernel_for(16, 6, 9, 4) == "serial"
     key = _key(spec, "atoms", {}, 1, "float32")
-    assert key["setting"]["fused_kernel"] == "atomwise" != default_key["setting"]["fused_kernel"]
+    assert key["setting"]["fused_kernel"] == "serial,20x6x3x1=chunkloop" != auto_key["setting"]["fused_kernel"]
     assert "fused_kernel" not in _key(TimingSpec(backends=("eager",)), "atoms", {}, 1, "float32")["setting"]
-    monkeypatch.setenv(nst.KERNEL_ENV, "tiled")
-    with pytest.raises(ValueError, match="CACE_BENCH_FUSED_KERNEL='tiled' is not a fused kernel version"):
-        nst.selected_kernel()
+    for bad, msg in [("tiled", "'tiled' is not a fused kernel version"), ("20x6=serial", "is not a shape QxRxCxL")]:
+        monkeypatch.setenv(nst.KERNEL_ENV, bad)
+        with pytest.raises(ValueError, match=msg):
+            nst.selected_kernel()
 
 
-def test_kernel_benchmark_picks_the_fastest_correct_version():
-    from bench.benchmarks.edge_sum import fastest_version
+def test_kernel_benchmark_picks_the_fastest_correct_version_per_shape():
+    from bench.benchmarks.edge_sum import fastest_by_shape, policy_string
 
-    def row(kernel, ms, parity=1e-7, warps=None, eb=None, **extra):
-        return dict(kernel=kernel, fwd_bwd_ms=ms, parity=parity, warps=warps, eb=eb, **extra)
+    def row(kernel, ms, Q=20, C=9, parity=1e-7, warps=None, eb=None, **extra):
+        return dict(kernel=kernel, fwd_bwd_ms=ms, Q=Q, R=6, C=C, L=4, parity=parity, warps=warps, eb=eb, **extra)
 
-    rows = [row("serial", 5.0), row("serial", 4.0), row("atomwise", 2.0), row("atomwise", 2.5),
-            row("atomwise", 0.1, warps=8), row("blocked", 1.0, eb=16), row("blocked", 0.5, eb=16, parity=float("nan"))]
-    assert fastest_version(rows) == "atomwise"         # 4.5 ms against 9.0; blocked was wrong once; warps 8 not the model's
-    assert fastest_version(rows + [row("chunkloop", 0.5)]) == "atomwise"   # timed on one sum of two: cut short
-    rows[3] = row("atomwise", 2.5, error="CompilationError: out of resources")
-    assert fastest_version(rows) == "serial"
+    rows = [row("serial", 5.0), row("atomwise", 5.5), row("atomwise", 0.1, warps=8),
+            row("blocked", 1.0, eb=16, parity=float("nan")), row("blocked", 0.2, eb=32),
+            row("serial", 4.0, Q=16), row("atomwise", 2.0, Q=16), row("chunkloop", 1.0, Q=16, error="out of resources")]
+    best = fastest_by_shape(rows)        # warps 8 and EB 32 are not the model's launches; NaN and errors lose
+    assert best == {(20, 6, 9, 4): "serial", (16, 6, 9, 4): "atomwise"}
+    assert policy_string(best) == "auto,16x6x9x4=atomwise,20x6x9x4=serial"
+    assert nst.parse_policy(policy_string(best)) == ("auto", {(16, 6, 9, 4): "atomwise", (20, 6, 9, 4): "serial"})
     with pytest.raises(ValueError, match="no kernel version ran correctly"):
-        fastest_version([row("serial", 1.0, parity=1.0)])
+        fastest_by_shape([row("serial", 1.0, parity=1.0)])
 
 
 def test_rowptr_is_csr_of_sorted_receivers():

@@ -23,35 +23,35 @@ import time
 
 import torch
 
-# (version, edge block, warps); None: the launch sizes the model uses. Blocked with 8 warps or 32-edge
-# blocks was slower than 16 / 4 on an H100 (results/gpu/NVIDIA-H100-80GB-HBM3/kernels-run).
-CONFIGS = [("serial", None, None), ("atomwise", None, None), ("atomwise-u4", None, None), ("atomwise-u4", None, 2),
-           ("atomwise-u4", None, 8), ("blocked", 16, 4), ("chunkloop", None, None), ("chunkloop", None, 1),
-           ("chunkloop", None, 4)]
+# (version, edge block, warps); None: the launch sizes the model uses. Left out after they lost on an
+# H100 or H200 (results/gpu/*/kernels-run, atomwise-run, chunkloop-run): blocked with 8 warps or
+# 32-edge blocks, atomwise-u4 with 8 warps, chunkloop with 2 or 4 warps.
+CONFIGS = [("serial", None, None), ("atomwise", None, None), ("atomwise-split", None, None),
+           ("atomwise-split", None, 4), ("atomwise-u4", None, None), ("chunkloop", None, 1), ("blocked", 16, 4)]
 
 
-def fastest_version(rows: list[dict], tol: float = 1e-4) -> str:
-    """The kernel version whose model-size launches (default warps and edge block) take the least
-    forward + backward time over every sum of both descriptors, among those that ran and matched
-    the float64 sum within ``tol`` in every row and timed on as many sums as the most (a run cut
-    short leaves its last versions without some sums); the model's custom op runs it
-    (``$CACE_BENCH_FUSED_KERNEL``)."""
-    total: dict[str, float] = {}
-    count: dict[str, int] = {}
-    bad = set()
+def fastest_by_shape(rows: list[dict], tol: float = 1e-4) -> dict:
+    """{(Q, R, C, L): version}: for each sum's shape, the version whose model-size launch (default
+    warps and edge block) took the least forward + backward time among those that ran and matched
+    the float64 sum within ``tol``. Per shape, so that each descriptor's sums run their own fastest
+    kernel (one version for both would favour the shape it suits)."""
+    best: dict = {}
     for row in rows:
         if row["warps"] is not None or (row["kernel"] == "blocked" and row["eb"] != 16):
             continue
         if "error" in row or not row["parity"] < tol:
-            bad.add(row["kernel"])
             continue
-        total[row["kernel"]] = total.get(row["kernel"], 0.0) + row["fwd_bwd_ms"]
-        count[row["kernel"]] = count.get(row["kernel"], 0) + 1
-    # a run cut short leaves the last versions without some sums: only versions timed on every sum
-    ok = {k: v for k, v in total.items() if k not in bad and count[k] == max(count.values())}
-    if not ok:
+        key = (row["Q"], row["R"], row["C"], row["L"])
+        if key not in best or row["fwd_bwd_ms"] < best[key][1]:
+            best[key] = (row["kernel"], row["fwd_bwd_ms"])
+    if not best:
         raise ValueError("no kernel version ran correctly in these rows")
-    return min(ok, key=ok.get)
+    return {k: v for k, (v, _) in best.items()}
+
+
+def policy_string(best: dict) -> str:
+    """``$CACE_BENCH_FUSED_KERNEL`` for ``fastest_by_shape``'s answer ("auto" for other shapes)."""
+    return ",".join(["auto"] + [f"{Q}x{R}x{C}x{L}={v}" for (Q, R, C, L), v in sorted(best.items())])
 
 
 def model_sums(preset: str = "water") -> list[tuple]:
@@ -134,11 +134,12 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="water", help="the model whose neighbour sums are timed")
     p.add_argument("--versions", nargs="+", default=None, help="time only these kernel versions")
     p.add_argument("--pick", default=None, metavar="FILE.json",
-                   help="print the fastest correct version in an earlier run's rows and stop (fastest_version)")
+                   help="print $CACE_BENCH_FUSED_KERNEL for the fastest correct version of each shape in an "
+                        "earlier run's rows, and stop (fastest_by_shape)")
     args = p.parse_args(argv)
     if args.pick:
         with open(args.pick) as f:
-            print(fastest_version(json.load(f)["rows"]))
+            print(policy_string(fastest_by_shape(json.load(f)["rows"])))
         return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device here; --device cpu runs the kernels in Triton's interpreter (TRITON_INTERPRET=1)",

@@ -55,23 +55,62 @@ def interpreting() -> bool:
     return bool(knobs.runtime.interpret) if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
 
 
-KERNELS = ("serial", "blocked", "atomwise", "atomwise-u4", "chunkloop")
+KERNELS = ("serial", "blocked", "atomwise", "atomwise-u4", "chunkloop", "atomwise-split")
 UNROLL = {"atomwise": 1, "atomwise-u4": 4}      # edges per loop trip of the v4 kernels
-# serial: in the model on an H100 (water, 12,288 atoms, energy + forces) the fused backend took
-# 26.3 ms with serial kernels and 34.9 ms with blocked ones; blocked pads the water preset's R = 6
-# radial functions to 16 for its matrix products (results/gpu/NVIDIA-H100-80GB-HBM3/README.md)
-DEFAULT_KERNEL = "serial"
-KERNEL_ENV = "CACE_BENCH_FUSED_KERNEL"     # another version for the model's custom op (benchmarks)
+KERNEL_ENV = "CACE_BENCH_FUSED_KERNEL"
+DEFAULT_POLICY = "auto"
+
+
+def auto_kernel(Q: int, R: int, C: int, L: int) -> str:
+    """The version "auto" runs for a sum of shape (Q angular, R radial, C channels, L weight rows).
+
+    Measured on an H200 (water, 12,288 atoms; results/gpu/NVIDIA-H200/atomwise-run): the per-atom
+    backward ("atomwise") beat v2 ("serial") 3.8x and 5.1x on layer 0 (padded tiles of 1,024 and
+    512 elements) and 1.6x on the spherical Bchi sum (2,048), and lost 7% on CACE's Bchi sum
+    (4,096: Q = 20 padded to 32, a tile across 4 warps). So: atomwise where its padded tile fits in
+    2,048 elements (two warps' worth), else serial. Each descriptor's sums thus run the kernel
+    measured fastest for their shape, not one version chosen for the two together."""
+    tile = _next_pow2(Q) * max(_next_pow2(R), 2) * max(_next_pow2(C), 2)
+    return "atomwise" if tile <= 2048 else "serial"
+
+
+def parse_policy(policy: str) -> tuple[str, dict]:
+    """``$CACE_BENCH_FUSED_KERNEL``: comma-separated items, each a version ("auto" or one of
+    ``KERNELS``) for every shape, or ``QxRxCxL=version`` for one shape (``bench.benchmarks.edge_sum
+    --pick`` writes the fastest per shape so). Returns (fallback, {(Q, R, C, L): version})."""
+    fallback, shapes = DEFAULT_POLICY, {}
+    for item in filter(None, (x.strip() for x in policy.split(","))):
+        shape, _, version = item.rpartition("=")
+        if version not in KERNELS + ("auto",):
+            raise ValueError(f"{KERNEL_ENV}: {version!r} is not a fused kernel version; known: auto, "
+                             f"{', '.join(KERNELS)} (an item is VERSION or QxRxCxL=VERSION)")
+        if not shape:
+            fallback = version
+            continue
+        try:
+            key = tuple(int(v) for v in shape.split("x"))
+        except ValueError:
+            key = ()
+        if len(key) != 4:
+            raise ValueError(f"{KERNEL_ENV}: {shape!r} is not a shape QxRxCxL (e.g. 20x6x9x4=serial)")
+        shapes[key] = version
+    return fallback, shapes
 
 
 def selected_kernel() -> str:
-    """The version the model's fused sums run: ``$CACE_BENCH_FUSED_KERNEL`` where set (so that one
-    benchmark call can time the model with each version; the timing task records which), else
-    ``DEFAULT_KERNEL``."""
-    version = os.environ.get(KERNEL_ENV) or DEFAULT_KERNEL
-    if version not in KERNELS:
-        raise ValueError(f"{KERNEL_ENV}={version!r} is not a fused kernel version; known: {', '.join(KERNELS)}")
-    return version
+    """The kernel policy of the model's fused sums: ``$CACE_BENCH_FUSED_KERNEL`` where set (so that a
+    benchmark can time the model with a version, or with the fastest per shape; the timing task
+    records it), else "auto" (``auto_kernel``). Checked here, so a bad value fails at once."""
+    policy = os.environ.get(KERNEL_ENV) or DEFAULT_POLICY
+    parse_policy(policy)
+    return policy
+
+
+def kernel_for(Q: int, R: int, C: int, L: int, policy: str | None = None) -> str:
+    """The version that runs a sum of this shape under ``policy`` (default ``selected_kernel()``)."""
+    fallback, shapes = parse_policy(policy or selected_kernel())
+    version = shapes.get((Q, R, C, L), fallback)
+    return auto_kernel(Q, R, C, L) if version == "auto" else version
 
 
 @functools.cache
@@ -89,6 +128,8 @@ def _kernels(version: str):
     chunkloop serial's forward; the backward one program per atom that loops over the chunks of QB
              angular components per edge, re-reading g from the cache, dR and dW summed in registers
              and stored once (v5)
+    atomwise-split  atomwise with the gradient tile held as two, rows [0, QA) and [QA, Q) with QA
+             the largest power of two <= Q: no padding of CACE's Q = 20 (v6)
     """
     from . import edge_sum_kernels as k
 
@@ -102,6 +143,8 @@ def _kernels(version: str):
         return triton.jit(k.edge_sum_fwd_unrolled), triton.jit(k.edge_sum_bwd_atomwise)
     if version == "chunkloop":
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_chunkloop)
+    if version == "atomwise-split":
+        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_split)
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
 
@@ -145,12 +188,16 @@ def _num_warps_atomwise(meta: dict) -> int:
     return max(1, min(8, meta["QP"] * meta["RP"] * meta["CP"] // 1024))
 
 
+def _version(version, Y, R, W) -> str:
+    return version or kernel_for(Y.shape[1], R.shape[1], W.shape[2], W.shape[1])
+
+
 def launch_forward(Y, R, W, wl, rowptr, out, version: str | None = None, eb: int | None = None,
                    num_warps: int | None = None) -> None:
     """Write out [N, Q, R, C] (every element) from contiguous Y, R, W of one dtype and device
-    (``version`` default ``selected_kernel()``; ``eb``, ``num_warps``: other launch sizes, for the
-    kernel benchmark)."""
-    version = version or selected_kernel()
+    (``version`` default ``kernel_for`` the shape; ``eb``, ``num_warps``: other launch sizes, for
+    the kernel benchmark)."""
+    version = _version(version, Y, R, W)
     meta = _launch_args(Y, R, W, version, eb)
     fwd, _ = _kernels(version)
     grid = (rowptr.shape[0] - 1, -(-meta["Q"] // QB))
@@ -163,13 +210,22 @@ def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str | None =
                     num_warps: int | None = None) -> None:
     """Write the three gradients, every element (the serial kernel adds dR and dW over chunks, so
     they are zeroed here first)."""
-    version = version or selected_kernel()
+    version = _version(version, Y, R, W)
     meta = _launch_args(Y, R, W, version, eb)
     _, bwd = _kernels(version)
     n_chunks = -(-meta["Q"] // QB)
     if version == "blocked":
         meta.update(NQB=n_chunks, LP=_next_pow2(meta["L"]))
         grid = (rowptr.shape[0] - 1,)
+    elif version == "atomwise-split":
+        Q = meta["Q"]
+        QA = 1 << (Q.bit_length() - 1)                     # the largest power of two <= Q
+        meta = {k: v for k, v in meta.items() if k != "QB"}
+        meta.update(QA=QA, QR2=_next_pow2(Q - QA) if Q > QA else 1, HAS_REST=Q > QA, LP=_next_pow2(meta["L"]))
+        grid = (rowptr.shape[0] - 1,)
+        tile = (QA + (meta["QR2"] if Q > QA else 0)) * meta["RP"] * meta["CP"]
+        bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=num_warps or max(1, min(4, tile // 1024)), **meta)
+        return
     elif version == "chunkloop":
         meta.update(NQB=n_chunks, LP=_next_pow2(meta["L"]))
         grid = (rowptr.shape[0] - 1,)
