@@ -36,25 +36,20 @@ def main():
     p.add_argument("--arch", type=int, default=90)
     p.add_argument("--preset", default="water")
     args = p.parse_args()
-    import torch
-
-    for dtype, ty in ((torch.float32, "fp32"), (torch.float64, "fp64")):
+    for ty in ("fp32", "fp64"):
         for desc, name, Q, NR, C, L in model_sums(args.preset):
-            Y, R, W = torch.empty(1, Q, dtype=dtype), torch.empty(1, NR, dtype=dtype), torch.empty(1, L, C, dtype=dtype)
             for version in nst.KERNELS:
                 fwd, bwd = nst._kernels(version)
                 for which, fn in (("fwd", fwd), ("bwd", bwd)):
-                    meta = nst._launch_args(Y, R, W, version)
-                    if which == "bwd" and version == "blocked":
-                        meta.update(NQB=-(-Q // nst.QB), LP=nst._next_pow2(L))
+                    meta, warps, _ = nst.launch_config(which, version, Q, NR, C, L)
                     sig = {a: ("*i64" if a in ("WL", "ROWPTR") else f"*{ty}") for a in POINTERS[which]}
                     sig.update({a: "i32" for a in ("Q", "NR", "CW")})
                     constexprs = {k: v for k, v in meta.items() if k not in sig}
                     sig.update({k: "constexpr" for k in constexprs})
                     src = ASTSource(fn=fn, signature=sig, constexprs=constexprs)
-                    kernel = triton.compile(src, target=GPUTarget("cuda", args.arch, 32),
-                                            options=dict(num_warps=nst._num_warps(meta)))
-                    print(f"{ty} {desc:9s} {name:6s} {version:8s} {which}  {resources(kernel.asm['cubin'])}", flush=True)
+                    kernel = triton.compile(src, target=GPUTarget("cuda", args.arch, 32), options=dict(num_warps=warps))
+                    print(f"{ty} {desc:9s} {name:6s} {version:14s} {which} {warps} warps  {resources(kernel.asm['cubin'])}",
+                          flush=True)
 
 
 if __name__ == "__main__":

@@ -162,86 +162,75 @@ QB = 4      # angular components per program: 20 = 5 x 4 (CACE, l_max 3), 16 = 4
 EB = 16     # edges per block (blocked kernels)
 
 
-def _launch_args(Y, R, W, version: str, eb: int | None = None) -> dict:
-    """Kernel sizes. Only R and C (and the edge block) are padded to powers of two, identically for
-    both descriptors; Q is split into chunks of QB, so neither angular basis pays for the other's
-    size (a first version padded Q: CACE's 20 to 32, the spherical 16 not at all, see results/gpu).
-    The blocked kernels' matrix products need each side >= 16 (RP, EB, QB * CP)."""
-    E, Q = Y.shape
-    L, C = W.shape[1], W.shape[2]
-    meta = dict(Q=Q, NR=R.shape[1], CW=C, L=L, QB=QB, RP=max(_next_pow2(R.shape[1]), 2), CP=max(_next_pow2(C), 2))
+def launch_config(which: str, version: str, Q: int, NR: int, C: int, L: int, eb: int | None = None,
+                  num_warps: int | None = None) -> tuple[dict, int, bool]:
+    """(constexpr sizes, warps, whether the grid has a chunk axis) of kernel ``which`` ("fwd" or
+    "bwd") of ``version`` for a sum of shape (Q, NR, C, L): the one place that sizes launches (the
+    launches below and ``scripts/compile_kernels.py``). R and C are padded to powers of two for
+    every version and both descriptors; Q is split into chunks of QB where the grid has a chunk
+    axis (no padding of 20 or 16), padded to a power of two by v4 (the tilt "auto" steers around),
+    split into two power-of-two tiles by v6. The blocked kernels' matrix products need each side
+    >= 16 (RP, EB, QB * CP). ``eb``, ``num_warps``: other launch sizes, for the kernel benchmark."""
+    meta = dict(Q=Q, NR=NR, CW=C, L=L, QB=QB, RP=max(_next_pow2(NR), 2), CP=max(_next_pow2(C), 2))
+    chunk_tile = QB * meta["RP"] * meta["CP"]
+    warps = max(1, min(4, chunk_tile // 256))           # small tiles, few warps: reductions stay in a warp
     if version == "blocked":
         meta.update(RP=max(meta["RP"], 16), CP=max(meta["CP"], 16 // QB), EB=eb or EB, PRECISION="ieee")
-    return meta
+        warps = 4
+        if which == "bwd":
+            meta.update(NQB=-(-Q // QB), LP=_next_pow2(L))
+            return meta, num_warps or warps, False
+        return meta, num_warps or warps, True
+    if which == "fwd":                                   # v2's forward, unrolled for u4
+        if version == "atomwise-u4":
+            meta["UNROLL"] = UNROLL[version]
+        return meta, num_warps or warps, True
+    if version == "serial":
+        return meta, num_warps or warps, True
+    del meta["QB"]
+    meta["LP"] = _next_pow2(L)
+    if version == "chunkloop":
+        meta.update(QB=QB, NQB=-(-Q // QB))
+        return meta, num_warps or warps, False
+    if version == "atomwise-split":
+        QA = 1 << (Q.bit_length() - 1)                  # the largest power of two <= Q
+        meta.update(QA=QA, QR2=_next_pow2(Q - QA) if Q > QA else 1, HAS_REST=Q > QA)
+        tile = (QA + (meta["QR2"] if Q > QA else 0)) * meta["RP"] * meta["CP"]
+        return meta, num_warps or max(1, min(4, tile // 1024)), False
+    if version in UNROLL:                                # v4: one warp per 1,024 elements of the tile
+        meta.update(QP=_next_pow2(Q), UNROLL=UNROLL[version])
+        return meta, num_warps or max(1, min(8, meta["QP"] * meta["RP"] * meta["CP"] // 1024)), False
+    raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
 
-def _num_warps(meta: dict) -> int:
-    """Small tiles, few warps: the serial backward's per-edge reductions stay (mostly) inside one warp."""
-    if "EB" in meta:
-        return 4
-    tile = meta["QB"] * meta["RP"] * meta["CP"]
-    return max(1, min(4, tile // 256))
-
-
-def _num_warps_atomwise(meta: dict) -> int:
-    """One warp per 1,024 elements of the [QP, RP, CP] gradient tile (32 registers a thread), 1 to 8."""
-    return max(1, min(8, meta["QP"] * meta["RP"] * meta["CP"] // 1024))
-
-
-def _version(version, Y, R, W) -> str:
-    return version or kernel_for(Y.shape[1], R.shape[1], W.shape[2], W.shape[1])
+def _shape(Y, R, W) -> tuple[int, int, int, int]:
+    return Y.shape[1], R.shape[1], W.shape[2], W.shape[1]
 
 
 def launch_forward(Y, R, W, wl, rowptr, out, version: str | None = None, eb: int | None = None,
                    num_warps: int | None = None) -> None:
     """Write out [N, Q, R, C] (every element) from contiguous Y, R, W of one dtype and device
-    (``version`` default ``kernel_for`` the shape; ``eb``, ``num_warps``: other launch sizes, for
-    the kernel benchmark)."""
-    version = _version(version, Y, R, W)
-    meta = _launch_args(Y, R, W, version, eb)
+    (``version`` default ``kernel_for`` the shape; ``eb``, ``num_warps``: ``launch_config``)."""
+    version = version or kernel_for(*_shape(Y, R, W))
+    Q, NR, C, L = _shape(Y, R, W)
+    meta, warps, _ = launch_config("fwd", version, Q, NR, C, L, eb, num_warps)
     fwd, _ = _kernels(version)
-    grid = (rowptr.shape[0] - 1, -(-meta["Q"] // QB))
-    if version == "atomwise-u4":
-        meta["UNROLL"] = UNROLL[version]
-    fwd[grid](Y, R, W, wl, rowptr, out, num_warps=num_warps or _num_warps(meta), **meta)
+    fwd[(rowptr.shape[0] - 1, -(-Q // QB))](Y, R, W, wl, rowptr, out, num_warps=warps, **meta)
 
 
 def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str | None = None, eb: int | None = None,
                     num_warps: int | None = None) -> None:
     """Write the three gradients, every element (the serial kernel adds dR and dW over chunks, so
     they are zeroed here first)."""
-    version = _version(version, Y, R, W)
-    meta = _launch_args(Y, R, W, version, eb)
+    version = version or kernel_for(*_shape(Y, R, W))
+    Q, NR, C, L = _shape(Y, R, W)
+    meta, warps, chunked = launch_config("bwd", version, Q, NR, C, L, eb, num_warps)
     _, bwd = _kernels(version)
-    n_chunks = -(-meta["Q"] // QB)
-    if version == "blocked":
-        meta.update(NQB=n_chunks, LP=_next_pow2(meta["L"]))
-        grid = (rowptr.shape[0] - 1,)
-    elif version == "atomwise-split":
-        Q = meta["Q"]
-        QA = 1 << (Q.bit_length() - 1)                     # the largest power of two <= Q
-        meta = {k: v for k, v in meta.items() if k != "QB"}
-        meta.update(QA=QA, QR2=_next_pow2(Q - QA) if Q > QA else 1, HAS_REST=Q > QA, LP=_next_pow2(meta["L"]))
-        grid = (rowptr.shape[0] - 1,)
-        tile = (QA + (meta["QR2"] if Q > QA else 0)) * meta["RP"] * meta["CP"]
-        bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=num_warps or max(1, min(4, tile // 1024)), **meta)
-        return
-    elif version == "chunkloop":
-        meta.update(NQB=n_chunks, LP=_next_pow2(meta["L"]))
-        grid = (rowptr.shape[0] - 1,)
-        bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=num_warps or _num_warps(meta), **meta)
-        return
-    elif version in UNROLL:
-        meta = {k: v for k, v in meta.items() if k != "QB"}
-        meta.update(QP=_next_pow2(meta["Q"]), LP=_next_pow2(meta["L"]), UNROLL=UNROLL[version])
-        grid = (rowptr.shape[0] - 1,)
-        bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=num_warps or _num_warps_atomwise(meta), **meta)
-        return
-    else:
+    if version == "serial":
         gR.zero_()
         gW.zero_()
-        grid = (rowptr.shape[0] - 1, n_chunks)
-    bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=num_warps or _num_warps(meta), **meta)
+    grid = (rowptr.shape[0] - 1, -(-Q // QB)) if chunked else (rowptr.shape[0] - 1,)
+    bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=warps, **meta)
 
 
 # The kernels as PyTorch custom operators: opaque to torch.compile (which compiles the rest of the
