@@ -58,5 +58,6 @@ class BenchCalculator(Calculator):
         self.results = {"energy": energy, "free_energy": energy,
                         "forces": out["forces"].detach().cpu().numpy().astype(float)}
         if want_stress:
-            s = out["stress"].detach()[0].cpu().numpy()
-            self.results["stress"] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]].astype(float)
+            from ase.stress import full_3x3_to_voigt_6_stress
+
+            self.results["stress"] = full_3x3_to_voigt_6_stress(out["stress"].detach()[0].cpu().numpy()).astype(float)

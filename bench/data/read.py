@@ -362,15 +362,16 @@ def _convert(atoms: Atoms, props: dict, path, frame_no: int, opts: dict, stress_
     if forces.shape != (n, 3):
         raise DataError(path, frame_no, opts["forces_key"], f"shape {forces.shape}, expected ({n}, 3)")
     results = {"energy": energy * e_f, "forces": forces * (e_f / l_f)}
-    voigt = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
+    from ase.stress import full_3x3_to_voigt_6_stress as voigt   # xx yy zz yz xz xy, symmetric part
+
     if stress_key is not None and stress_key in props:            # optional per frame
-        results["stress"] = _tensor3(props[stress_key], path, frame_no, stress_key)[voigt] * (e_f / l_f**3)
+        results["stress"] = voigt(_tensor3(props[stress_key], path, frame_no, stress_key)) * (e_f / l_f**3)
     if virial_key is not None and virial_key in props:            # sigma = -W / V (ASE's sign)
         if not atoms.pbc.any() or abs(np.linalg.det(atoms.cell.array)) < 1e-12:
             raise DataError(path, frame_no, virial_key, "a virial needs the frame's cell volume to become a stress, "
                                                         "and this frame has no periodic cell")
         volume = abs(np.linalg.det(atoms.cell.array)) * l_f**3
-        results["stress"] = -_tensor3(props[virial_key], path, frame_no, virial_key)[voigt] * e_f / volume
+        results["stress"] = -voigt(_tensor3(props[virial_key], path, frame_no, virial_key)) * e_f / volume
     out = Atoms(numbers=atoms.numbers, positions=atoms.positions * l_f,
                 cell=atoms.cell.array * l_f, pbc=atoms.pbc)
     out.info["source"] = f"{path}:{frame_no}"
