@@ -99,6 +99,43 @@ def test_local_and_ray_executors_write_the_same_records(tmp_path):
         assert b[k] == pytest.approx(a[k], rel=1e-6, abs=1e-9), k
 
 
+@pytest.mark.parametrize("engine", ["ase", "batched"])
+def test_stability_units_on_ray_write_the_records_of_the_local_loop(tmp_path, engine):
+    """The stability task's units (a trajectory each on ASE's engine, a potential's batch of replicas
+    on the batched one) through Ray: the same records as the local loop (NVE: deterministic), every
+    key once, and a rerun runs nothing."""
+    import shutil
+
+    import torch
+    from test_stability import _trained_tiny_alloy
+
+    from bench.tasks import stability
+    from bench.tasks.stability import StabilitySpec
+
+    acc, trained = _trained_tiny_alloy(tmp_path)
+    spec = StabilitySpec(ensemble="nve", timestep_fs=1.0, n_steps=40, check_interval=10, seeds=(0, 1),
+                         rdf_window_fs=20.0, engine=engine)
+    for name in ("local", "ray"):
+        shutil.copytree(trained.root, tmp_path / name)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                          # as each Ray unit runs (one CPU per unit)
+    try:
+        local = stability.run(spec, acc, ResultsStore(tmp_path / "local"), log=lambda *a: None)
+    finally:
+        torch.set_num_threads(threads)
+    remote = stability.run(spec, acc, ResultsStore(tmp_path / "ray"), log=lambda *a: None, executor="ray")
+
+    def table(records):
+        return {(r["descriptor"], r["seed"], r["setting"]["md_seed"], r["metric"]): r["value"] for r in records}
+
+    a, b = table(local), table(remote)
+    assert len(a) == len(local) == len(b) == len(remote) == 2 * 2 * 3     # potentials x md seeds x metrics
+    assert set(a) == set(b)
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-9, abs=1e-12), k
+    assert stability.run(spec, acc, ResultsStore(tmp_path / "ray"), log=lambda *a: None, executor="ray") == []
+
+
 DRIVER = textwrap.dedent('''
     import sys, time
     sys.path.insert(0, {tests!r})

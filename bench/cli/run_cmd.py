@@ -16,7 +16,7 @@ from .data_cmd import add_read_options, read_options
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="the main job: accuracy, stability and timing on both descriptors, then the report")
     _common(p)
-    _executor_options(p, "the accuracy training runs (stability and timing run in this process)")
+    _executor_options(p, "the accuracy training runs and the MD of stability (timing runs in this process)")
     _timing_options(p)
     _stability_options(p)
     p.set_defaults(func=run)
@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
     a.set_defaults(func=accuracy)
     st = sub.add_parser("stability", help="MD with the trained potentials (after accuracy): time to failure, drift, RDF")
     _common(st)
+    _executor_options(st, "the trajectories (ASE engine) or each potential's batch of replicas (batched engine)")
     _stability_options(st)
     st.set_defaults(func=stability)
     t = sub.add_parser("timing", help="descriptor, energy+forces and training-step time and memory, side by side, "
@@ -199,7 +200,8 @@ def stability(args) -> int:
     for data in args.data:
         name = data.split(":", 1)[-1]
         spec = replace(stability_spec(name, quick=args.quick), engine=args.engine, device=_device(args))
-        stab.run(spec, accuracy_spec(data, quick=args.quick, read_options=opts, **_data_options(args)), store, log=_log)
+        stab.run(spec, accuracy_spec(data, quick=args.quick, read_options=opts, **_data_options(args)), store, log=_log,
+                 **_executor(args))
     return 0
 
 

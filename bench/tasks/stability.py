@@ -21,7 +21,9 @@ from collections import deque
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
+from ase import units as ase_units
+from ase.calculators.emt import EMT
 
 from ..errors import InputError
 from .rdf import atom_fractions, rdf, rdf_distance
@@ -65,16 +67,16 @@ class StabilitySpec:
 
 
 def _integrator(atoms: Atoms, spec: StabilitySpec, temperature: float, rng: np.random.Generator):
-    dt = spec.timestep_fs * units.fs
+    dt = spec.timestep_fs * ase_units.fs
     if spec.ensemble == "nvt-langevin":
         from ase.md.langevin import Langevin
 
-        return Langevin(atoms, dt, temperature_K=temperature, friction=spec.friction_per_fs / units.fs,
+        return Langevin(atoms, dt, temperature_K=temperature, friction=spec.friction_per_fs / ase_units.fs,
                         fixcm=False, rng=rng)
     if spec.ensemble == "nvt-berendsen":
         from ase.md.nvtberendsen import NVTBerendsen
 
-        return NVTBerendsen(atoms, dt, temperature_K=temperature, taut=spec.berendsen_taut_fs * units.fs)
+        return NVTBerendsen(atoms, dt, temperature_K=temperature, taut=spec.berendsen_taut_fs * ase_units.fs)
     from ase.md.verlet import VelocityVerlet
 
     return VelocityVerlet(atoms, dt)
@@ -201,23 +203,72 @@ def _accuracy_runs(store, label: str, seeds) -> dict:
     return best
 
 
-def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
-    """MD with every trained potential of ``acc_spec``'s data set (run the accuracy task first).
+def _write(store, spec: StabilitySpec, name: str, key: dict, out: dict, reference, start: Atoms, md_seed: int,
+           log) -> list[dict]:
+    """Record one trajectory's result under ``key`` (records, trace and RDF artifacts); its records."""
+    from ..metrics import metric
+    from ..provenance import provenance
 
-    Start frames: the first ``n_starts`` test frames of each accuracy seed's split; the same starts,
-    temperatures and velocity seeds for every potential. Reference: for the built-in EMT alloy, EMT
-    itself run through the same protocol (also recorded, as descriptor ``emt``); for other periodic
-    data, the RDF of the data set's frames; molecules are judged by their bonds.
-    """
+    failed = out["failure_time_fs"] is not None
+    values = {"time_to_failure": out["failure_time_fs"] if failed else out["length_fs"],
+              "energy_drift": energy_drift(out)}
+    if reference is not None and "rdf" in out:
+        values["rdf_error"] = rdf_distance(rdf_from_json(out["rdf"]), reference, spec.rdf_r_max, atom_fractions(start))
+    device = spec.device if name != "emt" else "cpu"
+    common = {**key, "failed": failed, "reason": out["reason"], "length_fs": out["length_fs"],
+              "spec": spec.to_dict(), "engine": spec.engine if name != "emt" else "ase",
+              "provenance": provenance(device, dtype="float64", seed=md_seed)}
+    recs = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in values.items()]
+    artifacts = {"trace": {k: out[k] for k in ("time_fs", "temperature", "total_energy")},
+                 "rdf": out.get("rdf"),
+                 "reference_rdf": {f"{a}-{b}": g.tolist() for (a, b), g in reference.items()}
+                 if reference is not None else None}
+    store.write(key, recs, artifacts)
+    log(f"stability {name:9s} T={key['setting']['temperature']:.0f} K start={key['setting']['start']} "
+        f"seed={md_seed}: " + (f"failed at {out['failure_time_fs']:.0f} fs ({out['reason']})" if failed
+                               else f"stable for {out['length_fs']:.0f} fs"))
+    return recs
+
+
+def trajectory_unit(root, spec: StabilitySpec, name: str, key: dict, model_path, start: Atoms, temperature: float,
+                    md_seed: int, reference, log) -> list[dict]:
+    """One trajectory on ASE's integrators, as a unit of work (``bench.executor``): EMT itself
+    (``model_path`` None) or a trained potential, recorded under ``key``."""
     from ase.calculators.emt import EMT
 
     from ..calculator import BenchCalculator
-    from ..metrics import metric
     from ..potential import load_checkpoint
-    from ..provenance import config_hash, provenance
+    from ..results.store import ResultsStore
+
+    calc = EMT() if model_path is None else BenchCalculator(load_checkpoint(model_path), device=spec.device)
+    out = run_md(start, calc, spec, temperature, md_seed, reference_rdf=reference)
+    return _write(ResultsStore(root), spec, name, key, out, reference, start, md_seed, log)
+
+
+def batch_unit(root, spec: StabilitySpec, name: str, model_path, replicas: list, log) -> list[dict]:
+    """Every replica of one potential advanced together on the batched engine, as a unit of work;
+    ``replicas``: (key, start, temperature, md_seed, reference) each, each recorded under its key."""
+    from ..potential import load_checkpoint
+    from ..results.store import ResultsStore
+    from .stability_batched import run_md_batched
+
+    log(f"stability {name}: {len(replicas)} replicas together on {spec.device} (batched engine)")
+    outs = run_md_batched(load_checkpoint(model_path), [(st, T, sd, ref) for _, st, T, sd, ref in replicas], spec,
+                          device=spec.device)
+    store = ResultsStore(root)
+    return [r for (key, start, _, md_seed, reference), out in zip(replicas, outs)
+            for r in _write(store, spec, name, key, out, reference, start, md_seed, log)]
+
+
+def units(spec: StabilitySpec, acc_spec, store, *, log=print) -> tuple[list, dict]:
+    """The trajectories not yet stored as units of work, and {run id of a unit's key: the keys it
+    records}. ASE engine (and the EMT reference): a unit per trajectory; batched engine: a unit per
+    trained potential, all its replicas together. The data is read, and the reference RDFs made
+    (EMT runs, in this process), here, before any unit runs."""
+    from ..executor import Unit
+    from ..provenance import config_hash
     from ..results.store import run_id
     from .accuracy import read_parts
-    from .stability_batched import run_md_batched
 
     data = acc_spec.data
     parts = read_parts(data)                     # as the accuracy task read them: the same split indices
@@ -230,28 +281,7 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
     # engine and device are not in the hash: the engine is in each key's setting, the device in provenance
     cfg = config_hash({"stability": {k: v for k, v in spec.to_dict().items() if k not in ("engine", "device")},
                        "data": data.label})
-    records = []
-
-    def write(name, key, out, reference, start, md_seed):
-        failed = out["failure_time_fs"] is not None
-        values = {"time_to_failure": out["failure_time_fs"] if failed else out["length_fs"],
-                  "energy_drift": energy_drift(out)}
-        if reference is not None and "rdf" in out:
-            values["rdf_error"] = rdf_distance(rdf_from_json(out["rdf"]), reference, spec.rdf_r_max, atom_fractions(start))
-        device = spec.device if name != "emt" else "cpu"
-        common = {**key, "failed": failed, "reason": out["reason"], "length_fs": out["length_fs"],
-                  "spec": spec.to_dict(), "engine": spec.engine if name != "emt" else "ase",
-                  "provenance": provenance(device, dtype="float64", seed=md_seed)}
-        recs = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in values.items()]
-        artifacts = {"trace": {k: out[k] for k in ("time_fs", "temperature", "total_energy")},
-                     "rdf": out.get("rdf"),
-                     "reference_rdf": {f"{a}-{b}": g.tolist() for (a, b), g in reference.items()}
-                     if reference is not None else None}
-        store.write(key, recs, artifacts)
-        records.extend(recs)
-        log(f"stability {name:9s} T={key['setting']['temperature']:.0f} K start={key['setting']['start']} "
-            f"seed={md_seed}: " + (f"failed at {out['failure_time_fs']:.0f} fs ({out['reason']})" if failed
-                                   else f"stable for {out['length_fs']:.0f} fs"))
+    gpus = 1 if str(spec.device).startswith("cuda") else 0
 
     def make_key(name, acc_seed, temperature, s_idx, md_seed):
         setting = {"temperature": temperature, "start": s_idx, "md_seed": md_seed, "ensemble": spec.ensemble}
@@ -260,6 +290,7 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
         return {"task": "stability", "descriptor": name, "dataset": data.label, "seed": acc_seed,
                 "setting": setting, "config_hash": cfg}
 
+    todo, keys_of = [], {}
     for acc_seed in acc_spec.seeds:
         split = data.split(frames, acc_seed, has_test_file=bool(test_frames))
         pool = test_frames if test_frames else [frames[i] for i in split.test]
@@ -268,37 +299,53 @@ def run(spec: StabilitySpec, acc_spec, store, *, log=print) -> list[dict]:
         if periodic and not builtin_emt:
             reference = rdf([frames[i] for i in split.train], spec.rdf_r_max, spec.rdf_bins)
         candidates = [("emt", None)] if builtin_emt else []
-        candidates += [(d, runs[(d, acc_seed)]) for d in acc_spec.descriptors if (d, acc_seed) in runs]
-
+        candidates += [(d, store.artifacts_dir / run_id(runs[(d, acc_seed)]["key"]) / "model.pt")
+                       for d in acc_spec.descriptors if (d, acc_seed) in runs]
         batched = {}                       # name -> [(key, start, temperature, md_seed, reference)]
         for temperature in spec.temperatures:
             for s_idx, start in enumerate(starts):
                 if builtin_emt:  # the EMT reference RDF for this start and temperature, made when first needed
                     reference = None
                 for md_seed in spec.seeds:
-                    for name, acc_run in candidates:
+                    for name, model_path in candidates:
                         key = make_key(name, acc_seed, temperature, s_idx, md_seed)
                         if store.has(key):
                             log(f"skip (done): stability {name} T={temperature} start={s_idx} seed={md_seed}")
                             continue
                         if builtin_emt and reference is None:
                             reference = rdf_from_json(run_md(start, EMT(), spec, temperature, seed=10_000 + s_idx)["rdf"])
-                        if spec.engine == "batched" and acc_run is not None:
+                        if spec.engine == "batched" and model_path is not None:
                             batched.setdefault(name, []).append((key, start, temperature, md_seed, reference))
                             continue
-                        if acc_run is None:
-                            calc = EMT()
-                        else:
-                            model = store.artifacts_dir / run_id(acc_run["key"]) / "model.pt"
-                            calc = BenchCalculator(load_checkpoint(model), device=spec.device)
-                        out = run_md(start, calc, spec, temperature, md_seed, reference_rdf=reference)
-                        write(name, key, out, reference, start, md_seed)
-        # the batched engine: every replica of one potential in one batch
+                        label = f"stability {name} seed {acc_seed} T={temperature:.0f} K start {s_idx} md seed {md_seed}"
+                        todo.append(Unit(key, label, trajectory_unit, (store.root, spec, name, key, model_path, start,
+                                                                       temperature, md_seed, reference, log),
+                                         num_gpus=gpus if model_path is not None else 0))
+                        keys_of[run_id(key)] = [key]
         for name, reps in batched.items():
-            acc_run = dict(candidates)[name]
-            potential = load_checkpoint(store.artifacts_dir / run_id(acc_run["key"]) / "model.pt")
-            log(f"stability {name}: {len(reps)} replicas together on {spec.device} (batched engine)")
-            outs = run_md_batched(potential, [(st, T, sd, ref) for _, st, T, sd, ref in reps], spec, device=spec.device)
-            for (key, start, _, md_seed, reference), out in zip(reps, outs):
-                write(name, key, out, reference, start, md_seed)
-    return records
+            model_path = dict(candidates)[name]
+            label = f"stability {name} seed {acc_seed}: {len(reps)} replicas (batched)"
+            todo.append(Unit(reps[0][0], label, batch_unit, (store.root, spec, name, model_path, reps, log),
+                             num_gpus=gpus))
+            keys_of[run_id(reps[0][0])] = [r[0] for r in reps]
+    return todo, keys_of
+
+
+def run(spec: StabilitySpec, acc_spec, store, *, executor: str = "local", address: str | None = None,
+        log=print) -> list[dict]:
+    """MD with every trained potential of ``acc_spec``'s data set (run the accuracy task first);
+    the records of the trajectories run now.
+
+    Start frames: the first ``n_starts`` test frames of each accuracy seed's split; the same starts,
+    temperatures and velocity seeds for every potential. Reference: for the built-in EMT alloy, EMT
+    itself run through the same protocol (also recorded, as descriptor ``emt``); for other periodic
+    data, the RDF of the data set's frames; molecules are judged by their bonds. ``executor``:
+    "local" or "ray" (``bench.executor``), the units of ``units``.
+    """
+    from ..executor import run_units
+    from ..results.store import run_id
+    from .accuracy import records_of
+
+    todo, keys_of = units(spec, acc_spec, store, log=log)
+    ran = run_units(todo, store, executor=executor, address=address, log=log)["ran"]
+    return records_of(store, [k for key in ran for k in keys_of[run_id(key)]])
