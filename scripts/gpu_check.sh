@@ -23,10 +23,10 @@
 # --kernels (under 9.5 minutes; the whole of one 15-minute lease): the fused kernels alone (every
 # version and launch size against its floors, OUT/kernels.json), then the model with the fastest
 # correct version of each sum's shape (edge_sum --pick; exported as CACE_BENCH_FUSED_KERNEL and
-# recorded in every fused timing record): eager and fused at 192 / 12,288 / 98,304 atoms, compile-fused-cudagraphs at 12,288
-# and 98,304 (each timed point checked against eager by the timing task), the kernel profile, the
-# gpu tests but the dense compile ones, the MD engines (carry out/md-engines/accuracy), and last the
-# dense compile + CUDA graphs at 12,288 beside the fused one.
+# recorded in every fused timing record): eager and fused at 192 / 12,288 / 98,304 atoms, eager,
+# compile-fused-cudagraphs and compile-cudagraphs side by side at 12,288 (each timed point checked
+# against eager by the timing task), the kernel profile, the gpu tests but those that compile, and
+# last `cace-bench run --quick --device cuda`, timed (OUT/run-quick.log).
 # --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / atomwise /
 # atomwise-split alone, then the model with the fastest per shape: eager, fused and compile-fused-cudagraphs side by
 # side at 12,288 atoms, and the float32 CUDA invariance tests.
@@ -60,19 +60,18 @@ if [ $quick = 3 ]; then
       tests/test_descriptor_properties.py > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
 elif [ $quick = 2 ]; then
-  step 100 python3 -m bench.benchmarks.edge_sum --out "$out/kernels.json"
+  step 75  python3 -m bench.benchmarks.edge_sum --out "$out/kernels.json"
   pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
   echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
   step 60  $gpu --backend eager fused --sizes 1 4 8 --out "$out/timing"
-  step 120 $gpu --backend eager compile-fused-cudagraphs --sizes 4 8 --out "$out/timing-compiled"
+  step 120 $gpu --backend eager compile-fused-cudagraphs compile-cudagraphs --sizes 4 --out "$out/timing-compiled"
   step 30  python3 -m bench.profile --device cuda --repeat 4 --backend eager fused --out "$out/profile"
-  step 90  python3 -m pytest -q -p no:cacheprovider -m "gpu and not slow" -k "not test_cuda_backends_equal_eager and not compile" \
+  step 70  python3 -m pytest -q -p no:cacheprovider -m "gpu and not slow" -k "not test_cuda_backends_equal_eager and not compile" \
       tests > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
-  [ -d out/md-engines/accuracy ] && step 45 python3 -m bench.benchmarks.md_engines --device cuda --seeds 2 --temperatures 300 \
-      --trained out/md-engines/accuracy --out /tmp/md-engines > "$out/md-engines.log" 2>&1
-  [ -f "$out/md-engines.log" ] && tail -3 "$out/md-engines.log"
-  step 80  $gpu --backend compile-cudagraphs --sizes 4 --out "$out/timing-compiled"
+  # issue #13's target: the main job's quick run on the GPU in under 2 minutes
+  step 150 python3 -m bench.cli.main run --quick --device cuda --no-progress --out "$out/run-quick" > "$out/run-quick.log" 2>&1
+  tail -3 "$out/run-quick.log"
 elif [ $quick = 1 ]; then
   step 50  python3 -m pytest -q -p no:cacheprovider -m gpu -k "not compile" tests > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
