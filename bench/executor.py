@@ -50,6 +50,8 @@ class Unit:
     num_cpus: int = 1                  # CPUs Ray reserves for it, and its torch threads there (locally the
                                        # process's own thread count is kept)
     num_gpus: float = 0                # 1 for a unit on a CUDA device
+    exclusive: bool = False            # a measurement (timing): under Ray it holds every CPU of a machine,
+                                       # so that no other unit shares its CPUs or GPU while it measures
 
 
 @dataclass
@@ -144,8 +146,10 @@ def _run_ray(todo: list, store, address: str | None, retries: int, log) -> dict:
                 return shared[id(a)]
             return a
 
+        whole = machine_cpus(ray.nodes())
         for u in todo:
-            opts = {"num_cpus": u.num_cpus, "num_gpus": u.num_gpus, "max_retries": retries}
+            opts = {"num_cpus": max(u.num_cpus, whole) if u.exclusive else u.num_cpus, "num_gpus": u.num_gpus,
+                    "max_retries": retries}
             ref = remote.options(**opts).remote(u.fn, u.num_cpus, *(arg(a) for a in u.args))
             refs[ref] = (u, time.perf_counter())
         parallel = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -177,6 +181,15 @@ def _run_ray(todo: list, store, address: str | None, retries: int, log) -> dict:
     finally:
         if started_here:
             ray.shutdown()
+
+
+def machine_cpus(nodes: list[dict]) -> int:
+    """The CPUs of the smallest live machine of a Ray cluster (``ray.nodes()``): an exclusive unit
+    asks for that many, so that it has a machine of that size to itself (on a cluster of unequal
+    machines, a larger one can still run other units beside it: give timing a cluster of equal ones)."""
+    cpus = [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes if n.get("Alive", True)]
+    cpus = [c for c in cpus if c > 0]
+    return min(cpus) if cpus else 1
 
 
 def _failure_path(store, key):

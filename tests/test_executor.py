@@ -3,6 +3,7 @@ worker killed during a unit is retried and every record written exactly once; a 
 dying is recorded as failed while the sweep goes on; an error in a unit's own code is raised in
 the driver; a driver killed mid-sweep and run again recomputes no finished unit."""
 
+import json
 import os
 import signal
 import subprocess
@@ -134,6 +135,25 @@ def test_stability_units_on_ray_write_the_records_of_the_local_loop(tmp_path, en
     for k in a:
         assert b[k] == pytest.approx(a[k], rel=1e-9, abs=1e-12), k
     assert stability.run(spec, acc, ResultsStore(tmp_path / "ray"), log=lambda *a: None, executor="ray") == []
+
+
+def test_timing_sweeps_on_ray_write_the_records_of_the_local_loop(tmp_path):
+    """The timing task's sweeps as units through Ray (each holding the machine while it measures):
+    the same records as the local loop, times aside, and a rerun runs nothing."""
+    from bench.tasks import timing
+    from bench.tasks.timing import TimingSpec
+
+    spec = TimingSpec(sizes=(1,), n_radial=(4,), modes=("energy_forces",), repeats=2, warmup=1, memory=False)
+    local = timing.run(spec, ResultsStore(tmp_path / "local"), log=lambda *a: None)
+    remote = timing.run(spec, ResultsStore(tmp_path / "ray"), log=lambda *a: None, executor="ray")
+
+    def keys(records):
+        return sorted((r["descriptor"], r.get("backend", ""), r["metric"], json.dumps(r["setting"], sort_keys=True))
+                      for r in records)
+
+    assert keys(local) == keys(remote) and len(local) > 0
+    assert {r["setting"].get("sweep") for r in remote if r["descriptor"] != "device"} == {"atoms", "n_radial"}
+    assert timing.run(spec, ResultsStore(tmp_path / "ray"), log=lambda *a: None, executor="ray") == []
 
 
 DRIVER = textwrap.dedent('''

@@ -35,3 +35,13 @@ def test_ray_executor_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sys, "argv", ["cace-bench"])
     assert main(["accuracy", "--executor", "ray", "--out", str(tmp_path / "out")]) == 2
+
+
+def test_an_exclusive_unit_asks_for_the_smallest_machine_whole():
+    """A timing unit under Ray holds every CPU of a machine: as many as the smallest live node has."""
+    from bench.executor import machine_cpus
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}}, {"Alive": True, "Resources": {"CPU": 8.0}},
+             {"Alive": False, "Resources": {"CPU": 2.0}}, {"Alive": True, "Resources": {"memory": 1.0}}]
+    assert machine_cpus(nodes) == 8
+    assert machine_cpus([]) == 1

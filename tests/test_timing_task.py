@@ -131,6 +131,11 @@ def test_atoms_sweep_stops_at_slow_points_and_out_of_memory(tmp_path, monkeypatc
     # x1 takes 0.5 s; x2 (8x the atoms) would take about 4 s > 3 s: not attempted
     timing.run(TimingSpec(sizes=(1, 2, 3), max_seconds_per_call=3.0), ResultsStore(tmp_path / "b"), log=logs.append)
     assert calls == [1] and any("x2 would take about 4 s" in m for m in logs)
+    logs.clear()
+    # a rerun reads x1's time from the store, so it stops there again instead of timing x2
+    assert timing.run(TimingSpec(sizes=(1, 2, 3), max_seconds_per_call=3.0), ResultsStore(tmp_path / "b"),
+                      log=logs.append) == []
+    assert calls == [1] and any("x2 would take about 4 s" in m for m in logs)
 
     def broken(*a, **k):
         raise RuntimeError("shape mismatch")          # not memory: a real error propagates

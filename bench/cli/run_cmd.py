@@ -16,7 +16,8 @@ from .data_cmd import add_read_options, read_options
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="the main job: accuracy, stability and timing on both descriptors, then the report")
     _common(p)
-    _executor_options(p, "the accuracy training runs and the MD of stability (timing runs in this process)")
+    _executor_options(p, "the training runs, the MD of stability and the timing sweeps (each of these holding a whole "
+                         "machine while it measures)")
     _timing_options(p)
     _stability_options(p)
     p.set_defaults(func=run)
@@ -32,6 +33,8 @@ def add_parser(sub) -> None:
     t = sub.add_parser("timing", help="descriptor, energy+forces and training-step time and memory, side by side, "
                                       "swept over atoms, l_max, nu_max, channels and dtype; then the trained potentials")
     _common(t)
+    _executor_options(t, "the sweeps (each holds a whole machine while it measures; the trained potentials' timing "
+                         "runs in this process)")
     _timing_options(t)
     t.set_defaults(func=timing)
     f = sub.add_parser("front", help="accuracy as a trade-off front: each descriptor (and the traceless CACE variant) "
@@ -220,7 +223,7 @@ def timing(args) -> int:
                        backends=tuple(args.backend) if args.backend else None)
     if args.repeats:
         spec = replace(spec, repeats=args.repeats)
-    tim.run(spec, store, log=_log)
+    tim.run(spec, store, log=_log, **_executor(args))
     opts = _read_options(args)
     for data in args.data:
         timing_trained.run(accuracy_spec(data, quick=args.quick, read_options=opts, **_data_options(args)).data, store,

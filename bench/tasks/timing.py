@@ -305,59 +305,97 @@ def _records(key: dict, point: dict, prov: dict) -> list[dict]:
     return out
 
 
-def run(spec: TimingSpec, store: ResultsStore, *, log=print) -> list[dict]:
-    """Every point of ``spec`` not already in ``store``; returns the new records."""
+def _ceilings_key(spec: TimingSpec, dtype: str) -> dict:
+    return {"task": "timing", "descriptor": "device", "dataset": "-", "seed": 0,
+            "setting": {"sweep": "ceilings", "dtype": dtype, "device": spec.device, "threads": spec.threads},
+            "config_hash": "-"}
+
+
+def _write_ceilings(spec: TimingSpec, store: ResultsStore, dtype: str) -> None:
+    """The device's measured ceilings (``reference.ceilings``) for ``dtype``, once per store."""
     from .reference import ceilings
 
-    torch.set_num_threads(spec.threads)
-    records = []
-    for dtype in spec.dtypes:
+    ckey = _ceilings_key(spec, dtype)
+    if not store.has(ckey):
         prov = provenance(spec.device, dtype=dtype, threads=spec.threads)
-        ckey = {"task": "timing", "descriptor": "device", "dataset": "-", "seed": 0,
-                "setting": {"sweep": "ceilings", "dtype": dtype, "device": spec.device, "threads": spec.threads},
-                "config_hash": "-"}
-        if not store.has(ckey):
-            c = ceilings(spec.device, getattr(torch, dtype))
-            recs = [{**ckey, "metric": f"ceiling_{k}", "value": v, "unit": "", "provenance": prov}
-                    for k, v in c.items() if v is not None]
-            store.write(ckey, recs)
-            records += recs
-        stopped, last = set(), None           # last: (repeat, slowest call in s) of the atoms sweep
-        runners = {}                          # (kind, backend) -> potential, kept along the atoms sweep
+        c = ceilings(spec.device, getattr(torch, dtype))
+        store.write(ckey, [{**ckey, "metric": f"ceiling_{k}", "value": v, "unit": "", "provenance": prov}
+                           for k, v in c.items() if v is not None])
+
+
+def sweeps(spec: TimingSpec) -> dict:
+    """{(dtype, sweep): [(overrides, repeat), ...]}: the points of each sweep, in order."""
+    out: dict = {}
+    for dtype in spec.dtypes:
         for sweep, overrides, repeat in spec.points():
-            if sweep != "atoms":
-                runners = {}                  # another model: new potentials (and compiled graphs)
-            key = _key(spec, sweep, overrides, repeat, dtype)
-            label = f"timing {sweep} {overrides or ''} x{repeat} {dtype}"
-            if sweep == "atoms" and last is not None and "atoms" not in stopped:
-                predicted = last[1] * (repeat / last[0]) ** 3          # the cost is linear in the atom count
-                if predicted > spec.max_seconds_per_call:
-                    log(f"a call at x{repeat} would take about {predicted:.0f} s > {spec.max_seconds_per_call} s: "
-                        "the atoms sweep stops here")
-                    stopped.add("atoms")
-            if sweep in stopped:
-                log(f"skip ({sweep} sweep stopped): {label}")
-                continue
-            if store.has(key):
-                log(f"skip (done): {label}")
-                continue
-            try:
-                point = time_point(spec, sweep, overrides, repeat, dtype, runners)
-            except (RuntimeError, MemoryError) as err:
-                if not _is_oom(err):
-                    raise
-                if torch.device(spec.device).type == "cuda":
-                    torch.cuda.empty_cache()
-                log(f"out of memory at {label}: the {sweep} sweep stops here")
-                stopped.add(sweep)
-                continue
-            recs = _records(key, point, prov)
-            store.write(key, recs)
-            records += recs
-            log(format_point(label, point))
-            if sweep == "atoms":
-                last = (repeat, max(r["median_s"] for r in point["rows"]))
-    return records
+            out.setdefault((dtype, sweep), []).append((overrides, repeat))
+    return out
+
+
+def sweep_unit(root, spec: TimingSpec, dtype: str, sweep: str, points: list, log) -> None:
+    """One sweep of one dtype (the atoms sweep, or one keyword's), its points in order, as a unit of
+    work (``bench.executor``): every point not yet stored is timed and written at once. The atoms
+    sweep stops before a call predicted over ``spec.max_seconds_per_call`` (the cost is linear in
+    the atom count: from the last point timed, or stored by an earlier run) or at out of memory;
+    its potentials (and compiled graphs) are kept from point to point."""
+    store = ResultsStore(root)
+    torch.set_num_threads(spec.threads)
+    _write_ceilings(spec, store, dtype)
+    prov = provenance(spec.device, dtype=dtype, threads=spec.threads)
+    last, runners = None, {}                  # last: (repeat, slowest call in s) of the atoms sweep
+    for overrides, repeat in points:
+        if sweep != "atoms":
+            runners = {}                      # another model: new potentials (and compiled graphs)
+        key = _key(spec, sweep, overrides, repeat, dtype)
+        label = f"timing {sweep} {overrides or ''} x{repeat} {dtype}"
+        if sweep == "atoms" and last is not None:
+            predicted = last[1] * (repeat / last[0]) ** 3          # the cost is linear in the atom count
+            if predicted > spec.max_seconds_per_call:
+                log(f"a call at x{repeat} would take about {predicted:.0f} s > {spec.max_seconds_per_call} s: "
+                    "the atoms sweep stops here")
+                return
+        stored = store.get(key)
+        if stored:
+            log(f"skip (done): {label}")
+            times = [r["value"] / 1e3 for r in stored if r["metric"].startswith("time_") and r.get("backend")]
+            last = (repeat, max(times)) if sweep == "atoms" and times else last
+            continue
+        try:
+            point = time_point(spec, sweep, overrides, repeat, dtype, runners)
+        except (RuntimeError, MemoryError) as err:
+            if not _is_oom(err):
+                raise
+            if torch.device(spec.device).type == "cuda":
+                torch.cuda.empty_cache()
+            log(f"out of memory at {label}: the {sweep} sweep stops here")
+            return
+        store.write(key, _records(key, point, prov))
+        log(format_point(label, point))
+        if sweep == "atoms":
+            last = (repeat, max(r["median_s"] for r in point["rows"]))
+
+
+def run(spec: TimingSpec, store: ResultsStore, *, executor: str = "local", address: str | None = None,
+        log=print) -> list[dict]:
+    """Every point of ``spec`` not already in ``store``; returns the records written now. Each sweep
+    is a unit of work (``sweep_unit``); under Ray it holds a whole machine while it measures
+    (``Unit.exclusive``): a timing point never shares its CPUs or GPU with another unit."""
+    from ..executor import Unit, run_units
+
+    todo, candidates = [], [_ceilings_key(spec, dtype) for dtype in spec.dtypes]
+    for (dtype, sweep), points in sweeps(spec).items():
+        point_keys = [_key(spec, sweep, o, r, dtype) for o, r in points]
+        candidates += point_keys
+        if all(store.has(k) for k in point_keys):
+            log(f"skip (done): timing {sweep} sweep {dtype}")
+            continue
+        first = next(k for k in point_keys if not store.has(k))
+        todo.append(Unit(first, f"timing {sweep} sweep {dtype}", sweep_unit, (store.root, spec, dtype, sweep, points, log),
+                         num_cpus=spec.threads, num_gpus=1 if torch.device(spec.device).type == "cuda" else 0,
+                         exclusive=True))
+    before = [store.has(k) for k in candidates]
+    run_units(todo, store, executor=executor, address=address, log=log)
+    return [r for k, had in zip(candidates, before) if not had for r in (store.get(k) or [])]
 
 
 def format_point(label: str, point: dict) -> str:
