@@ -110,8 +110,6 @@ class CartesianBasis(nn.Module):
         self.traceless = bool(traceless)
         self.lvecs = monomials(l_max)
         self.index = {lv: q for q, lv in enumerate(self.lvecs)}
-        exps = torch.tensor(self.lvecs, dtype=torch.long)                       # [Q, 3]
-        self.register_buffer("exponents", exps, persistent=False)
         # Each monomial of degree l >= 1 is its parent of degree l - 1 times one component:
         # x^a y^b z^c = (x^a y^b z^c / u_d) * u_d with d the first axis of nonzero exponent.
         # parent_l[k] indexes the parent within the degree-(l-1) block, axis_l[k] is d.
@@ -125,6 +123,7 @@ class CartesianBasis(nn.Module):
                 axes.append(d)
             self.register_buffer(f"parent{l}", torch.tensor(parents, dtype=torch.long), persistent=False)
             self.register_buffer(f"axis{l}", torch.tensor(axes, dtype=torch.long), persistent=False)
+        exps = torch.tensor(self.lvecs, dtype=torch.long)                       # [Q, 3]
         self.register_buffer("l_of", exps.sum(1), persistent=False)
         self.register_buffer("weight", torch.tensor([float(multinomial(lv)) for lv in self.lvecs]), persistent=False)
         if self.traceless:                      # degrees 0 and 1 are already harmonic

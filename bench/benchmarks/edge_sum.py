@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -186,12 +185,7 @@ def main(argv=None) -> int:
 
 
 def _write(path: str, device_name: str, rows: list) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(dict(device=device_name, torch=torch.__version__, triton=__import__("triton").__version__,
-                       rows=rows), f, indent=1)
-    os.replace(tmp, path)
+    from ..atomic import write_json_atomic
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    write_json_atomic(path, dict(device=device_name, torch=torch.__version__, triton=__import__("triton").__version__,
+                                 rows=rows))
