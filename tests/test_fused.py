@@ -138,10 +138,10 @@ def test_model_kernel_policy_follows_the_environment_and_refuses_bad_values(monk
     assert nst.kernel_for(20, 6, 9, 4) == "serial"
     spec = TimingSpec(backends=("eager", "fused"))
     auto_key = _key(spec, "atoms", {}, 1, "float32")
-    monkeypatch.setenv(nst.KERNEL_ENV, "serial,20x6x3x1=chunkloop")
-    assert nst.kernel_for(20, 6, 3, 1) == "chunkloop" and nst.kernel_for(16, 6, 9, 4) == "serial"
+    monkeypatch.setenv(nst.KERNEL_ENV, "serial,20x6x3x1=atomwise-split")
+    assert nst.kernel_for(20, 6, 3, 1) == "atomwise-split" and nst.kernel_for(16, 6, 9, 4) == "serial"
     key = _key(spec, "atoms", {}, 1, "float32")
-    assert key["setting"]["fused_kernel"] == "serial,20x6x3x1=chunkloop" != auto_key["setting"]["fused_kernel"]
+    assert key["setting"]["fused_kernel"] == "serial,20x6x3x1=atomwise-split" != auto_key["setting"]["fused_kernel"]
     assert "fused_kernel" not in _key(TimingSpec(backends=("eager",)), "atoms", {}, 1, "float32")["setting"]
     for bad, msg in [("tiled", "'tiled' is not a fused kernel version"), ("20x6=serial", "is not a shape QxRxCxL")]:
         monkeypatch.setenv(nst.KERNEL_ENV, bad)
@@ -157,7 +157,7 @@ def test_kernel_benchmark_picks_the_fastest_correct_version_per_shape():
 
     rows = [row("serial", 5.0), row("atomwise", 5.5), row("atomwise", 0.1, warps=8),
             row("blocked", 1.0, eb=16, parity=float("nan")), row("blocked", 0.2, eb=32),
-            row("serial", 4.0, Q=16), row("atomwise", 2.0, Q=16), row("chunkloop", 1.0, Q=16, error="out of resources")]
+            row("serial", 4.0, Q=16), row("atomwise", 2.0, Q=16), row("atomwise-split", 1.0, Q=16, error="out of resources")]
     best = fastest_by_shape(rows)        # warps 8 and EB 32 are not the model's launches; NaN and errors lose
     assert best == {(20, 6, 9, 4): "serial", (16, 6, 9, 4): "atomwise"}
     assert policy_string(best) == "auto,16x6x9x4=atomwise,20x6x9x4=serial"

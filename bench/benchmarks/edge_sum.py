@@ -23,10 +23,9 @@ import time
 import torch
 
 # (version, edge block, warps); None: the launch sizes the model uses. Left out after they lost on an
-# H100 or H200 (results/gpu/*/kernels-run, atomwise-run, chunkloop-run): blocked with 8 warps or
-# 32-edge blocks, atomwise-u4 with 8 warps, chunkloop with 2 or 4 warps.
+# H100 or H200 (results/gpu/*/kernels-run, atomwise-run): blocked with 8 warps or 32-edge blocks.
 CONFIGS = [("serial", None, None), ("atomwise", None, None), ("atomwise-split", None, None),
-           ("atomwise-split", None, 4), ("atomwise-u4", None, None), ("chunkloop", None, 1), ("blocked", 16, 4)]
+           ("atomwise-split", None, 4), ("blocked", 16, 4)]
 
 
 def fastest_by_shape(rows: list[dict], tol: float = 1e-4) -> dict:

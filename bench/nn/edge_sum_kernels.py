@@ -164,35 +164,10 @@ def edge_sum_bwd_blocked(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.c
 #                                                      dW[e, l, c] = sum_{q: wl[q] = l} Y[e, q] T[q, c]
 #
 # and stores the three gradient rows once: no atomics, deterministic, nothing needs zeroing.
-# UNROLL edges are taken per loop trip as independent, masked bodies (the loop is otherwise a chain
-# of dependent loads and reductions; unrolled, their loads are in flight together). The forward
-# of "atomwise" is v2's; that of "atomwise-u4" is v2's with the same unrolling.
-
-def edge_sum_fwd_unrolled(Y, Rb, W, WL, ROWPTR, OUT, Q, NR, CW, L: tl.constexpr, QB: tl.constexpr,
-                          RP: tl.constexpr, CP: tl.constexpr, UNROLL: tl.constexpr):
-    i = tl.program_id(0)
-    q = tl.program_id(1) * QB + tl.arange(0, QB)
-    start = tl.load(ROWPTR + i)
-    end = tl.load(ROWPTR + i + 1)
-    n = tl.arange(0, RP)
-    c = tl.arange(0, CP)
-    qm, nm, cm = q < Q, n < NR, c < CW
-    wl = tl.load(WL + q, mask=qm, other=0)
-    w_off = wl[:, None] * CW + c[None, :]                                           # [QB, CP]
-    w_mask = qm[:, None] & cm[None, :]
-    acc = tl.zeros((QB, RP, CP), dtype=Y.dtype.element_ty)
-    for e0 in range(start, end, UNROLL):
-        for u in tl.static_range(UNROLL):
-            e = e0 + u
-            # "edge e exists" as vectors: Triton's interpreter refuses a scalar mask in a load
-            okq, okn = (q * 0 + e) < end, (n * 0 + e) < end
-            y = tl.load(Y + e * Q + q, mask=qm & okq, other=0.0)                    # [QB]
-            r = tl.load(Rb + e * NR + n, mask=nm & okn, other=0.0)                  # [RP]
-            w = tl.load(W + e * (L * CW) + w_off, mask=w_mask & okq[:, None], other=0.0)   # [QB, CP]
-            acc += (y[:, None] * w)[:, None, :] * r[None, :, None]
-    out_off = i * (Q * NR * CW) + q[:, None, None] * (NR * CW) + n[None, :, None] * CW + c[None, None, :]
-    tl.store(OUT + out_off, acc, mask=qm[:, None, None] & nm[None, :, None] & cm[None, None, :])
-
+# The forward is v2's. UNROLL (edges per loop trip, as independent masked bodies) is 1, as measured;
+# 4 ("atomwise-u4", commit 04573e0) and a v5 that looped over 4-component chunks per edge
+# ("chunkloop", 079e6b0) were slower on an H200 for every sum and were removed
+# (results/gpu/NVIDIA-H200/atomwise-run/README.md).
 
 def edge_sum_bwd_atomwise(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.constexpr, QP: tl.constexpr,
                           RP: tl.constexpr, CP: tl.constexpr, LP: tl.constexpr, UNROLL: tl.constexpr):
@@ -228,50 +203,6 @@ def edge_sum_bwd_atomwise(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.
             yt = t * y[:, None]                                                     # [QP, CP]
             tl.store(GW + e * (L * CW) + gw_off, tl.sum(yt[:, None, :] * onehot[:, :, None], axis=0),
                      mask=gw_mask & okl[:, None])
-
-
-# ---- v5, "chunkloop": one program per atom, the angular chunks looped inside, g re-read per edge
-#
-# On an H200 (results/gpu/NVIDIA-H200/kernels-v4-run) the v4 backward was 3.8x faster than v2 for
-# layer 0 but not for the Bchi sum: its [QP, RP, CP] tile (CACE 32 x 8 x 16) spans 4 warps, so each
-# of the five per-edge reductions crosses warps, and Q = 20 is padded to 32. Here program i keeps
-# v2's small [QB, RP, CP] tiles (QB = 4: no padding of Q = 20 or 16; at most 2 warps) and, per
-# edge, loops over the NQB chunks of atom i's gradient, re-reading each chunk of g from the cache
-# (g[i] is Q R C floats, a few kB, read once per edge: L1 traffic, not device memory); dR and dW are
-# accumulated over the chunks in registers and stored once per edge: no atomics, no partial buffers.
-
-def edge_sum_bwd_chunkloop(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.constexpr, QB: tl.constexpr,
-                           RP: tl.constexpr, CP: tl.constexpr, LP: tl.constexpr, NQB: tl.constexpr):
-    i = tl.program_id(0)
-    start = tl.load(ROWPTR + i)
-    end = tl.load(ROWPTR + i + 1)
-    n = tl.arange(0, RP)
-    c = tl.arange(0, CP)
-    lrow = tl.arange(0, LP)
-    nm, cm = n < NR, c < CW
-    g_base = G + i * (Q * NR * CW)
-    gw_off = lrow[:, None] * CW + c[None, :]                                        # [LP, CP]
-    gw_mask = (lrow < L)[:, None] & cm[None, :]
-    for e in range(start, end):
-        r = tl.load(Rb + e * NR + n, mask=nm, other=0.0)                            # [RP]
-        gr = tl.zeros((RP,), dtype=Y.dtype.element_ty)
-        gw = tl.zeros((LP, CP), dtype=Y.dtype.element_ty)
-        for k in tl.static_range(NQB):
-            q = k * QB + tl.arange(0, QB)
-            qm = q < Q
-            wl = tl.load(WL + q, mask=qm, other=0)
-            g = tl.load(g_base + q[:, None, None] * (NR * CW) + n[None, :, None] * CW + c[None, None, :],
-                        mask=qm[:, None, None] & nm[None, :, None] & cm[None, None, :], other=0.0)  # [QB, RP, CP]
-            y = tl.load(Y + e * Q + q, mask=qm, other=0.0)                          # [QB]
-            w = tl.load(W + e * (L * CW) + wl[:, None] * CW + c[None, :], mask=qm[:, None] & cm[None, :],
-                        other=0.0)                                                  # [QB, CP]
-            t = tl.sum(g * r[None, :, None], axis=1)                                # [QB, CP]
-            tl.store(GY + e * Q + q, tl.sum(t * w, axis=1), mask=qm)
-            gr += tl.sum(tl.sum(g * (y[:, None] * w)[:, None, :], axis=2), axis=0)   # [RP]
-            onehot = ((wl[:, None] == lrow[None, :]) & qm[:, None]).to(Y.dtype.element_ty)   # [QB, LP]
-            gw += tl.sum((t * y[:, None])[:, None, :] * onehot[:, :, None], axis=0)          # [LP, CP]
-        tl.store(GR + e * NR + n, gr, mask=nm)
-        tl.store(GW + e * (L * CW) + gw_off, gw, mask=gw_mask)
 
 
 # ---- v6, "atomwise-split": v4 without padding Q to a power of two

@@ -55,8 +55,7 @@ def interpreting() -> bool:
     return bool(knobs.runtime.interpret) if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
 
 
-KERNELS = ("serial", "blocked", "atomwise", "atomwise-u4", "chunkloop", "atomwise-split")
-UNROLL = {"atomwise": 1, "atomwise-u4": 4}      # edges per loop trip of the v4 kernels
+KERNELS = ("serial", "blocked", "atomwise", "atomwise-split")
 KERNEL_ENV = "CACE_BENCH_FUSED_KERNEL"
 DEFAULT_POLICY = "auto"
 
@@ -123,11 +122,6 @@ def _kernels(version: str):
              backward program per atom writes its edges' gradients once (v3)
     atomwise serial's forward; the backward one program per atom holding the atom's whole gradient
              tile, each edge's three gradient rows stored once, no atomics (v4)
-    atomwise-u4  the same with four edges per loop trip, forward and backward (independent bodies
-             whose loads are in flight together)
-    chunkloop serial's forward; the backward one program per atom that loops over the chunks of QB
-             angular components per edge, re-reading g from the cache, dR and dW summed in registers
-             and stored once (v5)
     atomwise-split  atomwise with the gradient tile held as two, rows [0, QA) and [QA, Q) with QA
              the largest power of two <= Q: no padding of CACE's Q = 20 (v6)
     """
@@ -139,10 +133,6 @@ def _kernels(version: str):
         return triton.jit(k.edge_sum_fwd_blocked), triton.jit(k.edge_sum_bwd_blocked)
     if version == "atomwise":
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_atomwise)
-    if version == "atomwise-u4":
-        return triton.jit(k.edge_sum_fwd_unrolled), triton.jit(k.edge_sum_bwd_atomwise)
-    if version == "chunkloop":
-        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_chunkloop)
     if version == "atomwise-split":
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_split)
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
@@ -181,24 +171,19 @@ def launch_config(which: str, version: str, Q: int, NR: int, C: int, L: int, eb:
             meta.update(NQB=-(-Q // QB), LP=_next_pow2(L))
             return meta, num_warps or warps, False
         return meta, num_warps or warps, True
-    if which == "fwd":                                   # v2's forward, unrolled for u4
-        if version == "atomwise-u4":
-            meta["UNROLL"] = UNROLL[version]
+    if which == "fwd":                                   # v2's forward
         return meta, num_warps or warps, True
     if version == "serial":
         return meta, num_warps or warps, True
     del meta["QB"]
     meta["LP"] = _next_pow2(L)
-    if version == "chunkloop":
-        meta.update(QB=QB, NQB=-(-Q // QB))
-        return meta, num_warps or warps, False
     if version == "atomwise-split":
         QA = 1 << (Q.bit_length() - 1)                  # the largest power of two <= Q
         meta.update(QA=QA, QR2=_next_pow2(Q - QA) if Q > QA else 1, HAS_REST=Q > QA)
         tile = (QA + (meta["QR2"] if Q > QA else 0)) * meta["RP"] * meta["CP"]
         return meta, num_warps or max(1, min(4, tile // 1024)), False
-    if version in UNROLL:                                # v4: one warp per 1,024 elements of the tile
-        meta.update(QP=_next_pow2(Q), UNROLL=UNROLL[version])
+    if version == "atomwise":                            # v4: one warp per 1,024 elements of the tile
+        meta.update(QP=_next_pow2(Q), UNROLL=1)
         return meta, num_warps or max(1, min(8, meta["QP"] * meta["RP"] * meta["CP"] // 1024)), False
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
