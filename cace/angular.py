@@ -93,6 +93,42 @@ def harmonic_projection(l: int) -> list[list[Fraction]]:
     return rows
 
 
+def _monomials(u: torch.Tensor, steps) -> torch.Tensor:
+    """The monomials [E, Q] of u [E, 3], degree by degree: L_l = L_(l-1)[parent_l] * u[axis_l];
+    ``steps``: (parent_1, axis_1, parent_2, axis_2, ...)."""
+    block = u.new_ones(u.shape[0], 1)                                               # [E, 1] degree 0
+    blocks = [block]
+    for parent, axis in zip(steps[0::2], steps[1::2]):
+        block = block.index_select(1, parent) * u.index_select(1, axis)
+        blocks.append(block)                                                        # [E, (l+1)(l+2)/2]
+    return torch.cat(blocks, dim=1)
+
+
+class _Monomials(torch.autograd.Function):
+    """L = monomials of u [E, 3] -> [E, Q], saving only its output: the backward is
+    dL/du_d = lvec[d] L_(lvec - e_d), a lower monomial of L itself, so autograd keeps none of the
+    per-degree products the forward makes (for CACE's water preset about 10 kB an atom). The
+    backward is written in differentiable ops on the saved output, so second derivatives (force
+    training) go through it:
+
+        grad_u[e, d] = sum_q grad_L[e, q] power[d, q] L[e, lowered[d, q]]
+    """
+
+    @staticmethod
+    def forward(ctx, u, lowered, power, *steps):
+        L = _monomials(u, steps)
+        ctx.save_for_backward(L, lowered, power)
+        ctx.n_steps = len(steps)
+        return L
+
+    @staticmethod
+    def backward(ctx, grad_L):
+        L, lowered, power = ctx.saved_tensors
+        E, Q = L.shape
+        lower = L.index_select(1, lowered.flatten()).view(E, 3, Q) * power.to(L.dtype)        # [E, 3, Q]
+        return ((grad_L[:, None, :] * lower).sum(dim=2), None, None) + (None,) * ctx.n_steps
+
+
 class CartesianBasis(nn.Module):
     """u [E, 3] (unit vectors) -> L [E, n_ang], n_ang = (l_max+1)(l_max+2)(l_max+3)/6.
 
@@ -125,6 +161,12 @@ class CartesianBasis(nn.Module):
             self.register_buffer(f"axis{l}", torch.tensor(axes, dtype=torch.long), persistent=False)
         exps = torch.tensor(self.lvecs, dtype=torch.long)                       # [Q, 3]
         self.register_buffer("l_of", exps.sum(1), persistent=False)
+        # d L_lvec / d u_d = lvec[d] * L_(lvec - e_d): per axis d, the exponent and the index of the
+        # lowered monomial (0 where the exponent is 0: a zero coefficient) -> [3, Q] each
+        lowered = [[self.index[tuple(e - (k == d) for k, e in enumerate(lv))] if lv[d] else 0 for lv in self.lvecs]
+                   for d in range(3)]
+        self.register_buffer("lowered", torch.tensor(lowered, dtype=torch.long), persistent=False)
+        self.register_buffer("power", exps.T.contiguous(), persistent=False)
         self.register_buffer("weight", torch.tensor([float(multinomial(lv)) for lv in self.lvecs]), persistent=False)
         if self.traceless:                      # degrees 0 and 1 are already harmonic
             for l in range(2, self.l_max + 1):
@@ -140,15 +182,15 @@ class CartesianBasis(nn.Module):
 
         One multiplication per monomial and no scan (``torch.cumprod`` over powers was a scan kernel
         that took about half of CACE's GPU time); the loop runs over the l_max degrees, not over terms.
+        Autograd keeps only L (``_Monomials``).
         """
-        block = u.new_ones(u.shape[0], 1)                                           # [E, 1] degree 0
-        blocks = [block]
-        for l in range(1, self.l_max + 1):
-            block = block.index_select(1, getattr(self, f"parent{l}")) * u.index_select(1, getattr(self, f"axis{l}"))
-            blocks.append(block)                                                    # [E, (l+1)(l+2)/2]
-        if self.traceless:                                                          # T_l = L_l P_l^T
-            blocks = blocks[:2] + [b @ getattr(self, f"harmonic{l}").to(b.dtype).T for l, b in enumerate(blocks) if l >= 2]
-        return torch.cat(blocks, dim=1)                                             # [E, Q]
+        steps = [getattr(self, f"{name}{l}") for l in range(1, self.l_max + 1) for name in ("parent", "axis")]
+        L = _Monomials.apply(u, self.lowered, self.power, *steps)                   # [E, Q]
+        if not self.traceless:
+            return L
+        blocks = list(L.split([(l + 1) * (l + 2) // 2 for l in range(self.l_max + 1)], dim=1))  # T_l = L_l P_l^T
+        blocks = blocks[:2] + [b @ getattr(self, f"harmonic{l}").to(b.dtype).T for l, b in enumerate(blocks) if l >= 2]
+        return torch.cat(blocks, dim=1)
 
     def of_degree(self, l: int) -> list[tuple[int, int, int]]:
         return [lv for lv in self.lvecs if sum(lv) == l]

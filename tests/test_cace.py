@@ -192,3 +192,15 @@ def test_traceless_is_a_named_option_never_the_default():
     variant = CACE.from_config({**plain.config(), "traceless": True})
     assert plain.config()["traceless"] is False and variant.config()["traceless"] is True
     assert not plain.angular.traceless and variant.angular.traceless
+
+
+@pytest.mark.parametrize("traceless", [False, True])
+def test_monomials_first_and_second_derivatives(traceless):
+    """The monomials' own backward (dL/du_d = lvec[d] L_(lvec - e_d), on the saved output) against
+    finite differences, to first and second order (force training differentiates it twice)."""
+    from cace.angular import CartesianBasis
+
+    basis = CartesianBasis(4, traceless=traceless).double()
+    u = torch.nn.functional.normalize(torch.randn(7, 3, dtype=torch.float64), dim=1).requires_grad_(True)
+    assert torch.autograd.gradcheck(basis, (u,))
+    assert torch.autograd.gradgradcheck(basis, (u,))
