@@ -160,3 +160,15 @@ def test_timed_calls_do_what_they_say(kind):
     assert all(p.grad is None for p in pot.parameters())                           # and cleared for the next call
     with pytest.raises(InputError, match="unknown timing mode"):
         mode_call(pot, graph, "inference")
+
+
+def test_quick_timing_on_cuda_leaves_the_compiled_backends_to_the_full_run():
+    """A quick sweep builds ten models, and a compiled backend compiles each (15-25 s a compile on
+    an H200): quick on CUDA times eager and fused; the full run, and any --backend given, every one."""
+    from bench.backends import BACKENDS
+    from bench.tasks.presets import timing_spec
+
+    assert timing_spec(quick=True, device="cuda").backends == ("eager", "fused")
+    assert timing_spec(quick=True, device="cpu").backends == ("eager",)
+    assert timing_spec(quick=False, device="cuda").backends == BACKENDS
+    assert timing_spec(quick=True, device="cuda", backends=("compile",)).backends == ("compile",)

@@ -182,10 +182,15 @@ def timing_spec(*, quick: bool, device: str = "cpu", threads: int = 2, dtypes: t
     """quick: 192 and 1536 atoms, l_max 1-4, nu_max 1-4, float32, 5 repeats (about 2 min on 2 cores);
     full: atoms from 192 up to 331776 (supercells 1-12), stopping where a call would take over 10 s
     (about 5184 atoms on 2 CPU cores) or memory runs out; l_max 1-6, nu_max 1-4, channels n_radial
-    4-24, float32 and float64, 20 repeats. Backends: ``bench.backends.timed_backends(device)``."""
+    4-24, float32 and float64, 20 repeats. Backends: ``bench.backends.timed_backends(device)``
+    (every one on CUDA), but quick on CUDA times eager and fused only: the quick sweep builds ten
+    models, and each compiled backend compiles each of them (15-25 s a compile on an H200), which
+    would take a quick run on the GPU past a quarter of an hour."""
     from ..backends import timed_backends
 
-    backends = timed_backends(device) if backends is None else backends
+    if backends is None:
+        cuda = str(device).startswith("cuda")
+        backends = ("eager", "fused") if quick and cuda else timed_backends(device)
     if quick:
         return TimingSpec(sizes=(1, 2), l_max=(1, 2, 3, 4), nu_max=(1, 2, 3, 4), dtypes=dtypes or ("float32",),
                           repeats=5, warmup=2, device=device, threads=threads, backends=tuple(backends))
