@@ -164,13 +164,26 @@ def edge_sum_bwd_blocked(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.c
 #                                                      dW[e, l, c] = sum_{q: wl[q] = l} Y[e, q] T[q, c]
 #
 # and stores the three gradient rows once: no atomics, deterministic, nothing needs zeroing.
-# The forward is v2's. UNROLL (edges per loop trip, as independent masked bodies) is 1, as measured;
-# 4 ("atomwise-u4", commit 04573e0) and a v5 that looped over 4-component chunks per edge
-# ("chunkloop", 079e6b0) were slower on an H200 for every sum and were removed
-# (results/gpu/NVIDIA-H200/atomwise-run/README.md).
+# The forward is v2's. Four edges per loop trip ("atomwise-u4", commit 04573e0) and a v5 that looped
+# over 4-component chunks per edge ("chunkloop", 079e6b0) were slower on an H200 for every sum and
+# were removed (results/gpu/NVIDIA-H200/atomwise-run/README.md).
+
+@triton.jit
+def _gradient_tile(g_base, WL, q, Q, NR, CW, n, c, lrow, nm, cm):
+    """Rows q of atom i's output gradient (``g_base``: its first element) and what an edge needs to
+    use them: (in range [QT], g [QT, RP, CP], onehot [QT, LP] (the row of W each q reads), the
+    offsets [QT, CP] of those W entries in an edge's row, their mask). Out-of-range q read W row 0;
+    their Y is loaded as 0, so they add nothing."""
+    qm = q < Q
+    wl = tl.load(WL + q, mask=qm, other=0)
+    g = tl.load(g_base + q[:, None, None] * (NR * CW) + n[None, :, None] * CW + c[None, None, :],
+                mask=qm[:, None, None] & nm[None, :, None] & cm[None, None, :], other=0.0)
+    onehot = (wl[:, None] == lrow[None, :]).to(g.dtype)
+    return qm, g, onehot, wl[:, None] * CW + c[None, :], qm[:, None] & cm[None, :]
+
 
 def edge_sum_bwd_atomwise(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.constexpr, QP: tl.constexpr,
-                          RP: tl.constexpr, CP: tl.constexpr, LP: tl.constexpr, UNROLL: tl.constexpr):
+                          RP: tl.constexpr, CP: tl.constexpr, LP: tl.constexpr):
     i = tl.program_id(0)
     start = tl.load(ROWPTR + i)
     end = tl.load(ROWPTR + i + 1)
@@ -178,31 +191,20 @@ def edge_sum_bwd_atomwise(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.
     n = tl.arange(0, RP)
     c = tl.arange(0, CP)
     lrow = tl.arange(0, LP)
-    qm, nm, cm = q < Q, n < NR, c < CW
-    wl = tl.load(WL + q, mask=qm, other=0)
-    w_off = wl[:, None] * CW + c[None, :]                                           # [QP, CP]
-    w_mask = qm[:, None] & cm[None, :]
-    # [QP, LP]: which row of W each angular component reads; padded q (masked to 0 in Y) add nothing
-    onehot = (wl[:, None] == lrow[None, :]).to(Y.dtype.element_ty)
-    g_off = i * (Q * NR * CW) + q[:, None, None] * (NR * CW) + n[None, :, None] * CW + c[None, None, :]
-    g = tl.load(G + g_off, mask=qm[:, None, None] & nm[None, :, None] & cm[None, None, :], other=0.0)
+    nm, cm = n < NR, c < CW
+    qm, g, onehot, w_off, w_mask = _gradient_tile(G + i * (Q * NR * CW), WL, q, Q, NR, CW, n, c, lrow, nm, cm)
     gw_off = lrow[:, None] * CW + c[None, :]                                        # [LP, CP]
     gw_mask = (lrow < L)[:, None] & cm[None, :]
-    for e0 in range(start, end, UNROLL):
-        for u in tl.static_range(UNROLL):
-            e = e0 + u
-            # "edge e exists" as vectors: Triton's interpreter refuses a scalar mask in a load
-            okq, okn, okl = (q * 0 + e) < end, (n * 0 + e) < end, (lrow * 0 + e) < end
-            y = tl.load(Y + e * Q + q, mask=qm & okq, other=0.0)                    # [QP]
-            r = tl.load(Rb + e * NR + n, mask=nm & okn, other=0.0)                  # [RP]
-            w = tl.load(W + e * (L * CW) + w_off, mask=w_mask & okq[:, None], other=0.0)   # [QP, CP]
-            t = tl.sum(g * r[None, :, None], axis=1)                                # [QP, CP]
-            tl.store(GY + e * Q + q, tl.sum(t * w, axis=1), mask=qm & okq)
-            v = tl.sum(g * w[:, None, :], axis=2)                                   # [QP, RP]
-            tl.store(GR + e * NR + n, tl.sum(v * y[:, None], axis=0), mask=nm & okn)
-            yt = t * y[:, None]                                                     # [QP, CP]
-            tl.store(GW + e * (L * CW) + gw_off, tl.sum(yt[:, None, :] * onehot[:, :, None], axis=0),
-                     mask=gw_mask & okl[:, None])
+    for e in range(start, end):
+        y = tl.load(Y + e * Q + q, mask=qm, other=0.0)                              # [QP]
+        r = tl.load(Rb + e * NR + n, mask=nm, other=0.0)                            # [RP]
+        w = tl.load(W + e * (L * CW) + w_off, mask=w_mask, other=0.0)              # [QP, CP]
+        t = tl.sum(g * r[None, :, None], axis=1)                                    # [QP, CP]
+        tl.store(GY + e * Q + q, tl.sum(t * w, axis=1), mask=qm)
+        v = tl.sum(g * w[:, None, :], axis=2)                                       # [QP, RP]
+        tl.store(GR + e * NR + n, tl.sum(v * y[:, None], axis=0), mask=nm)
+        yt = t * y[:, None]                                                         # [QP, CP]
+        tl.store(GW + e * (L * CW) + gw_off, tl.sum(yt[:, None, :] * onehot[:, :, None], axis=0), mask=gw_mask)
 
 
 # ---- v6, "atomwise-split": v4 without padding Q to a power of two
@@ -238,24 +240,12 @@ def edge_sum_bwd_split(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.con
     g_base = G + i * (Q * NR * CW)
     gw_off = lrow[:, None] * CW + c[None, :]                                        # [LP, CP]
     gw_mask = (lrow < L)[:, None] & cm[None, :]
-    # tile A: rows [0, QA), all present
+    # tile A: rows [0, QA), all present; tile B: rows [QA, Q), padded to QR2 (QR2 = 1, all masked,
+    # when Q is a power of two: HAS_REST off)
     qa = tl.arange(0, QA)
-    qam = qa < Q
-    wla = tl.load(WL + qa, mask=qam, other=0)
-    ga = tl.load(g_base + qa[:, None, None] * (NR * CW) + n[None, :, None] * CW + c[None, None, :],
-                 mask=qam[:, None, None] & nm[None, :, None] & cm[None, None, :], other=0.0)      # [QA, RP, CP]
-    oha = ((wla[:, None] == lrow[None, :]) & qam[:, None]).to(Y.dtype.element_ty)                # [QA, LP]
-    wa_off = wla[:, None] * CW + c[None, :]
-    wa_mask = qam[:, None] & cm[None, :]
-    # tile B: rows [QA, Q), padded to QR2 (QR2 = 1, all masked, when Q is a power of two: HAS_REST off)
+    qam, ga, oha, wa_off, wa_mask = _gradient_tile(g_base, WL, qa, Q, NR, CW, n, c, lrow, nm, cm)
     qb = QA + tl.arange(0, QR2)
-    qbm = qb < Q
-    wlb = tl.load(WL + qb, mask=qbm, other=0)
-    gb = tl.load(g_base + qb[:, None, None] * (NR * CW) + n[None, :, None] * CW + c[None, None, :],
-                 mask=qbm[:, None, None] & nm[None, :, None] & cm[None, None, :], other=0.0)      # [QR2, RP, CP]
-    ohb = ((wlb[:, None] == lrow[None, :]) & qbm[:, None]).to(Y.dtype.element_ty)
-    wb_off = wlb[:, None] * CW + c[None, :]
-    wb_mask = qbm[:, None] & cm[None, :]
+    qbm, gb, ohb, wb_off, wb_mask = _gradient_tile(g_base, WL, qb, Q, NR, CW, n, c, lrow, nm, cm)
     for e in range(start, end):
         r = tl.load(Rb + e * NR + n, mask=nm, other=0.0)                            # [RP]
         ya = tl.load(Y + e * Q + qa, mask=qam, other=0.0)

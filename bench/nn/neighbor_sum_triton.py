@@ -183,7 +183,7 @@ def launch_config(which: str, version: str, Q: int, NR: int, C: int, L: int, eb:
         tile = (QA + (meta["QR2"] if Q > QA else 0)) * meta["RP"] * meta["CP"]
         return meta, num_warps or max(1, min(4, tile // 1024)), False
     if version == "atomwise":                            # v4: one warp per 1,024 elements of the tile
-        meta.update(QP=_next_pow2(Q), UNROLL=1)
+        meta["QP"] = _next_pow2(Q)
         return meta, num_warps or max(1, min(8, meta["QP"] * meta["RP"] * meta["CP"] // 1024)), False
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
@@ -196,8 +196,8 @@ def launch_forward(Y, R, W, wl, rowptr, out, version: str | None = None, eb: int
                    num_warps: int | None = None) -> None:
     """Write out [N, Q, R, C] (every element) from contiguous Y, R, W of one dtype and device
     (``version`` default ``kernel_for`` the shape; ``eb``, ``num_warps``: ``launch_config``)."""
-    version = version or kernel_for(*_shape(Y, R, W))
     Q, NR, C, L = _shape(Y, R, W)
+    version = version or kernel_for(Q, NR, C, L)
     meta, warps, _ = launch_config("fwd", version, Q, NR, C, L, eb, num_warps)
     fwd, _ = _kernels(version)
     fwd[(rowptr.shape[0] - 1, -(-Q // QB))](Y, R, W, wl, rowptr, out, num_warps=warps, **meta)
@@ -207,8 +207,8 @@ def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str | None =
                     num_warps: int | None = None) -> None:
     """Write the three gradients, every element (the serial kernel adds dR and dW over chunks, so
     they are zeroed here first)."""
-    version = version or kernel_for(*_shape(Y, R, W))
     Q, NR, C, L = _shape(Y, R, W)
+    version = version or kernel_for(Q, NR, C, L)
     meta, warps, chunked = launch_config("bwd", version, Q, NR, C, L, eb, num_warps)
     _, bwd = _kernels(version)
     if version == "serial":

@@ -234,8 +234,6 @@ def trajectory_unit(root, spec: StabilitySpec, name: str, key: dict, model_path,
                     md_seed: int, reference, log) -> list[dict]:
     """One trajectory on ASE's integrators, as a unit of work (``bench.executor``): EMT itself
     (``model_path`` None) or a trained potential, recorded under ``key``."""
-    from ase.calculators.emt import EMT
-
     from ..calculator import BenchCalculator
     from ..potential import load_checkpoint
     from ..results.store import ResultsStore

@@ -382,18 +382,22 @@ def run(spec: TimingSpec, store: ResultsStore, *, executor: str = "local", addre
     (``Unit.exclusive``): a timing point never shares its CPUs or GPU with another unit."""
     from ..executor import Unit, run_units
 
-    todo, candidates = [], [_ceilings_key(spec, dtype) for dtype in spec.dtypes]
+    todo, candidates, before = [], [], []      # every key this run may write, and whether it was stored
+    for dtype in spec.dtypes:
+        candidates.append(_ceilings_key(spec, dtype))
+        before.append(store.has(candidates[-1]))
     for (dtype, sweep), points in sweeps(spec).items():
         point_keys = [_key(spec, sweep, o, r, dtype) for o, r in points]
+        stored = [store.has(k) for k in point_keys]
         candidates += point_keys
-        if all(store.has(k) for k in point_keys):
+        before += stored
+        if all(stored):
             log(f"skip (done): timing {sweep} sweep {dtype}")
             continue
-        first = next(k for k in point_keys if not store.has(k))
+        first = point_keys[stored.index(False)]
         todo.append(Unit(first, f"timing {sweep} sweep {dtype}", sweep_unit, (store.root, spec, dtype, sweep, points, log),
                          num_cpus=spec.threads, num_gpus=1 if torch.device(spec.device).type == "cuda" else 0,
                          exclusive=True))
-    before = [store.has(k) for k in candidates]
     run_units(todo, store, executor=executor, address=address, log=log)
     return [r for k, had in zip(candidates, before) if not had for r in (store.get(k) or [])]
 
