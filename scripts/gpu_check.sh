@@ -27,6 +27,10 @@
 # compile-fused-cudagraphs and compile-cudagraphs side by side at 12,288 (each timed point checked
 # against eager by the timing task), the kernel profile, the gpu tests but those that compile, and
 # last `cace-bench run --quick --device cuda`, timed (OUT/run-quick.log).
+# --diagnose (under 6.5 minutes): kernels serial / atomwise / atomwise-split alone, the model with the
+# fastest per shape (eager, fused, compile-fused-cudagraphs at 12,288 atoms), the kernel profile of
+# compile-fused (what the compiled model spends beside the neighbour sums), and the timed
+# `cace-bench run --quick --device cuda`.
 # --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / atomwise /
 # atomwise-split alone, then the model with the fastest per shape: eager, fused and compile-fused-cudagraphs side by
 # side at 12,288 atoms, and the float32 CUDA invariance tests.
@@ -41,6 +45,7 @@ fi
 quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--kernels" ] && { quick=2; shift; }
 [ "${1:-}" = "--kernels-short" ] && { quick=3; shift; }
+[ "${1:-}" = "--diagnose" ] && { quick=4; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 out=${1:-results/gpu/$name}
 mkdir -p "$out"
@@ -51,7 +56,15 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
-if [ $quick = 3 ]; then
+if [ $quick = 4 ]; then
+  step 55  python3 -m bench.benchmarks.edge_sum --versions serial atomwise atomwise-split --out "$out/kernels.json"
+  pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
+  echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
+  step 80  $gpu --backend eager fused compile-fused-cudagraphs --sizes 4 --out "$out/timing-compiled"
+  step 75  python3 -m bench.profile --device cuda --repeat 4 --backend compile-fused --out "$out/profile"
+  step 150 python3 -m bench.cli.main run --quick --device cuda --no-progress --out "$out/run-quick" > "$out/run-quick.log" 2>&1
+  tail -3 "$out/run-quick.log"
+elif [ $quick = 3 ]; then
   step 55  python3 -m bench.benchmarks.edge_sum --versions serial atomwise atomwise-split --out "$out/kernels.json"
   pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
   echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
@@ -88,7 +101,7 @@ else
   [ -d out/md-engines/accuracy ] && step 45 python3 -m bench.benchmarks.md_engines --device cuda --seeds 2 --temperatures 300 \
       --trained out/md-engines/accuracy --out /tmp/md-engines > "$out/md-engines.log" 2>&1
 fi
-[ $quick != 3 ] && step 15  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
+[ -d "$out/timing" ] && step 15  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
 [ $quick != 3 ] && step 15  python3 -m bench.cli.main report "$out/timing-compiled" -o "$out/report-compiled"
 [ -n "${OUT:-}" ] && cp "$out/gpu-tests.log" "$OUT/" 2>/dev/null
 [ -n "${OUT:-}" ] && [ -f "$out/probe.log" ] && cp "$out/probe.log" "$OUT/" 2>/dev/null

@@ -188,3 +188,7 @@ def _write(path: str, device_name: str, rows: list) -> None:
 
     write_json_atomic(path, dict(device=device_name, torch=torch.__version__, triton=__import__("triton").__version__,
                                  rows=rows))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
