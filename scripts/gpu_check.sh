@@ -27,10 +27,10 @@
 # compile-fused-cudagraphs and compile-cudagraphs side by side at 12,288 (each timed point checked
 # against eager by the timing task), the kernel profile, the gpu tests but those that compile, and
 # last `cace-bench run --quick --device cuda`, timed (OUT/run-quick.log).
-# --diagnose (under 6.5 minutes): kernels serial / atomwise / atomwise-split alone, the model with the
-# fastest per shape (eager, fused, compile-fused-cudagraphs at 12,288 atoms), the kernel profile of
-# compile-fused (what the compiled model spends beside the neighbour sums), and the timed
-# `cace-bench run --quick --device cuda`.
+# --diagnose (under 4.5 minutes; 7 with RUN_QUICK=1): kernels serial / atomwise-split / prefetch alone,
+# the model with the fastest per shape (eager, fused, compile-fused-cudagraphs at 12,288 and 98,304
+# atoms), the kernel profile of compile-fused (what the compiled model spends beside the neighbour
+# sums), and with RUN_QUICK=1 the timed `cace-bench run --quick --device cuda`.
 # --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / atomwise /
 # atomwise-split alone, then the model with the fastest per shape: eager, fused and compile-fused-cudagraphs side by
 # side at 12,288 atoms, and the float32 CUDA invariance tests.
@@ -57,13 +57,13 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
 if [ $quick = 4 ]; then
-  step 55  python3 -m bench.benchmarks.edge_sum --versions serial atomwise atomwise-split --out "$out/kernels.json"
+  step 60  python3 -m bench.benchmarks.edge_sum --versions serial atomwise-split prefetch --out "$out/kernels.json"
   pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
   echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
-  step 80  $gpu --backend eager fused compile-fused-cudagraphs --sizes 4 --out "$out/timing-compiled"
-  step 75  python3 -m bench.profile --device cuda --repeat 4 --backend compile-fused --out "$out/profile"
-  step 150 python3 -m bench.cli.main run --quick --device cuda --no-progress --out "$out/run-quick" > "$out/run-quick.log" 2>&1
-  tail -3 "$out/run-quick.log"
+  step 130 $gpu --backend eager fused compile-fused-cudagraphs --sizes 4 8 --out "$out/timing-compiled"
+  step 60  python3 -m bench.profile --device cuda --repeat 4 --backend compile-fused --out "$out/profile"
+  [ "${RUN_QUICK:-0}" = 1 ] && step 150 python3 -m bench.cli.main run --quick --device cuda --no-progress \
+      --out "$out/run-quick" > "$out/run-quick.log" 2>&1
 elif [ $quick = 3 ]; then
   step 55  python3 -m bench.benchmarks.edge_sum --versions serial atomwise atomwise-split --out "$out/kernels.json"
   pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto

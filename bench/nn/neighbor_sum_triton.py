@@ -55,7 +55,7 @@ def interpreting() -> bool:
     return bool(knobs.runtime.interpret) if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
 
 
-KERNELS = ("serial", "blocked", "atomwise", "atomwise-split")
+KERNELS = ("serial", "blocked", "atomwise", "atomwise-split", "prefetch")
 KERNEL_ENV = "CACE_BENCH_FUSED_KERNEL"
 DEFAULT_POLICY = "auto"
 
@@ -124,6 +124,7 @@ def _kernels(version: str):
              tile, each edge's three gradient rows stored once, no atomics (v4)
     atomwise-split  atomwise with the gradient tile held as two, rows [0, QA) and [QA, Q) with QA
              the largest power of two <= Q: no padding of CACE's Q = 20 (v6)
+    prefetch atomwise-split with the next edge's rows loaded before the current edge is reduced (v7)
     """
     from . import edge_sum_kernels as k
 
@@ -135,6 +136,8 @@ def _kernels(version: str):
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_atomwise)
     if version == "atomwise-split":
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_split)
+    if version == "prefetch":
+        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_prefetch)
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
 
@@ -177,7 +180,7 @@ def launch_config(which: str, version: str, Q: int, NR: int, C: int, L: int, eb:
         return meta, num_warps or warps, True
     del meta["QB"]
     meta["LP"] = _next_pow2(L)
-    if version == "atomwise-split":
+    if version in ("atomwise-split", "prefetch"):
         QA = 1 << (Q.bit_length() - 1)                  # the largest power of two <= Q
         meta.update(QA=QA, QR2=_next_pow2(Q - QA) if Q > QA else 1, HAS_REST=Q > QA)
         tile = (QA + (meta["QR2"] if Q > QA else 0)) * meta["RP"] * meta["CP"]
