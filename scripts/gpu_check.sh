@@ -31,6 +31,9 @@
 # the model with the fastest per shape (eager, fused, compile-fused-cudagraphs at 12,288 and 98,304
 # atoms), the kernel profile of compile-fused (what the compiled model spends beside the neighbour
 # sums), and with RUN_QUICK=1 the timed `cace-bench run --quick --device cuda`.
+# --probe (under 3.5 minutes): at 12,288 atoms, eager against compile-fused and compile-fused-cudagraphs
+# with every sum on v7 "prefetch", then compile-fused-cudagraphs with every sum on v6: whether a
+# compiled fused path that differs from eager follows the kernel version.
 # --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / atomwise /
 # atomwise-split alone, then the model with the fastest per shape: eager, fused and compile-fused-cudagraphs side by
 # side at 12,288 atoms, and the float32 CUDA invariance tests.
@@ -46,6 +49,7 @@ quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--kernels" ] && { quick=2; shift; }
 [ "${1:-}" = "--kernels-short" ] && { quick=3; shift; }
 [ "${1:-}" = "--diagnose" ] && { quick=4; shift; }
+[ "${1:-}" = "--probe" ] && { quick=5; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 out=${1:-results/gpu/$name}
 mkdir -p "$out"
@@ -56,7 +60,12 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
-if [ $quick = 4 ]; then
+if [ $quick = 5 ]; then
+  step 115 env CACE_BENCH_FUSED_KERNEL=prefetch $gpu --backend eager compile-fused compile-fused-cudagraphs --sizes 4 \
+      --out "$out/probe-prefetch"
+  step 80  env CACE_BENCH_FUSED_KERNEL=atomwise-split $gpu --backend eager compile-fused-cudagraphs --sizes 4 \
+      --out "$out/probe-split"
+elif [ $quick = 4 ]; then
   step 60  python3 -m bench.benchmarks.edge_sum --versions serial atomwise-split prefetch --out "$out/kernels.json"
   pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
   echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
@@ -102,7 +111,7 @@ else
       --trained out/md-engines/accuracy --out /tmp/md-engines > "$out/md-engines.log" 2>&1
 fi
 [ -d "$out/timing" ] && step 15  python3 -m bench.cli.main report "$out/timing" -o "$out/report"
-[ $quick != 3 ] && step 15  python3 -m bench.cli.main report "$out/timing-compiled" -o "$out/report-compiled"
+[ -d "$out/timing-compiled" ] && step 15  python3 -m bench.cli.main report "$out/timing-compiled" -o "$out/report-compiled"
 [ -n "${OUT:-}" ] && cp "$out/gpu-tests.log" "$OUT/" 2>/dev/null
 [ -n "${OUT:-}" ] && [ -f "$out/probe.log" ] && cp "$out/probe.log" "$OUT/" 2>/dev/null
 exit 0
