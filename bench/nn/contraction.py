@@ -104,19 +104,6 @@ def term_products(At: torch.Tensor, idx: torch.Tensor, skip: int = -1) -> torch.
     return At.new_ones(idx.shape[0], At.shape[1]) if prod is None else prod
 
 
-def coefficient_sum(S: torch.Tensor, P: torch.Tensor, fused: bool) -> torch.Tensor:
-    """Y[b, m] = sum_t S[b, t] P[t, m]  -> [B, M]: S [B, T] a small coefficient matrix, P [T, M]
-    with M = N K C large. Eager (``fused`` False): a matrix product. Under torch.compile: a broadcast
-    product reduced over t, which Inductor fuses with the kernel that forms P (the gathered
-    products of A), so the [T, M] products are never written to memory; cuBLAS ran this product
-    with B <= 3 as a gemv, 1.1 ms of a 10.8 ms energy + forces call (12,288 atoms, H200,
-    results/gpu/NVIDIA-H200/diagnose-run). Eager cannot use the broadcast (it would form [B, T, M])."""
-    S = S.to(P.dtype)
-    if fused:
-        return (S[:, :, None] * P[None]).sum(1)
-    return S @ P
-
-
 class _SparseProduct(torch.autograd.Function):
     """Bt = S @ term_products(At), saving only At: the products are recomputed in backward, so
     autograd keeps no [T, M] intermediates alive. The backward is written in differentiable ops
@@ -128,14 +115,12 @@ class _SparseProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, At, idx, S):
         ctx.save_for_backward(At, idx, S)
-        # the backward is traced by AOTAutograd, where is_compiling() no longer says so: kept here
-        ctx.fused = torch.compiler.is_compiling()
-        return coefficient_sum(S, term_products(At, idx), ctx.fused)
+        return S.to(At.dtype) @ term_products(At, idx)
 
     @staticmethod
     def backward(ctx, grad_Bt):
         At, idx, S = ctx.saved_tensors
-        g = coefficient_sum(S.t(), grad_Bt, ctx.fused)               # [T, M]
+        g = S.to(At.dtype).t() @ grad_Bt                             # [T, M]
         grad = torch.zeros_like(At)
         for f in range(idx.shape[1]):
             grad = grad.index_add(0, idx[:, f], g * _TermProducts.apply(At, idx, f))

@@ -18,16 +18,4 @@ class RadialMix(nn.Module):
         self.weight = nn.Parameter(torch.randn(n_l, n_in, n_out, n_channels) / n_in**0.5)
 
     def forward(self, A: torch.Tensor) -> torch.Tensor:
-        """A [N, Q, R, C] -> [N, Q, K, C].
-
-        Eager: one einsum (a batched matrix product over the Q C pairs). Under torch.compile: the
-        same sum written as a broadcast product reduced over n, which Inductor emits as one
-        reduction kernel that never forms the [N, Q, R, K, C] product; the einsum there stays a
-        cuBLAS batched product of inner size R (6 for the water preset) between two permuted
-        copies, which took 1.6 ms of a 10.8 ms energy + forces call at 12,288 atoms on an H200
-        (results/gpu/NVIDIA-H200/diagnose-run). Eager keeps the einsum: the broadcast would be
-        materialised there (R times the output)."""
-        weight = self.weight[self.l_of]                               # [Q, R, K, C]
-        if torch.compiler.is_compiling():
-            return (A.unsqueeze(3) * weight).sum(2)                   # [N, Q, R, 1, C] * [Q, R, K, C] -> sum over R
-        return torch.einsum("iqnc,qnkc->iqkc", A, weight)
+        return torch.einsum("iqnc,qnkc->iqkc", A, self.weight[self.l_of])
