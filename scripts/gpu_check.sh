@@ -34,7 +34,7 @@
 # --probe (under 3.5 minutes): at 12,288 atoms, eager against compile-fused and compile-fused-cudagraphs
 # with every sum on v7 "prefetch", then compile-fused-cudagraphs with every sum on v6: whether a
 # compiled fused path that differs from eager follows the kernel version.
-# --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / atomwise /
+# --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / prefetch /
 # atomwise-split alone, then the model with the fastest per shape: eager, fused and compile-fused-cudagraphs side by
 # side at 12,288 atoms, and the float32 CUDA invariance tests.
 set -uo pipefail
@@ -74,7 +74,7 @@ elif [ $quick = 4 ]; then
   [ "${RUN_QUICK:-0}" = 1 ] && step 150 python3 -m bench.cli.main run --quick --device cuda --no-progress \
       --out "$out/run-quick" > "$out/run-quick.log" 2>&1
 elif [ $quick = 3 ]; then
-  step 55  python3 -m bench.benchmarks.edge_sum --versions serial atomwise atomwise-split --out "$out/kernels.json"
+  step 55  python3 -m bench.benchmarks.edge_sum --versions serial atomwise-split prefetch --out "$out/kernels.json"
   pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
   echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
   step 70  $gpu --backend eager fused compile-fused-cudagraphs --sizes 4 --out "$out/timing-compiled"

@@ -46,10 +46,10 @@ def test_guard_check_can_fail():
 def test_kernel_benchmark_pick_runs_as_a_module(tmp_path):
     """The GPU script exports what ``python -m bench.benchmarks.edge_sum --pick`` prints."""
     rows = [dict(kernel=k, fwd_bwd_ms=ms, Q=20, R=6, C=9, L=4, parity=1e-7, warps=None, eb=None)
-            for k, ms in (("serial", 5.0), ("atomwise", 4.0))]
+            for k, ms in (("serial", 5.0), ("prefetch", 4.0))]
     path = tmp_path / "kernels.json"
     path.write_text(json.dumps({"rows": rows}))
     out = subprocess.run([sys.executable, "-m", "bench.benchmarks.edge_sum", "--pick", str(path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "auto,20x6x9x4=atomwise"
+    assert out.stdout.strip() == "auto,20x6x9x4=prefetch"

@@ -133,9 +133,10 @@ def test_model_kernel_policy_follows_the_environment_and_refuses_bad_values(monk
 
     monkeypatch.delenv(nst.KERNEL_ENV, raising=False)
     assert nst.selected_kernel() == "auto"
-    # auto: the per-atom backward where its padded tile fits two warps, v2 for CACE's Bchi sum (4,096)
-    assert nst.kernel_for(20, 6, 3, 1) == nst.kernel_for(16, 6, 9, 4) == "atomwise"
-    assert nst.kernel_for(20, 6, 9, 4) == "serial"
+    # auto: v7 for every sum of the water preset, both descriptors (split tiles of at most 2,560
+    # elements: CACE's Bchi sum 20 = 16 + 4 rows x 8 x 16), v2 for the unmeasured larger tiles
+    assert nst.kernel_for(20, 6, 3, 1) == nst.kernel_for(16, 6, 9, 4) == nst.kernel_for(20, 6, 9, 4) == "prefetch"
+    assert nst.kernel_for(35, 6, 16, 5) == "serial"
     spec = TimingSpec(backends=("eager", "fused"))
     auto_key = _key(spec, "atoms", {}, 1, "float32")
     monkeypatch.setenv(nst.KERNEL_ENV, "serial,20x6x3x1=atomwise-split")
@@ -155,13 +156,13 @@ def test_kernel_benchmark_picks_the_fastest_correct_version_per_shape():
     def row(kernel, ms, Q=20, C=9, parity=1e-7, warps=None, eb=None, **extra):
         return dict(kernel=kernel, fwd_bwd_ms=ms, Q=Q, R=6, C=C, L=4, parity=parity, warps=warps, eb=eb, **extra)
 
-    rows = [row("serial", 5.0), row("atomwise", 5.5), row("atomwise", 0.1, warps=8),
+    rows = [row("serial", 5.0), row("prefetch", 5.5), row("prefetch", 0.1, warps=8),
             row("blocked", 1.0, eb=16, parity=float("nan")), row("blocked", 0.2, eb=32),
-            row("serial", 4.0, Q=16), row("atomwise", 2.0, Q=16), row("atomwise-split", 1.0, Q=16, error="out of resources")]
+            row("serial", 4.0, Q=16), row("prefetch", 2.0, Q=16), row("atomwise-split", 1.0, Q=16, error="out of resources")]
     best = fastest_by_shape(rows)        # warps 8 and EB 32 are not the model's launches; NaN and errors lose
-    assert best == {(20, 6, 9, 4): "serial", (16, 6, 9, 4): "atomwise"}
-    assert policy_string(best) == "auto,16x6x9x4=atomwise,20x6x9x4=serial"
-    assert nst.parse_policy(policy_string(best)) == ("auto", {(16, 6, 9, 4): "atomwise", (20, 6, 9, 4): "serial"})
+    assert best == {(20, 6, 9, 4): "serial", (16, 6, 9, 4): "prefetch"}
+    assert policy_string(best) == "auto,16x6x9x4=prefetch,20x6x9x4=serial"
+    assert nst.parse_policy(policy_string(best)) == ("auto", {(16, 6, 9, 4): "prefetch", (20, 6, 9, 4): "serial"})
     with pytest.raises(ValueError, match="no kernel version ran correctly"):
         fastest_by_shape([row("serial", 1.0, parity=1.0)])
 

@@ -24,7 +24,7 @@ import torch
 
 # (version, edge block, warps); None: the launch sizes the model uses. Left out after they lost on an
 # H100 or H200 (results/gpu/*/kernels-run, atomwise-run): blocked with 8 warps or 32-edge blocks.
-CONFIGS = [("serial", None, None), ("atomwise", None, None), ("atomwise-split", None, None), ("prefetch", None, None),
+CONFIGS = [("serial", None, None), ("atomwise-split", None, None), ("prefetch", None, None),
            ("atomwise-split", None, 4), ("blocked", 16, 4)]
 
 

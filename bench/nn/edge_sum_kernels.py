@@ -2,14 +2,17 @@
 are in ``neighbor_sum_triton.py`` (this module imports Triton unconditionally, so it is loaded only
 when the fused path runs).
 
-Two versions (``neighbor_sum_triton.KERNELS``; measured in results/gpu/NVIDIA-H100-80GB-HBM3):
+Versions (``neighbor_sum_triton.KERNELS``; measured in results/gpu/NVIDIA-H100-80GB-HBM3 and
+results/gpu/NVIDIA-H200):
 
-- serial (v2, the default): grid (atoms, chunks of QB angular components). Program (i, k) owns
+- serial (v2): grid (atoms, chunks of QB angular components). Program (i, k) owns
   out[i, kQB:(k+1)QB, :, :] and loops over atom i's edges (CSR: rowptr[i]:rowptr[i+1]) one at a
   time, its [QB, RP, CP] tile in registers; the backward adds dR and dW over chunks atomically.
 - blocked (v3): EB edges at a time, the sums over edges and radial index as tl.dot products; one
   backward program per atom writes its edges' gradients once. Slower in the model on an H100:
   tl.dot pads the water preset's R = 6 to 16.
+- atomwise-split (v6) and prefetch (v7, the default for the water preset's sums): one backward
+  program per atom, below.
 """
 
 import triton
@@ -151,22 +154,23 @@ def edge_sum_bwd_blocked(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.c
         tl.store(GW + gw_off, gw, mask=em[:, None, None] & (lrow < L)[None, :, None] & (cc < CW)[None, None, :])
 
 
-# ---- v4, "atomwise": the backward one program per atom holding the atom's whole gradient tile
+# ---- the per-atom backward (v6, v7): one program per atom holding the atom's whole gradient tile
 #
 # v2's backward has a program per (atom, chunk of QB angular components), so every edge's dR and dW
 # rows are summed over the chunks by global atomic adds: for the water preset's Bchi sum, 5 chunks
 # x (R + QB C) atomics per edge, about 3e8 atomic operations at 12,288 atoms. Here program i loads
-# g[i] [QP, RP, CP] once (Q padded to a power of two: 20 -> 32 for CACE, 16 stays 16 for the
-# spherical basis; 4096 registers' worth for 4 warps) and, per edge of atom i, forms
+# g[i] once and, per edge of atom i, forms
 #
 #     T[q, c]  = sum_n g[q, n, c] R[e, n]              dY[e, q]    = sum_c T[q, c] W[e, wl[q], c]
 #     U[q, n]  = sum_c g[q, n, c] W[e, wl[q], c]       dR[e, n]    = sum_q Y[e, q] U[q, n]
 #                                                      dW[e, l, c] = sum_{q: wl[q] = l} Y[e, q] T[q, c]
 #
 # and stores the three gradient rows once: no atomics, deterministic, nothing needs zeroing.
-# The forward is v2's. Four edges per loop trip ("atomwise-u4", commit 04573e0) and a v5 that looped
-# over 4-component chunks per edge ("chunkloop", 079e6b0) were slower on an H200 for every sum and
-# were removed (results/gpu/NVIDIA-H200/atomwise-run/README.md).
+# The forward is v2's. Measured and removed (results/gpu/NVIDIA-H200/atomwise-run and
+# diagnose-run): v4 "atomwise" (one tile, Q padded to a power of two: CACE's 20 to 32, a tilt
+# against CACE; removed after v6, which is v4 where Q is a power of two, beat it for every sum),
+# four edges per loop trip ("atomwise-u4", commit 04573e0) and a v5 looping over 4-component chunks
+# per edge ("chunkloop", 079e6b0), slower on an H200 for every sum.
 
 @triton.jit
 def _gradient_tile(g_base, WL, q, Q, NR, CW, n, c, lrow, nm, cm):
@@ -182,39 +186,14 @@ def _gradient_tile(g_base, WL, q, Q, NR, CW, n, c, lrow, nm, cm):
     return qm, g, onehot, wl[:, None] * CW + c[None, :], qm[:, None] & cm[None, :]
 
 
-def edge_sum_bwd_atomwise(G, Y, Rb, W, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.constexpr, QP: tl.constexpr,
-                          RP: tl.constexpr, CP: tl.constexpr, LP: tl.constexpr):
-    i = tl.program_id(0)
-    start = tl.load(ROWPTR + i)
-    end = tl.load(ROWPTR + i + 1)
-    q = tl.arange(0, QP)
-    n = tl.arange(0, RP)
-    c = tl.arange(0, CP)
-    lrow = tl.arange(0, LP)
-    nm, cm = n < NR, c < CW
-    qm, g, onehot, w_off, w_mask = _gradient_tile(G + i * (Q * NR * CW), WL, q, Q, NR, CW, n, c, lrow, nm, cm)
-    gw_off = lrow[:, None] * CW + c[None, :]                                        # [LP, CP]
-    gw_mask = (lrow < L)[:, None] & cm[None, :]
-    for e in range(start, end):
-        y = tl.load(Y + e * Q + q, mask=qm, other=0.0)                              # [QP]
-        r = tl.load(Rb + e * NR + n, mask=nm, other=0.0)                            # [RP]
-        w = tl.load(W + e * (L * CW) + w_off, mask=w_mask, other=0.0)              # [QP, CP]
-        t = tl.sum(g * r[None, :, None], axis=1)                                    # [QP, CP]
-        tl.store(GY + e * Q + q, tl.sum(t * w, axis=1), mask=qm)
-        v = tl.sum(g * w[:, None, :], axis=2)                                       # [QP, RP]
-        tl.store(GR + e * NR + n, tl.sum(v * y[:, None], axis=0), mask=nm)
-        yt = t * y[:, None]                                                         # [QP, CP]
-        tl.store(GW + e * (L * CW) + gw_off, tl.sum(yt[:, None, :] * onehot[:, :, None], axis=0), mask=gw_mask)
-
-
-# ---- v6, "atomwise-split": v4 without padding Q to a power of two
+# ---- v6, "atomwise-split": the tile without padding Q to a power of two
 #
-# v4 holds g[i] as one [QP, RP, CP] tile, QP = Q rounded up to a power of two: CACE's Q = 20 becomes
-# 32 (1.6x the work, and a tile across 4 warps), the spherical 16 stays 16, which on an H200 made v4
-# 7% slower than v2 for CACE's Bchi sum and 1.6x faster for the spherical one (a tilt). Here g[i] is
+# One [QP, RP, CP] tile with QP = Q rounded up to a power of two (v4) pads CACE's Q = 20 to 32 (1.6x
+# the work, a tile across 4 warps) and leaves the spherical 16 as it is: on an H200 that was 7%
+# slower than v2 for CACE's Bchi sum and 1.6x faster for the spherical one (a tilt). Here g[i] is
 # held as two tiles, rows [0, QA) and [QA, Q) with QA the largest power of two <= Q and the rest
-# padded to QR2 = next power of two of Q - QA (20 = 16 + 4, 35 = 32 + 4 (3 padded), 16 = 16 + none):
-# the same equations as v4, each edge's dR and dW summed over the two tiles in registers.
+# padded to QR2 = next power of two of Q - QA (20 = 16 + 4, 35 = 32 + 4 (3 padded), 16 = 16 + none),
+# each edge's dR and dW summed over the two tiles in registers.
 
 @triton.jit
 def _split_part(g, y, w, r, onehot, GY_ROW, q, qm):

@@ -55,22 +55,31 @@ def interpreting() -> bool:
     return bool(knobs.runtime.interpret) if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
 
 
-KERNELS = ("serial", "blocked", "atomwise", "atomwise-split", "prefetch")
+KERNELS = ("serial", "blocked", "atomwise-split", "prefetch")
 KERNEL_ENV = "CACE_BENCH_FUSED_KERNEL"
 DEFAULT_POLICY = "auto"
+
+
+def _split_rows(Q: int) -> tuple[int, int]:
+    """(QA, QR2): v6 / v7 hold the gradient tile as rows [0, QA), QA the largest power of two <= Q,
+    and [QA, Q) padded to QR2 (0 when Q is a power of two)."""
+    QA = 1 << (int(Q).bit_length() - 1)
+    return QA, (_next_pow2(Q - QA) if Q > QA else 0)
 
 
 def auto_kernel(Q: int, R: int, C: int, L: int) -> str:
     """The version "auto" runs for a sum of shape (Q angular, R radial, C channels, L weight rows).
 
-    Measured on an H200 (water, 12,288 atoms; results/gpu/NVIDIA-H200/atomwise-run): the per-atom
-    backward ("atomwise") beat v2 ("serial") 3.8x and 5.1x on layer 0 (padded tiles of 1,024 and
-    512 elements) and 1.6x on the spherical Bchi sum (2,048), and lost 7% on CACE's Bchi sum
-    (4,096: Q = 20 padded to 32, a tile across 4 warps). So: atomwise where its padded tile fits in
-    2,048 elements (two warps' worth), else serial. Each descriptor's sums thus run the kernel
-    measured fastest for their shape, not one version chosen for the two together."""
-    tile = _next_pow2(Q) * max(_next_pow2(R), 2) * max(_next_pow2(C), 2)
-    return "atomwise" if tile <= 2048 else "serial"
+    Measured on an H200 (water, 12,288 atoms; results/gpu/NVIDIA-H200/diagnose-run): the per-atom
+    backward with the next edge's rows prefetched (v7, "prefetch") was the fastest version for all
+    four of the water preset's sums (CACE Bchi 3.36 ms against v6's 3.80 and v2's 4.29; the
+    spherical Bchi sum 2.06, equal to v6, against v2's 3.49), both descriptors' tiles at most
+    2,560 elements (Q split as 16 + 4 for CACE, not padded). Larger tiles (l_max 4, 16 channels:
+    4,608) are unmeasured; there the one-chunk-per-program v2 ("serial") runs, as it did before.
+    One rule for both descriptors, so neither gets a version chosen for the other's shape."""
+    QA, QR2 = _split_rows(Q)
+    tile = (QA + QR2) * max(_next_pow2(R), 2) * max(_next_pow2(C), 2)
+    return "prefetch" if tile <= 2560 else "serial"
 
 
 def parse_policy(policy: str) -> tuple[str, dict]:
@@ -120,10 +129,11 @@ def _kernels(version: str):
              edge; the backward adds dR and dW over chunks atomically (v2, measured on an H100)
     blocked  EB edges at a time, the sums over edges and radial index as matrix products; one
              backward program per atom writes its edges' gradients once (v3)
-    atomwise serial's forward; the backward one program per atom holding the atom's whole gradient
-             tile, each edge's three gradient rows stored once, no atomics (v4)
-    atomwise-split  atomwise with the gradient tile held as two, rows [0, QA) and [QA, Q) with QA
-             the largest power of two <= Q: no padding of CACE's Q = 20 (v6)
+    atomwise-split  serial's forward; the backward one program per atom holding the atom's whole
+             gradient tile, as two tiles, rows [0, QA) and [QA, Q) with QA the largest power of two
+             <= Q (no padding of CACE's Q = 20), each edge's three gradient rows stored once, no
+             atomics (v6; v4 "atomwise", one tile padded to a power of two, was removed: v6 is v4
+             where Q is a power of two and was faster for every sum on an H200)
     prefetch atomwise-split with the next edge's rows loaded before the current edge is reduced (v7)
     """
     from . import edge_sum_kernels as k
@@ -132,8 +142,6 @@ def _kernels(version: str):
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd)
     if version == "blocked":
         return triton.jit(k.edge_sum_fwd_blocked), triton.jit(k.edge_sum_bwd_blocked)
-    if version == "atomwise":
-        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_atomwise)
     if version == "atomwise-split":
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_split)
     if version == "prefetch":
@@ -161,8 +169,7 @@ def launch_config(which: str, version: str, Q: int, NR: int, C: int, L: int, eb:
     "bwd") of ``version`` for a sum of shape (Q, NR, C, L): the one place that sizes launches (the
     launches below and ``scripts/compile_kernels.py``). R and C are padded to powers of two for
     every version and both descriptors; Q is split into chunks of QB where the grid has a chunk
-    axis (no padding of 20 or 16), padded to a power of two by v4 (the tilt "auto" steers around),
-    split into two power-of-two tiles by v6. The blocked kernels' matrix products need each side
+    axis (no padding of 20 or 16), split into two power-of-two tiles by v6 and v7. The blocked kernels' matrix products need each side
     >= 16 (RP, EB, QB * CP). ``eb``, ``num_warps``: other launch sizes, for the kernel benchmark."""
     meta = dict(Q=Q, NR=NR, CW=C, L=L, QB=QB, RP=max(_next_pow2(NR), 2), CP=max(_next_pow2(C), 2))
     chunk_tile = QB * meta["RP"] * meta["CP"]
@@ -181,13 +188,10 @@ def launch_config(which: str, version: str, Q: int, NR: int, C: int, L: int, eb:
     del meta["QB"]
     meta["LP"] = _next_pow2(L)
     if version in ("atomwise-split", "prefetch"):
-        QA = 1 << (Q.bit_length() - 1)                  # the largest power of two <= Q
-        meta.update(QA=QA, QR2=_next_pow2(Q - QA) if Q > QA else 1, HAS_REST=Q > QA)
-        tile = (QA + (meta["QR2"] if Q > QA else 0)) * meta["RP"] * meta["CP"]
+        QA, QR2 = _split_rows(Q)
+        meta.update(QA=QA, QR2=max(QR2, 1), HAS_REST=QR2 > 0)
+        tile = (QA + QR2) * meta["RP"] * meta["CP"]
         return meta, num_warps or max(1, min(4, tile // 1024)), False
-    if version == "atomwise":                            # v4: one warp per 1,024 elements of the tile
-        meta["QP"] = _next_pow2(Q)
-        return meta, num_warps or max(1, min(8, meta["QP"] * meta["RP"] * meta["CP"] // 1024)), False
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
 
