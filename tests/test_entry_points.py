@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(p for pkg in ("bench", "cace", "baselines") for p in (ROOT / pkg).rglob("*.py"))
