@@ -83,14 +83,15 @@ def descriptor_stages(descriptor, graph, kind: str | None = None, neighbor_sum: 
     a = ANGULAR_FLOPS_PER_COMPONENT.get(kind, 3.0)
     if fused:
         stages = [
-            Stage("edge basis", E * (31 + 8 * R + a * Q), 18 * E, s * (E * (3 + 2 + R + Q) + 2 * E * e)),
+            # edge shifts S @ cell: a broadcast product summed over 3 (9 multiplies + 6 adds an edge,
+            # in the 28), not a matrix product
+            Stage("edge basis", E * (28 + 8 * R + a * Q), 0.0, s * (E * (3 + 2 + R + Q) + 2 * E * e)),
             Stage("atomic basis (fused)", 3 * E * Q * R * e + N * Q * R * C, 0.0,
                   s * (E * (Q + R + e) + N * Q * R * e + 2 * N * Q * R * C)),
         ]
     else:
         stages = [
-            # edge shifts S @ cell are a [E, 3] x [3, 3] matmul per edge: 18 E matmul flops
-            Stage("edge basis", E * (31 + 8 * R + a * Q), 18 * E,
+            Stage("edge basis", E * (28 + 8 * R + a * Q), 0.0,
                   s * (E * (3 + 2 + R + Q) + 2 * E * (R * e + Q) + N * nb * (R * e + Q))),
             Stage("atomic basis", 2 * N * nb * R * e * Q + N * Q * R * C, 2 * N * nb * R * e * Q,
                   s * (N * nb * (R * e + Q) + N * R * e * Q + 2 * N * Q * R * C)),
