@@ -85,9 +85,9 @@ def descriptor_stages(descriptor, graph, kind: str | None = None, neighbor_sum: 
         stages = [
             # edge shifts S @ cell: a broadcast product summed over 3 (9 multiplies + 6 adds an edge,
             # in the 28), not a matrix product
-            Stage("edge basis", E * (28 + 8 * R + a * Q), 0.0, s * (E * (3 + 2 + R + Q) + 2 * E * e)),
+            Stage("edge basis", E * (28 + 8 * R + a * Q), 0.0, s * (E * (3 + 2 + R + Q) + N * e)),
             Stage("atomic basis (fused)", 3 * E * Q * R * e + N * Q * R * C, 0.0,
-                  s * (E * (Q + R + e) + N * Q * R * e + 2 * N * Q * R * C)),
+                  s * (E * (Q + R + 2) + N * e + N * Q * R * e + 2 * N * Q * R * C)),
         ]
     else:
         stages = [
@@ -106,8 +106,8 @@ def descriptor_stages(descriptor, graph, kind: str | None = None, neighbor_sum: 
         if "Bchi" in msgs and fused:
             mm = 2 * N * F_B * L * C + 2 * N * Q * C * R * K
             flops = mm + 3 * E * Q * R * C + 2 * N * Q * R * C
-            traffic = (N * F_B + N * L * C + 2 * E * L * C + E * (Q + R + L * C) + N * C * Q * R * 3
-                       + N * Q * C * (R + K))
+            # the kernel reads Y, R and the sender index per edge and W per sender atom (no per-edge copy)
+            traffic = (N * F_B + 2 * N * L * C + E * (Q + R + 2) + N * C * Q * R * 3 + N * Q * C * (R + K))
             stages.append(Stage(f"layer {t + 1}: Bchi message (fused)", flops, mm, s * traffic))
         elif "Bchi" in msgs:
             mm = 2 * N * F_B * L * C + 2 * N * nb * C * Q * R + 2 * N * Q * C * R * K

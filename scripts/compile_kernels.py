@@ -19,7 +19,8 @@ from triton.compiler import ASTSource
 from bench.benchmarks.edge_sum import model_sums
 from bench.nn import neighbor_sum_triton as nst
 
-POINTERS = {"fwd": ["Y", "Rb", "W", "WL", "ROWPTR", "OUT"], "bwd": ["G", "Y", "Rb", "W", "WL", "ROWPTR", "GY", "GR", "GW"]}
+POINTERS = {"fwd": ["Y", "Rb", "W", "SND", "WL", "ROWPTR", "OUT"],
+            "bwd": ["G", "Y", "Rb", "W", "SND", "WL", "ROWPTR", "GY", "GR", "GW"]}
 
 
 def resources(cubin: bytes) -> str:
@@ -42,7 +43,7 @@ def main():
                 fwd, bwd = nst._kernels(version)
                 for which, fn in (("fwd", fwd), ("bwd", bwd)):
                     meta, warps, _ = nst.launch_config(which, version, Q, NR, C, L)
-                    sig = {a: ("*i64" if a in ("WL", "ROWPTR") else f"*{ty}") for a in POINTERS[which]}
+                    sig = {a: ("*i64" if a in ("SND", "WL", "ROWPTR") else f"*{ty}") for a in POINTERS[which]}
                     sig.update({a: "i32" for a in ("Q", "NR", "CW")})
                     constexprs = {k: v for k, v in meta.items() if k not in sig}
                     sig.update({k: "constexpr" for k in constexprs})

@@ -26,13 +26,18 @@ def _device_marks(device):
 
 
 def _random_sum(rng_seed, Q, NR, L, C, dtype, device, n_atoms=7, n_edges=40):
+    """Inputs of one sum: Y [E, Q], R [E, R], W [N, L, C] per sender atom, senders [E] (atom 5 sends
+    nothing: its row of dW must be zero), wl [Q], receivers [E] sorted (atom 3 receives nothing:
+    its output rows must be zero)."""
     g = torch.Generator().manual_seed(rng_seed)
     receivers = torch.sort(torch.randint(0, n_atoms, (n_edges,), generator=g)).values
-    receivers[receivers == 3] = 2                   # atom 3 has no edges: its rows must be zero
+    receivers[receivers == 3] = 2
+    senders = torch.randint(0, n_atoms, (n_edges,), generator=g)
+    senders[senders == 5] = 4
     make = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype).to(device).requires_grad_(True)
-    Y, R, W = make(n_edges, Q), make(n_edges, NR), make(n_edges, L, C)
+    Y, R, W = make(n_edges, Q), make(n_edges, NR), make(n_atoms, L, C)
     wl = torch.sort(torch.randint(0, L, (Q,), generator=g)).values.to(device)
-    return Y, R, W, wl, receivers.to(device), n_atoms
+    return Y, R, W, senders.to(device), wl, receivers.to(device), n_atoms
 
 
 @pytest.mark.parametrize("device", [pytest.param(d, marks=_device_marks(d)) for d in DEVICES])
@@ -41,15 +46,16 @@ def _random_sum(rng_seed, Q, NR, L, C, dtype, device, n_atoms=7, n_edges=40):
 def test_kernel_equals_reference_sum_and_gradients(device, dtype, shape):
     """out[i,q,n,c] = sum_{e->i} Y[e,q] R[e,n] W[e,wl[q],c] and its three gradients, against the
     per-edge PyTorch sum; non-power-of-two sizes exercise the masks, atom 3 the empty row."""
-    Y, R, W, wl, receivers, N = _random_sum(sum(shape), *shape, dtype, device)
+    Y, R, W, senders, wl, receivers, N = _random_sum(sum(shape), *shape, dtype, device)
     rowptr = nst.receiver_rowptr(receivers, N)
-    out = nst.edge_sum(Y, R, W, wl, rowptr, N)
-    ref = nst.edge_sum_reference(Y, R, W, wl, receivers, N)
+    out = nst.edge_sum(Y, R, W, senders, wl, rowptr, N)
+    ref = nst.edge_sum_reference(Y, R, W, senders, wl, receivers, N)
     grad = torch.randn_like(ref)
     got, want = torch.autograd.grad(out, (Y, R, W), grad), torch.autograd.grad(ref, (Y, R, W), grad)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     assert out.shape == ref.shape and bool(torch.isfinite(out).all())
     assert float(out[3].detach().abs().max()) == 0.0
+    assert float(got[2][5].abs().max()) == 0.0
     assert relative_error(out, ref) < tol
     for a, b in zip(got, want):
         assert relative_error(a, b) < tol
@@ -61,16 +67,17 @@ def test_kernel_equals_reference_sum_and_gradients(device, dtype, shape):
 def test_every_kernel_version_writes_every_output(device, version, shape):
     """Each kernel version (not only the default the custom op runs) against the per-edge float64
     sum, with every output poisoned with NaN first: an element a kernel never writes fails."""
-    Y, R, W, wl, receivers, N = _random_sum(7 * sum(shape), *shape, torch.float64, device, n_atoms=9, n_edges=90)
+    Y, R, W, senders, wl, receivers, N = _random_sum(7 * sum(shape), *shape, torch.float64, device, n_atoms=9,
+                                                     n_edges=90)
     Y, R, W = Y.detach(), R.detach(), W.detach()
     rowptr = nst.receiver_rowptr(receivers, N)
     out = Y.new_full((N, shape[0], shape[1], shape[3]), float("nan"))
-    nst.launch_forward(Y, R, W, wl, rowptr, out, version)
+    nst.launch_forward(Y, R, W, senders, wl, rowptr, out, version)
     grad = torch.randn_like(out)
     grads = [torch.full_like(t, float("nan")) for t in (Y, R, W)]
-    nst.launch_backward(grad, Y, R, W, wl, rowptr, *grads, version=version)
+    nst.launch_backward(grad, Y, R, W, senders, wl, rowptr, *grads, version=version)
     leaves = [t.clone().requires_grad_(True) for t in (Y, R, W)]
-    ref = nst.edge_sum_reference(*leaves, wl, receivers, N)
+    ref = nst.edge_sum_reference(leaves[0], leaves[1], leaves[2], senders, wl, receivers, N)
     want = torch.autograd.grad(ref, leaves, grad)
     assert relative_error(out, ref) < 1e-12
     for got, w in zip(grads, want):
@@ -121,7 +128,7 @@ def test_compiled_fused_forward_takes_the_row_pointers_from_the_graph():
 
 
 def test_unknown_kernel_version_is_named():
-    with pytest.raises(ValueError, match="unknown fused kernel 'tiled'; known: serial, blocked"):
+    with pytest.raises(ValueError, match="unknown fused kernel 'tiled'; known: serial, atomwise-split"):
         nst._kernels("tiled")
 
 
@@ -157,9 +164,9 @@ def test_kernel_benchmark_picks_the_fastest_correct_version_per_shape():
         return dict(kernel=kernel, fwd_bwd_ms=ms, Q=Q, R=6, C=C, L=4, parity=parity, warps=warps, eb=eb, **extra)
 
     rows = [row("serial", 5.0), row("prefetch", 5.5), row("prefetch", 0.1, warps=8),
-            row("blocked", 1.0, eb=16, parity=float("nan")), row("blocked", 0.2, eb=32),
+            row("atomwise-split", 1.0, parity=float("nan")),
             row("serial", 4.0, Q=16), row("prefetch", 2.0, Q=16), row("atomwise-split", 1.0, Q=16, error="out of resources")]
-    best = fastest_by_shape(rows)        # warps 8 and EB 32 are not the model's launches; NaN and errors lose
+    best = fastest_by_shape(rows)        # 8 warps is not the model's launch; NaN and errors lose
     assert best == {(20, 6, 9, 4): "serial", (16, 6, 9, 4): "prefetch"}
     assert policy_string(best) == "auto,16x6x9x4=prefetch,20x6x9x4=serial"
     assert nst.parse_policy(policy_string(best)) == ("auto", {(16, 6, 9, 4): "prefetch", (20, 6, 9, 4): "serial"})

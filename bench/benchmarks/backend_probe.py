@@ -44,9 +44,9 @@ def trace_launches() -> None:
 
     def wrap(name, launch, first):
         def traced(*args, **kwargs):
-            t, rowptr = args[first], args[first + 4]
+            t, rowptr = args[first], args[first + 5]          # (Y, R, W, senders, wl, rowptr, ...)
             counts = rowptr.diff()
-            devices = "/".join(str(a.device) for a in args[first:first + 5])
+            devices = "/".join(str(a.device) for a in args[first:first + 6])
             info = (f"{name} Y{tuple(t.shape)}{t.stride()} ptr%16={t.data_ptr() % 16} on {devices} rowptr {rowptr.dtype} "
                     f"n={rowptr.shape[0]} last={int(rowptr[-1])} max/atom={int(counts.max())} "
                     f"sorted={bool((counts >= 0).all())}")

@@ -22,20 +22,20 @@ import time
 
 import torch
 
-# (version, edge block, warps); None: the launch sizes the model uses. Left out after they lost on an
-# H100 or H200 (results/gpu/*/kernels-run, atomwise-run): blocked with 8 warps or 32-edge blocks.
-CONFIGS = [("serial", None, None), ("atomwise-split", None, None), ("prefetch", None, None),
-           ("atomwise-split", None, 4), ("blocked", 16, 4)]
+# (version, warps); None: the launch size the model uses.
+CONFIGS = [("serial", None), ("atomwise-split", None), ("prefetch", None), ("atomwise-split", 4)]
 
 
 def fastest_by_shape(rows: list[dict], tol: float = 1e-4) -> dict:
     """{(Q, R, C, L): version}: for each sum's shape, the version whose model-size launch (default
-    warps and edge block) took the least forward + backward time among those that ran and matched
-    the float64 sum within ``tol``. Per shape, so that each descriptor's sums run their own fastest
-    kernel (one version for both would favour the shape it suits)."""
+    warps) took the least forward + backward time among those that ran and matched the float64 sum
+    within ``tol``. Per shape, so that each descriptor's sums run their own fastest kernel (one
+    version for both would favour the shape it suits). Rows of versions since removed are skipped."""
+    from ..nn.neighbor_sum_triton import KERNELS
+
     best: dict = {}
     for row in rows:
-        if row["warps"] is not None or (row["kernel"] == "blocked" and row["eb"] != 16):
+        if row["warps"] is not None or row["kernel"] not in KERNELS:
             continue
         if "error" in row or not row["parity"] < tol:
             continue
@@ -61,46 +61,48 @@ def model_sums(preset: str = "water") -> list[tuple]:
 
 
 def inputs(n_atoms: int, n_edges: int, Q: int, NR: int, C: int, L: int, dtype, device, seed: int = 0):
+    """(Y [E, Q], R [E, R], W [N, L, C], senders [E], wl [Q], receivers [E] sorted)."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     receivers = torch.sort(torch.randint(0, n_atoms, (n_edges,), generator=g)).values.to(device)
+    senders = torch.randint(0, n_atoms, (n_edges,), generator=g).to(device)
     rnd = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype).to(device)
     wl = torch.sort(torch.randint(0, L, (Q,), generator=g)).values.to(device)
-    return rnd(n_edges, Q), rnd(n_edges, NR), rnd(n_edges, L, C), wl, receivers
+    return rnd(n_edges, Q), rnd(n_edges, NR), rnd(n_atoms, L, C), senders, wl, receivers
 
 
 def floors(n_atoms, n_edges, Q, NR, C, L, itemsize=4):
     """(forward, backward) FLOPs and compulsory bytes: 3 E Q R C flops forward (two multiplies and
     an add per term), three times that backward; bytes: each input read once, each output written once."""
     terms = n_edges * Q * NR * C
-    edge_bytes = n_edges * (Q + NR + L * C) * itemsize
+    edge_bytes = n_edges * ((Q + NR) * itemsize + 8) + n_atoms * L * C * itemsize   # Y, R, senders; W per atom
     out_bytes = n_atoms * Q * NR * C * itemsize
     return dict(fwd_flops=3 * terms, bwd_flops=9 * terms,
                 fwd_bytes=edge_bytes + out_bytes, bwd_bytes=2 * edge_bytes + out_bytes)
 
 
-def _run(version, eb, warps, Y, R, W, wl, rowptr, out, grads):
+def _run(version, warps, Y, R, W, senders, wl, rowptr, out, grads):
     from ..nn import neighbor_sum_triton as nst
 
-    nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
-    nst.launch_backward(out, Y, R, W, wl, rowptr, *grads, version=version, eb=eb, num_warps=warps)
+    nst.launch_forward(Y, R, W, senders, wl, rowptr, out, version, num_warps=warps)
+    nst.launch_backward(out, Y, R, W, senders, wl, rowptr, *grads, version=version, num_warps=warps)
 
 
-def parity(version, eb, warps, Q, NR, C, L, dtype, device) -> float:
+def parity(version, warps, Q, NR, C, L, dtype, device) -> float:
     """Largest relative error of the four outputs against the float64 per-edge sum, on 300 atoms;
     outputs poisoned with NaN first (an unwritten element fails)."""
     from ..nn import neighbor_sum_triton as nst
     from ..parity import relative_error
 
     n_atoms, n_edges = 300, 300 * 30
-    Y, R, W, wl, receivers = inputs(n_atoms, n_edges, Q, NR, C, L, dtype, device, seed=1)
+    Y, R, W, senders, wl, receivers = inputs(n_atoms, n_edges, Q, NR, C, L, dtype, device, seed=1)
     rowptr = nst.receiver_rowptr(receivers, n_atoms)
     out = Y.new_full((n_atoms, Q, NR, C), float("nan"))
     grads = [torch.full_like(t, float("nan")) for t in (Y, R, W)]
     G = torch.randn(out.shape, dtype=dtype, device=device)
-    nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
-    nst.launch_backward(G, Y, R, W, wl, rowptr, *grads, version=version, eb=eb, num_warps=warps)
+    nst.launch_forward(Y, R, W, senders, wl, rowptr, out, version, num_warps=warps)
+    nst.launch_backward(G, Y, R, W, senders, wl, rowptr, *grads, version=version, num_warps=warps)
     d = [t.double().requires_grad_(True) for t in (Y, R, W)]
-    ref = nst.edge_sum_reference(*d, wl, receivers, n_atoms)
+    ref = nst.edge_sum_reference(d[0], d[1], d[2], senders, wl, receivers, n_atoms)
     want = torch.autograd.grad(ref, d, G.double())
     errors = [relative_error(out.double(), ref)] + [relative_error(a.double(), b) for a, b in zip(grads, want)]
     return max(errors)
@@ -148,21 +150,21 @@ def main(argv=None) -> int:
     n_edges = int(args.atoms * args.neighbors)
     rows = []
     print(f"{args.atoms} atoms, {n_edges} edges, float32, {device_name}")
-    print(f"{'descriptor':10s} {'sum':7s} {'kernel':11s} {'EB':>3s} {'warps':>5s} {'parity':>8s} {'fwd ms':>8s} "
+    print(f"{'descriptor':10s} {'sum':7s} {'kernel':14s} {'warps':>5s} {'parity':>8s} {'fwd ms':>8s} "
           f"{'bwd ms':>8s} {'floor fwd':>9s} {'floor bwd':>9s}")
     for desc, name, Q, NR, C, L in model_sums(args.preset):
-        Y, R, W, wl, receivers = inputs(args.atoms, n_edges, Q, NR, C, L, dtype, device)
+        Y, R, W, senders, wl, receivers = inputs(args.atoms, n_edges, Q, NR, C, L, dtype, device)
         rowptr = nst.receiver_rowptr(receivers, args.atoms)
         out = Y.new_empty(args.atoms, Q, NR, C)
         grads = [torch.empty_like(t) for t in (Y, R, W)]
         fl = floors(args.atoms, n_edges, Q, NR, C, L)
-        for version, eb, warps in [cfg for cfg in CONFIGS if not args.versions or cfg[0] in args.versions]:
-            row = dict(descriptor=desc, sum=name, kernel=version, eb=eb, warps=warps, Q=Q, C=C, L=L,
+        for version, warps in [cfg for cfg in CONFIGS if not args.versions or cfg[0] in args.versions]:
+            row = dict(descriptor=desc, sum=name, kernel=version, warps=warps, Q=Q, C=C, L=L,
                        R=NR, atoms=args.atoms, edges=n_edges, **fl)
             try:
-                row["parity"] = parity(version, eb, warps, Q, NR, C, L, dtype, device)
-                fwd = lambda: nst.launch_forward(Y, R, W, wl, rowptr, out, version, eb=eb, num_warps=warps)
-                both = lambda: _run(version, eb, warps, Y, R, W, wl, rowptr, out, grads)
+                row["parity"] = parity(version, warps, Q, NR, C, L, dtype, device)
+                fwd = lambda: nst.launch_forward(Y, R, W, senders, wl, rowptr, out, version, num_warps=warps)
+                both = lambda: _run(version, warps, Y, R, W, senders, wl, rowptr, out, grads)
                 row["fwd_ms"] = median_ms(fwd, device)
                 row["fwd_bwd_ms"] = median_ms(both, device)
                 row["bwd_ms"] = row["fwd_bwd_ms"] - row["fwd_ms"]
@@ -175,11 +177,11 @@ def main(argv=None) -> int:
             ffl = max(fl["fwd_flops"] / 50e12, fl["fwd_bytes"] / 3.0e12) * 1e3
             bfl = max(fl["bwd_flops"] / 50e12, fl["bwd_bytes"] / 3.0e12) * 1e3
             if "error" in row:
-                print(f"{desc:10s} {name:7s} {version:11s} {eb or '-':>3} {warps or '-':>5} {row['error']}")
+                print(f"{desc:10s} {name:7s} {version:14s} {warps or '-':>5} {row['error']}")
             else:
-                print(f"{desc:10s} {name:7s} {version:11s} {eb or '-':>3} {warps or '-':>5} {row['parity']:8.1e} "
+                print(f"{desc:10s} {name:7s} {version:14s} {warps or '-':>5} {row['parity']:8.1e} "
                       f"{row['fwd_ms']:8.3f} {row['bwd_ms']:8.3f} {ffl:9.3f} {bfl:9.3f}", flush=True)
-        del Y, R, W, out, grads
+        del Y, R, W, senders, out, grads
     return 0
 
 

@@ -46,11 +46,12 @@ class _EdgeData:
                  "n_atoms", "max_neighbors", "angular_dense", "_edge_basis", "rowptr")
 
     def fused_sum(self, W: torch.Tensor, wl: torch.Tensor) -> torch.Tensor:
-        """sum_{j -> i} L_q(u_ij) R_n(r_ij) f_c(r_ij) W[ij, wl[q], c]  -> [N, Q, R, C], one Triton kernel
-        (``neighbor_sum_triton``); W [E, n_rows, C]."""
+        """sum_{j -> i} L_q(u_ij) R_n(r_ij) f_c(r_ij) W[j, wl[q], c]  -> [N, Q, R, C], one Triton kernel
+        (``neighbor_sum_triton``); W [N, n_rows, C], a row per sender atom (read through the edges'
+        senders in the kernel, not copied per edge)."""
         from .neighbor_sum_triton import edge_sum
 
-        return edge_sum(self.angular, self.radial, W, wl, self.rowptr, self.n_atoms)
+        return edge_sum(self.angular, self.radial, W, self.senders, wl, self.rowptr, self.n_atoms)
 
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge rows [E, P] -> [N, max_neighbors, P] (zero padded)."""
@@ -104,7 +105,7 @@ class MessageLayer(nn.Module):
             H = self.h(B_flat).view(N, L, e, e)                                      # [N, l, a, b]
             g = (H * ed.theta.view(N, 1, 1, e)).reshape(N, L * C)                    # theta_j[b] h_j[l, a, b]
             if ed.rowptr is not None:               # fused: S[i, q, n, c] = sum_j L_q R_n g_j[l(q), c]
-                S = ed.fused_sum(g[ed.senders].view(-1, L, C), self.l_of)            # [N, Q, R, C]
+                S = ed.fused_sum(g.view(N, L, C), self.l_of)                         # [N, Q, R, C]
             else:
                 G = ed.dense(g[ed.senders])                                          # [N, nb, L C]
                 # one batched product per l block: rows (q, n) of that l against the sender weights
@@ -177,7 +178,7 @@ class AtomicClusterExpansion(nn.Module):
 
     def fused_sums(self) -> list[tuple[str, int, int, int, int]]:
         """(name, Q, R, C, L) of each neighbour sum a forward pass makes (``fused_sum``: Y [E, Q],
-        R [E, R], W [E, L, C]): layer 0 (W the sender's embedding) and each layer's Bchi message
+        R [E, R], W [N, L, C]): layer 0 (W the sender's embedding) and each layer's Bchi message
         (W the sender's l-dependent weights). For the kernel benchmark and compile checks."""
         Q, R, e = int(self.angular.l_of.shape[0]), self.radial.n_rbf, self.embedding.n_embed
         sums = [("layer0", Q, R, e, 1)]
@@ -217,7 +218,7 @@ class AtomicClusterExpansion(nn.Module):
         N, e, R = ed.n_atoms, ed.theta.shape[1], ed.radial.shape[1]
         if ed.rowptr is not None:                   # fused: S[i, q, n, b] = sum_j L_q R_n theta_j[b]
             Q = ed.angular.shape[1]
-            S = ed.fused_sum(ed.theta[ed.senders][:, None, :], self.angular.l_of.new_zeros(Q))  # [N, Q, R, e_b]
+            S = ed.fused_sum(ed.theta[:, None, :], self.angular.l_of.new_zeros(Q))   # [N, Q, R, e_b]
             A = (S[:, :, :, None, :] * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, e * e)
             return A if self.mix0 is None else self.mix0(A)
         x = (ed.radial[:, :, None] * ed.theta[ed.senders][:, None, :]).reshape(-1, R * e)  # [E, R e_b]

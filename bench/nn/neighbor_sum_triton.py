@@ -1,12 +1,13 @@
 """The neighbour sum of the A-basis as one fused Triton kernel, forward and backward.
 
-    out[i, q, n, c] = sum_{edges e into i} Y[e, q] R[e, n] W[e, wl[q], c]          -> [N, Q, R, C]
+    out[i, q, n, c] = sum_{edges e = (j -> i)} Y[e, q] R[e, n] W[j, wl[q], c]       -> [N, Q, R, C]
 
 Y [E, Q] is the angular basis (Cartesian monomials for CACE, e3nn's real spherical harmonics for
 the baseline: the kernel takes either, so both descriptors run the same code), R [E, R] the radial
-basis times the envelope, W [E, L, C] per-edge channel weights, and wl [Q] the row of W each
-angular component reads (all 0 for layer 0, where W is the sender's embedding; l(q) for the
-Bchi message, where the sender's weights depend on l). It replaces the dense-layout batched matrix
+basis times the envelope, W [N, L, C] channel weights per sender atom j (read through the edge's
+sender, never copied per edge), and wl [Q] the row of W each angular component reads (all 0 for
+layer 0, where W is the sender's embedding; l(q) for the Bchi message, where the sender's weights
+depend on l). It replaces the dense-layout batched matrix
 products of ``neighbor_sum.py`` (same numbers; ``AtomicClusterExpansion.forward(graph,
 neighbor_sum="triton")``): one program per (receiving atom, chunk of QB angular components) loops
 over the atom's edges (the graph's edges are sorted by receiver) and accumulates its [QB, R, C]
@@ -15,11 +16,11 @@ is written to memory.
 
 Backward, one program per (atom, chunk) again, its gradient tile loaded once, per edge:
 
-    dY[e, q]    = sum_{n, c} g[i, q, n, c] R[e, n] W[e, wl[q], c]        (stored: the chunk owns q)
-    dR[e, n]    = sum_{q, c} g[i, q, n, c] Y[e, q] W[e, wl[q], c]        (atomic add over chunks)
-    dW[e, l, c] = sum_{q: wl[q] = l} sum_n g[i, q, n, c] Y[e, q] R[e, n]  (atomic add over chunks)
+    dY[e, q]    = sum_{n, c} g[i, q, n, c] R[e, n] W[j, wl[q], c]        (stored: the chunk owns q)
+    dR[e, n]    = sum_{q, c} g[i, q, n, c] Y[e, q] W[j, wl[q], c]        (atomic add over chunks)
+    dW[j, l, c] += sum_{q: wl[q] = l} sum_n g[i, q, n, c] Y[e, q] R[e, n] (atomic add into the sender's row)
 
-(so float results can differ in the last bit from run to run). The backward is not itself
+(so float results can differ in the last bit from run to run; the per-atom versions store dR once). The backward is not itself
 differentiable: energy + forces and force-based MD work through it, a force-loss training step (a
 second derivative) does not (``bench.backends`` says so).
 
@@ -55,7 +56,7 @@ def interpreting() -> bool:
     return bool(knobs.runtime.interpret) if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
 
 
-KERNELS = ("serial", "blocked", "atomwise-split", "prefetch")
+KERNELS = ("serial", "atomwise-split", "prefetch")
 KERNEL_ENV = "CACE_BENCH_FUSED_KERNEL"
 DEFAULT_POLICY = "auto"
 
@@ -127,8 +128,6 @@ def _kernels(version: str):
 
     serial   one edge at a time per (atom, chunk of QB angular components), the tile reduced per
              edge; the backward adds dR and dW over chunks atomically (v2, measured on an H100)
-    blocked  EB edges at a time, the sums over edges and radial index as matrix products; one
-             backward program per atom writes its edges' gradients once (v3)
     atomwise-split  serial's forward; the backward one program per atom holding the atom's whole
              gradient tile, as two tiles, rows [0, QA) and [QA, Q) with QA the largest power of two
              <= Q (no padding of CACE's Q = 20), each edge's three gradient rows stored once, no
@@ -140,8 +139,6 @@ def _kernels(version: str):
 
     if version == "serial":
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd)
-    if version == "blocked":
-        return triton.jit(k.edge_sum_fwd_blocked), triton.jit(k.edge_sum_bwd_blocked)
     if version == "atomwise-split":
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_split)
     if version == "prefetch":
@@ -160,27 +157,19 @@ def check_device(device) -> None:
 
 
 QB = 4      # angular components per program: 20 = 5 x 4 (CACE, l_max 3), 16 = 4 x 4 (spherical): no padding
-EB = 16     # edges per block (blocked kernels)
 
 
-def launch_config(which: str, version: str, Q: int, NR: int, C: int, L: int, eb: int | None = None,
+def launch_config(which: str, version: str, Q: int, NR: int, C: int, L: int,
                   num_warps: int | None = None) -> tuple[dict, int, bool]:
     """(constexpr sizes, warps, whether the grid has a chunk axis) of kernel ``which`` ("fwd" or
     "bwd") of ``version`` for a sum of shape (Q, NR, C, L): the one place that sizes launches (the
     launches below and ``scripts/compile_kernels.py``). R and C are padded to powers of two for
     every version and both descriptors; Q is split into chunks of QB where the grid has a chunk
-    axis (no padding of 20 or 16), split into two power-of-two tiles by v6 and v7. The blocked kernels' matrix products need each side
-    >= 16 (RP, EB, QB * CP). ``eb``, ``num_warps``: other launch sizes, for the kernel benchmark."""
+    axis (no padding of 20 or 16), split into two power-of-two tiles by v6 and v7. ``num_warps``:
+    another launch size, for the kernel benchmark."""
     meta = dict(Q=Q, NR=NR, CW=C, L=L, QB=QB, RP=max(_next_pow2(NR), 2), CP=max(_next_pow2(C), 2))
     chunk_tile = QB * meta["RP"] * meta["CP"]
     warps = max(1, min(4, chunk_tile // 256))           # small tiles, few warps: reductions stay in a warp
-    if version == "blocked":
-        meta.update(RP=max(meta["RP"], 16), CP=max(meta["CP"], 16 // QB), EB=eb or EB, PRECISION="ieee")
-        warps = 4
-        if which == "bwd":
-            meta.update(NQB=-(-Q // QB), LP=_next_pow2(L))
-            return meta, num_warps or warps, False
-        return meta, num_warps or warps, True
     if which == "fwd":                                   # v2's forward
         return meta, num_warps or warps, True
     if version == "serial":
@@ -199,63 +188,66 @@ def _shape(Y, R, W) -> tuple[int, int, int, int]:
     return Y.shape[1], R.shape[1], W.shape[2], W.shape[1]
 
 
-def launch_forward(Y, R, W, wl, rowptr, out, version: str | None = None, eb: int | None = None,
+def launch_forward(Y, R, W, senders, wl, rowptr, out, version: str | None = None,
                    num_warps: int | None = None) -> None:
-    """Write out [N, Q, R, C] (every element) from contiguous Y, R, W of one dtype and device
-    (``version`` default ``kernel_for`` the shape; ``eb``, ``num_warps``: ``launch_config``)."""
+    """Write out [N, Q, R, C] (every element) from contiguous Y [E, Q], R [E, R], W [N_src, L, C] of
+    one dtype and device and senders [E] (``version`` default ``kernel_for`` the shape;
+    ``num_warps``: ``launch_config``)."""
     Q, NR, C, L = _shape(Y, R, W)
     version = version or kernel_for(Q, NR, C, L)
-    meta, warps, _ = launch_config("fwd", version, Q, NR, C, L, eb, num_warps)
+    meta, warps, _ = launch_config("fwd", version, Q, NR, C, L, num_warps)
     fwd, _ = _kernels(version)
-    fwd[(rowptr.shape[0] - 1, -(-Q // QB))](Y, R, W, wl, rowptr, out, num_warps=warps, **meta)
+    fwd[(rowptr.shape[0] - 1, -(-Q // QB))](Y, R, W, senders, wl, rowptr, out, num_warps=warps, **meta)
 
 
-def launch_backward(grad, Y, R, W, wl, rowptr, gY, gR, gW, version: str | None = None, eb: int | None = None,
+def launch_backward(grad, Y, R, W, senders, wl, rowptr, gY, gR, gW, version: str | None = None,
                     num_warps: int | None = None) -> None:
-    """Write the three gradients, every element (the serial kernel adds dR and dW over chunks, so
-    they are zeroed here first)."""
+    """Write the three gradients, every element: gW (per sender atom, W's shape) always collects
+    by atomic adds, gR too in the serial version (over chunks), so they are zeroed here first."""
     Q, NR, C, L = _shape(Y, R, W)
     version = version or kernel_for(Q, NR, C, L)
-    meta, warps, chunked = launch_config("bwd", version, Q, NR, C, L, eb, num_warps)
+    meta, warps, chunked = launch_config("bwd", version, Q, NR, C, L, num_warps)
     _, bwd = _kernels(version)
+    gW.zero_()
     if version == "serial":
         gR.zero_()
-        gW.zero_()
     grid = (rowptr.shape[0] - 1, -(-Q // QB)) if chunked else (rowptr.shape[0] - 1,)
-    bwd[grid](grad, Y, R, W, wl, rowptr, gY, gR, gW, num_warps=warps, **meta)
+    bwd[grid](grad, Y, R, W, senders, wl, rowptr, gY, gR, gW, num_warps=warps, **meta)
 
 
 # The kernels as PyTorch custom operators: opaque to torch.compile (which compiles the rest of the
 # model around them, dynamic shapes and CUDA graphs included), differentiable once.
 @torch.library.custom_op("cace_bench::edge_sum", mutates_args=())
-def _edge_sum_op(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Tensor,
+def _edge_sum_op(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, senders: torch.Tensor, wl: torch.Tensor,
                  rowptr: torch.Tensor) -> torch.Tensor:
     Y, R, W = Y.contiguous(), R.contiguous(), W.contiguous()
     n_atoms = rowptr.shape[0] - 1
     out = Y.new_empty(n_atoms, Y.shape[1], R.shape[1], W.shape[2])            # [N, Q, R, C]
     if n_atoms:
-        launch_forward(Y, R, W, wl, rowptr, out)
+        launch_forward(Y, R, W, senders.contiguous(), wl, rowptr, out)
     return out
 
 
 @_edge_sum_op.register_fake
-def _(Y, R, W, wl, rowptr):
+def _(Y, R, W, senders, wl, rowptr):
     return Y.new_empty(rowptr.shape[0] - 1, Y.shape[1], R.shape[1], W.shape[2])
 
 
 @torch.library.custom_op("cace_bench::edge_sum_backward", mutates_args=())
-def _edge_sum_backward_op(grad: torch.Tensor, Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Tensor,
+def _edge_sum_backward_op(grad: torch.Tensor, Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor,
+                          senders: torch.Tensor, wl: torch.Tensor,
                           rowptr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     Y, R, W = Y.contiguous(), R.contiguous(), W.contiguous()
-    gY, gR, gW = torch.empty_like(Y), torch.empty_like(R), torch.empty_like(W)    # every element is written
+    gY, gR = torch.empty_like(Y), torch.empty_like(R)                          # every element is written
+    gW = torch.zeros_like(W)                                                   # collects by atomic adds
     n_atoms = rowptr.shape[0] - 1
     if n_atoms and Y.shape[0]:
-        launch_backward(grad.contiguous(), Y, R, W, wl, rowptr, gY, gR, gW)
+        launch_backward(grad.contiguous(), Y, R, W, senders.contiguous(), wl, rowptr, gY, gR, gW)
     return gY, gR, gW
 
 
 @_edge_sum_backward_op.register_fake
-def _(grad, Y, R, W, wl, rowptr):
+def _(grad, Y, R, W, senders, wl, rowptr):
     return torch.empty_like(Y), torch.empty_like(R), torch.empty_like(W)
 
 
@@ -264,9 +256,9 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad):
-    Y, R, W, wl, rowptr = ctx.saved_tensors
-    gY, gR, gW = _edge_sum_backward_op(grad, Y, R, W, wl, rowptr)
-    return gY, gR, gW, None, None
+    Y, R, W, senders, wl, rowptr = ctx.saved_tensors
+    gY, gR, gW = _edge_sum_backward_op(grad, Y, R, W, senders, wl, rowptr)
+    return gY, gR, gW, None, None, None
 
 
 _edge_sum_op.register_autograd(_backward, setup_context=_setup_context)
@@ -279,18 +271,19 @@ def receiver_rowptr(receivers: torch.Tensor, n_atoms: int) -> torch.Tensor:
     return torch.searchsorted(receivers, atoms)
 
 
-def edge_sum(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, wl: torch.Tensor, rowptr: torch.Tensor,
-             n_atoms: int) -> torch.Tensor:
-    """out[i, q, n, c] = sum_{e into i} Y[e, q] R[e, n] W[e, wl[q], c]  -> [N, Q, R, C] (module docstring).
+def edge_sum(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, senders: torch.Tensor, wl: torch.Tensor,
+             rowptr: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """out[i, q, n, c] = sum_{e = (j -> i)} Y[e, q] R[e, n] W[j, wl[q], c]  -> [N, Q, R, C] (module docstring).
 
-    Y [E, Q], R [E, R], W [E, L, C] of one floating dtype on one device; wl [Q] int64 in [0, L);
-    rowptr [n_atoms + 1] from ``receiver_rowptr`` (edges sorted by receiver)."""
+    Y [E, Q], R [E, R], W [N_src, L, C] (a row per sender atom) of one floating dtype on one device;
+    senders [E] int64 (rows of W); wl [Q] int64 in [0, L); rowptr [n_atoms + 1] from
+    ``receiver_rowptr`` (edges sorted by receiver)."""
     if not torch.compiler.is_compiling():      # checked before compiling (bench.backends), not traced
         check_device(Y.device)
-    return _edge_sum_op(Y, R, W, wl, rowptr)
+    return _edge_sum_op(Y, R, W, senders, wl, rowptr)
 
 
-def edge_sum_reference(Y, R, W, wl, receivers, n_atoms: int) -> torch.Tensor:
+def edge_sum_reference(Y, R, W, senders, wl, receivers, n_atoms: int) -> torch.Tensor:
     """The same sum in plain PyTorch, per edge (memory O(E Q R C): for tests on small graphs)."""
-    prod = Y[:, :, None, None] * R[:, None, :, None] * W[:, wl, None, :]     # [E, Q, R, C]
+    prod = Y[:, :, None, None] * R[:, None, :, None] * W[senders][:, wl, None, :]     # [E, Q, R, C]
     return prod.new_zeros(n_atoms, *prod.shape[1:]).index_add(0, receivers, prod)
