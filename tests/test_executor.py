@@ -15,11 +15,17 @@ import pytest
 
 from bench.errors import InputError
 from bench.executor import Unit, failures, run_units
+from bench.results.record import Record
 from bench.results.store import ResultsStore
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (pip install -e '.[ray]')")
 # Ray's workers do not have tests/ on their path: the units defined here travel by value
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _toy(key: dict) -> dict:
+    """The record fields of a toy unit's key (a registered metric is stored for it: epochs)."""
+    return {**key, "descriptor": "unit", "dataset": "-", "seed": 0}
 
 
 def _write(root, key, log_file, marker=None, die: str = "never"):
@@ -33,7 +39,7 @@ def _write(root, key, log_file, marker=None, die: str = "never"):
         os._exit(1)                                   # the worker process dies, as a killed one would
     if die == "input":
         raise InputError(f"unit {key['n']}: bad input")
-    ResultsStore(root).write(key, [{**key, "metric": "x", "value": float(key["n"])}])
+    ResultsStore(root).write(key, [Record.measured(_toy(key), "epochs", float(key["n"]))])
 
 
 def _units(tmp_path, store, n, die=None, marker=None):

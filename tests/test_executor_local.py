@@ -7,11 +7,13 @@ import pytest
 
 from bench.errors import InputError
 from bench.executor import Unit, run_units
+from bench.results.record import Record
 from bench.results.store import ResultsStore
 
 
 def _write(root, key):
-    ResultsStore(root).write(key, [{**key, "metric": "x", "value": 1.0}])
+    ResultsStore(root).write(key, [Record.measured({**key, "task": "toy", "descriptor": "unit", "dataset": "-",
+                                                    "seed": 0}, "epochs", 1.0)])
 
 
 def test_local_executor_runs_each_unfinished_unit_once_and_reports_progress(tmp_path):

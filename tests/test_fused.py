@@ -275,3 +275,21 @@ def test_cuda_fused_backends_equal_eager(kind, backend, dtype):
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     for key in ("energy", "forces", "stress"):
         assert relative_error(out[key], ref[key]) < tol, (key, relative_error(out[key], ref[key]))
+
+
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+def test_fused_path_saves_no_per_edge_copy_of_the_channel_weights(kind):
+    """The kernels read the weights through each edge's sender: nothing of shape [E, L, C] (or the
+    layer-0 embedding's [E, 1, e]) is kept for the backward of energy + forces."""
+    torch.manual_seed(0)
+    pot = build(kind, elements=[1, 8], readout=(8,), **SMALL).double()
+    graph = AtomsGraph.from_atoms(random_periodic(np.random.default_rng(8), [1, 8], n=6), pot.descriptor.cutoff,
+                                  dtype=torch.float64)
+    fast = with_backend(pot, "fused")
+    shapes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+        out = fast(graph)
+    per_edge = {s for s in shapes if len(s) == 3 and s[0] == graph.n_edges}
+    assert not per_edge, per_edge
+    assert any(s and s[0] == graph.n_edges for s in shapes)        # the hook saw the per-edge tensors
+    assert relative_error(out["forces"], pot(graph)["forces"]) < 1e-12

@@ -183,7 +183,7 @@ def test_report_plots_the_baseline_history(tmp_path):
     store = ResultsStore(tmp_path / "res")   # a results folder with one timing record
     key = {"task": "timing", "descriptor": "device", "dataset": "-", "seed": 0,
            "setting": {"sweep": "ceilings", "dtype": "float32", "device": "cpu", "threads": 2}, "config_hash": "-"}
-    store.write(key, [{**key, "metric": "ceiling_matmul_flops_per_s", "value": 1e11, "unit": ""}])
+    store.write(key, [{**key, "metric": "ceiling_matmul_flops_per_s", "value": 1e11, "unit": "FLOP/s"}])
     _, md = build_report(tmp_path / "res", tmp_path / "rep", baselines=folder)
     text = md.read_text()
     assert "## Regression history" in text and "Tracked figures across accepted baselines" in text

@@ -48,8 +48,13 @@ class ResultsStore:
         data = self._load(path)
         return data["records"] if data["key"] == key else None
 
-    def write(self, key: dict, records: list[dict], artifacts: dict | None = None) -> Path:
-        return write_json_atomic(self.path(key), {"format": FORMAT, "key": key, "records": records,
+    def write(self, key: dict, records: list, artifacts: dict | None = None) -> Path:
+        """Store ``key``'s run: its records (``Record`` or flat dicts, each checked as a ``Record``:
+        a registered metric in its registry unit) and artifacts, atomically."""
+        from .record import Record
+
+        rows = [(r if isinstance(r, Record) else Record.from_dict(r)).to_dict() for r in records]
+        return write_json_atomic(self.path(key), {"format": FORMAT, "key": key, "records": rows,
                                                   "artifacts": artifacts or {}})
 
     def artifact_path(self, key: dict, name: str) -> Path:

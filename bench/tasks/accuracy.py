@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..graph import AtomsGraph
 from ..potential import build, save_checkpoint
 from ..provenance import config_hash, provenance
+from ..results.record import Record
 from ..results.store import ResultsStore
 from ..train import TrainConfig, error_metrics, is_smoke, predict, train
 
@@ -190,9 +191,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     """Train ``kind`` (with descriptor ``options``) on ``subset`` under ``cfg``, evaluate it on the
     ``evaluate`` part of the split ("test", or "validation" for a recipe search, which must never see
     the test part), write its records (one per metric) under ``key`` with the weights and
-    predictions as artifacts."""
-    from ..metrics import metric
-
+    predictions as artifacts; returns them as stored (flat dicts)."""
     f_rms = float(np.sqrt(np.mean(np.concatenate([prep.frames[i].get_forces().ravel() for i in subset]) ** 2)))
     torch.manual_seed(seed)
     pot = build(kind, elements=prep.elements, e0=ss.e0, scale=f_rms, **kw, **options)
@@ -227,7 +226,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         common["data"] = data_record(data, n_train=len(subset), n_valid=len(ss.valid), n_test=len(ss.test))
     if evaluate == "test":
         common["test_set"] = data.test_name if data is not None else "split"
-    records = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in metrics.items()]
+    records = [Record.measured(common, m, v) for m, v in metrics.items()]
     artifacts = {"model": "model.pt", "predictions": "predictions.npz", "history": result.history}
     further = {}                             # further test sets (--test, repeated): each its own records
     for name, graphs in (prep.extra_tests.items() if evaluate == "test" else ()):
@@ -235,8 +234,8 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         np.savez_compressed(store.artifact_path(key, f"predictions-{name}.npz"), **extra_pred)
         artifacts[f"predictions-{name}"] = f"predictions-{name}.npz"
         further[name] = (len(graphs), _metrics(extra_pred, ss.e0))
-        records += [{**common, "test_set": name, "extra_test": True, "n_test": len(graphs), "metric": m,
-                     "value": v, "unit": metric(m).unit} for m, v in further[name][1].items()]
+        records += [Record.measured(common, m, v, test_set=name, extra_test=True, n_test=len(graphs))
+                    for m, v in further[name][1].items()]
     store.write(key, records, artifacts=artifacts)
     state.unlink(missing_ok=True)                            # recorded: nothing left to resume
     trivial = metrics["energy_mae_per_atom"] >= metrics["energy_mae_per_atom_e0"]
@@ -247,7 +246,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     for name, (n, m) in further.items():
         log(f"      test set {name} ({n} structures): E {m['energy_mae_per_atom']:.2f} meV/atom, "
             f"F {m['forces_mae']:.1f} meV/A")
-    return records
+    return [r.to_dict() for r in records]
 
 
 def _metrics(pred: dict, e0: dict) -> dict:

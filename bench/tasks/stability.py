@@ -206,8 +206,8 @@ def _accuracy_runs(store, label: str, seeds) -> dict:
 def _write(store, spec: StabilitySpec, name: str, key: dict, out: dict, reference, start: Atoms, md_seed: int,
            log) -> list[dict]:
     """Record one trajectory's result under ``key`` (records, trace and RDF artifacts); its records."""
-    from ..metrics import metric
     from ..provenance import provenance
+    from ..results.record import Record
 
     failed = out["failure_time_fs"] is not None
     values = {"time_to_failure": out["failure_time_fs"] if failed else out["length_fs"],
@@ -218,7 +218,7 @@ def _write(store, spec: StabilitySpec, name: str, key: dict, out: dict, referenc
     common = {**key, "failed": failed, "reason": out["reason"], "length_fs": out["length_fs"],
               "spec": spec.to_dict(), "engine": spec.engine if name != "emt" else "ase",
               "provenance": provenance(device, dtype="float64", seed=md_seed)}
-    recs = [{**common, "metric": m, "value": v, "unit": metric(m).unit} for m, v in values.items()]
+    recs = [Record.measured(common, m, v) for m, v in values.items()]
     artifacts = {"trace": {k: out[k] for k in ("time_fs", "temperature", "total_energy")},
                  "rdf": out.get("rdf"),
                  "reference_rdf": {f"{a}-{b}": g.tolist() for (a, b), g in reference.items()}
@@ -227,7 +227,7 @@ def _write(store, spec: StabilitySpec, name: str, key: dict, out: dict, referenc
     log(f"stability {name:9s} T={key['setting']['temperature']:.0f} K start={key['setting']['start']} "
         f"seed={md_seed}: " + (f"failed at {out['failure_time_fs']:.0f} fs ({out['reason']})" if failed
                                else f"stable for {out['length_fs']:.0f} fs"))
-    return recs
+    return [r.to_dict() for r in recs]
 
 
 def trajectory_unit(root, spec: StabilitySpec, name: str, key: dict, model_path, start: Atoms, temperature: float,

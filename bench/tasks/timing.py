@@ -30,6 +30,7 @@ import torch
 
 from ..errors import InputError
 from ..provenance import config_hash, provenance
+from ..results.record import Record
 from ..results.store import ResultsStore
 
 from .accuracy import DESCRIPTORS as KINDS
@@ -271,37 +272,37 @@ def _key(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype: str)
             "setting": setting, "config_hash": config_hash({"modes": list(spec.modes), "warmup": spec.warmup})}
 
 
-def _records(key: dict, point: dict, prov: dict) -> list[dict]:
+def _records(key: dict, point: dict, prov: dict) -> list[Record]:
     setting = {**key["setting"], "n_atoms": point["n_atoms"], "n_edges": point["n_edges"],
                "max_neighbors": point["max_neighbors"], "model": point["model"]}
     base = {"task": "timing", "dataset": key["dataset"], "seed": 0, "setting": setting,
             "config_hash": key["config_hash"], "provenance": prov}
+    rec = Record.measured
     out = []
     for row in point["rows"]:
-        out.append({**base, "descriptor": row["descriptor"], "backend": row["backend"], "metric": f"time_{row['mode']}",
-                    "value": 1e3 * row["median_s"], "unit": "ms", "iqr": 1e3 * row["iqr_s"],
-                    "samples": [1e3 * t for t in row["times_s"]], "mode": row["mode"],
-                    "cost": {k: row[k] for k in ("flops", "bytes", "intensity", "achieved_flops_per_s")},
-                    "n_parameters": row["n_parameters"], "n_features": row["n_features"]})
+        out.append(rec(base, f"time_{row['mode']}", 1e3 * row["median_s"], descriptor=row["descriptor"],
+                       backend=row["backend"], iqr=1e3 * row["iqr_s"], samples=[1e3 * t for t in row["times_s"]],
+                       mode=row["mode"],
+                       cost={k: row[k] for k in ("flops", "bytes", "intensity", "achieved_flops_per_s")},
+                       n_parameters=row["n_parameters"], n_features=row["n_features"]))
     for mode, r in point["ratios"].items():        # the headline: each side at its fastest backend
-        out.append({**base, "descriptor": "spherical/cace", "metric": "speed_ratio_spherical_over_cace",
-                    "value": r["median"], "unit": "", "iqr": r["iqr"], "mode": mode, "backend": "best",
-                    "backend_cace": r["backend_cace"], "backend_spherical": r["backend_spherical"]})
+        out.append(rec(base, "speed_ratio_spherical_over_cace", r["median"], descriptor="spherical/cace",
+                       iqr=r["iqr"], mode=mode, backend="best", backend_cace=r["backend_cace"],
+                       backend_spherical=r["backend_spherical"]))
     if len(point.get("backend_ratios", {})) > 1:
         for b, per_mode in point["backend_ratios"].items():
             for mode, r in per_mode.items():
-                out.append({**base, "descriptor": "spherical/cace", "metric": "speed_ratio_spherical_over_cace",
-                            "value": r["median"], "unit": "", "iqr": r["iqr"], "mode": mode, "backend": b})
+                out.append(rec(base, "speed_ratio_spherical_over_cace", r["median"], descriptor="spherical/cace",
+                               iqr=r["iqr"], mode=mode, backend=b))
     for f in point.get("failures", []):
-        out.append({**base, "descriptor": f["descriptor"], "backend": f["backend"], "mode": f["mode"],
-                    "metric": "backend_unavailable", "value": 1.0, "unit": "", "error": f["error"]})
+        out.append(rec(base, "backend_unavailable", 1.0, descriptor=f["descriptor"], backend=f["backend"],
+                       mode=f["mode"], error=f["error"]))
     nl = point["neighbor_list"]
-    out.append({**base, "descriptor": "vesin", "metric": "time_neighbor_list", "value": 1e3 * nl["median_s"],
-                "unit": "ms", "iqr": 1e3 * nl["iqr_s"]})
+    out.append(rec(base, "time_neighbor_list", 1e3 * nl["median_s"], descriptor="vesin", iqr=1e3 * nl["iqr_s"]))
     for name, b in point["memory"].items():
         kind, _, backend = name.partition("/")
-        out.append({**base, "descriptor": kind, "backend": backend or "eager", "metric": "peak_memory_energy_forces",
-                    "value": b / 2**20, "unit": "MB", "mode": "energy_forces"})
+        out.append(rec(base, "peak_memory_energy_forces", b / 2**20, descriptor=kind, backend=backend or "eager",
+                       mode="energy_forces"))
     return out
 
 
@@ -319,7 +320,7 @@ def _write_ceilings(spec: TimingSpec, store: ResultsStore, dtype: str) -> None:
     if not store.has(ckey):
         prov = provenance(spec.device, dtype=dtype, threads=spec.threads)
         c = ceilings(spec.device, getattr(torch, dtype))
-        store.write(ckey, [{**ckey, "metric": f"ceiling_{k}", "value": v, "unit": "", "provenance": prov}
+        store.write(ckey, [Record.measured({**ckey, "provenance": prov}, f"ceiling_{k}", v)
                            for k, v in c.items() if v is not None])
 
 

@@ -13,6 +13,7 @@ import torch
 from ..graph import AtomsGraph, collate
 from ..potential import load_checkpoint
 from ..provenance import provenance
+from ..results.record import Record
 from ..results.store import ResultsStore, run_id
 from .accuracy import DESCRIPTORS as KINDS
 from .measure import paired_ratio, time_round_robin
@@ -70,12 +71,12 @@ def run(data_spec, store: ResultsStore, *, device: str = "cpu", threads: int = 2
     setting = {**key["setting"], "n_atoms": graph.n_atoms, "n_edges": graph.n_edges, "n_structures": len(test)}
     base = {"task": "timing", "dataset": label, "seed": key["seed"], "setting": setting,
             "config_hash": key["config_hash"], "provenance": prov, "mode": "energy_forces"}
-    recs = [{**base, "descriptor": k, "metric": "time_energy_forces", "value": 1e3 * timing[k]["median_s"],
-             "unit": "ms", "iqr": 1e3 * timing[k]["iqr_s"], "samples": [1e3 * t for t in timing[k]["times_s"]],
-             "n_parameters": sum(p.numel() for p in pots[k].parameters())} for k in KINDS]
-    recs.append({**base, "descriptor": "spherical/cace", "metric": "speed_ratio_spherical_over_cace",
-                 "value": ratio["median"], "unit": "", "iqr": ratio["iqr"]})
+    recs = [Record.measured(base, "time_energy_forces", 1e3 * timing[k]["median_s"], descriptor=k,
+                            iqr=1e3 * timing[k]["iqr_s"], samples=[1e3 * t for t in timing[k]["times_s"]],
+                            n_parameters=sum(p.numel() for p in pots[k].parameters())) for k in KINDS]
+    recs.append(Record.measured(base, "speed_ratio_spherical_over_cace", ratio["median"], descriptor="spherical/cace",
+                                iqr=ratio["iqr"]))
     store.write(key, recs)
-    log(f"trained {label} ({len(test)} test structures, {graph.n_atoms} atoms): CACE {recs[0]['value']:.1f} ms, "
-        f"spherical {recs[1]['value']:.1f} ms, ratio sph/CACE {ratio['median']:.2f}")
-    return recs
+    log(f"trained {label} ({len(test)} test structures, {graph.n_atoms} atoms): CACE {recs[0].value:.1f} ms, "
+        f"spherical {recs[1].value:.1f} ms, ratio sph/CACE {ratio['median']:.2f}")
+    return [r.to_dict() for r in recs]
