@@ -128,42 +128,8 @@ def _split_part(g, y, w, r, onehot, GY_ROW, q, qm):
     return gr, gw
 
 
-def edge_sum_bwd_split(G, Y, Rb, W, SND, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.constexpr, QA: tl.constexpr,
-                       QR2: tl.constexpr, HAS_REST: tl.constexpr, RP: tl.constexpr, CP: tl.constexpr,
-                       LP: tl.constexpr):
-    i = tl.program_id(0)
-    start = tl.load(ROWPTR + i)
-    end = tl.load(ROWPTR + i + 1)
-    n = tl.arange(0, RP)
-    c = tl.arange(0, CP)
-    lrow = tl.arange(0, LP)
-    nm, cm = n < NR, c < CW
-    g_base = G + i * (Q * NR * CW)
-    gw_off = lrow[:, None] * CW + c[None, :]                                        # [LP, CP]
-    gw_mask = (lrow < L)[:, None] & cm[None, :]
-    # tile A: rows [0, QA), all present; tile B: rows [QA, Q), padded to QR2 (QR2 = 1, all masked,
-    # when Q is a power of two: HAS_REST off)
-    qa = tl.arange(0, QA)
-    qam, ga, oha, wa_off, wa_mask = _gradient_tile(g_base, WL, qa, Q, NR, CW, n, c, lrow, nm, cm)
-    qb = QA + tl.arange(0, QR2)
-    qbm, gb, ohb, wb_off, wb_mask = _gradient_tile(g_base, WL, qb, Q, NR, CW, n, c, lrow, nm, cm)
-    for e in range(start, end):
-        snd = tl.load(SND + e)
-        r = tl.load(Rb + e * NR + n, mask=nm, other=0.0)                            # [RP]
-        ya = tl.load(Y + e * Q + qa, mask=qam, other=0.0)
-        wa = tl.load(W + snd * (L * CW) + wa_off, mask=wa_mask, other=0.0)
-        gr, gw = _split_part(ga, ya, wa, r, oha, GY + e * Q, qa, qam)
-        if HAS_REST:
-            yb = tl.load(Y + e * Q + qb, mask=qbm, other=0.0)
-            wb = tl.load(W + snd * (L * CW) + wb_off, mask=wb_mask, other=0.0)
-            grb, gwb = _split_part(gb, yb, wb, r, ohb, GY + e * Q, qb, qbm)
-            gr += grb
-            gw += gwb
-        tl.store(GR + e * NR + n, gr, mask=nm)
-        tl.atomic_add(GW + snd * (L * CW) + gw_off, gw, mask=gw_mask)
-
-
 # ---- v7, "prefetch": v6 with the next edge's rows loaded before the current edge is reduced
+# (edge_sum_bwd_split with PREFETCH on)
 #
 # On an H200 v6's CACE Bchi backward took 3.8 ms against a 0.17 ms floor: about 2.9 us per edge per
 # program, a chain of global loads (Y, R, W of the edge) then reductions then stores, with 5 programs
@@ -189,9 +155,10 @@ def _edge_rows(e, Y, Rb, W, SND, Q, NR, L: tl.constexpr, CW, n, nm, qa, qam, wa_
     return snd, r, ya, wa, yb, wb
 
 
-def edge_sum_bwd_prefetch(G, Y, Rb, W, SND, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.constexpr, QA: tl.constexpr,
-                          QR2: tl.constexpr, HAS_REST: tl.constexpr, RP: tl.constexpr, CP: tl.constexpr,
-                          LP: tl.constexpr):
+def edge_sum_bwd_split(G, Y, Rb, W, SND, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: tl.constexpr, QA: tl.constexpr,
+                       QR2: tl.constexpr, HAS_REST: tl.constexpr, RP: tl.constexpr, CP: tl.constexpr,
+                       LP: tl.constexpr, PREFETCH: tl.constexpr):
+    """v6 (PREFETCH off) and v7 (on: edge e + 1's rows are loaded before edge e is reduced)."""
     i = tl.program_id(0)
     start = tl.load(ROWPTR + i)
     end = tl.load(ROWPTR + i + 1)
@@ -202,19 +169,27 @@ def edge_sum_bwd_prefetch(G, Y, Rb, W, SND, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L
     g_base = G + i * (Q * NR * CW)
     gw_off = lrow[:, None] * CW + c[None, :]                                        # [LP, CP]
     gw_mask = (lrow < L)[:, None] & cm[None, :]
+    # tile A: rows [0, QA), all present; tile B: rows [QA, Q), padded to QR2 (QR2 = 1, all masked,
+    # when Q is a power of two: HAS_REST off)
     qa = tl.arange(0, QA)
     qam, ga, oha, wa_off, wa_mask = _gradient_tile(g_base, WL, qa, Q, NR, CW, n, c, lrow, nm, cm)
     qb = QA + tl.arange(0, QR2)
     qbm, gb, ohb, wb_off, wb_mask = _gradient_tile(g_base, WL, qb, Q, NR, CW, n, c, lrow, nm, cm)
-    # the rows of edge e + 1, clamped to a real edge: the last edge's "next" rows, and those of an
-    # atom without edges (edge start - 1, or 0), are loaded and never used (the graph has edges)
-    first = tl.maximum(tl.minimum(start, end - 1), 0)
-    s_n, r_n, ya_n, wa_n, yb_n, wb_n = _edge_rows(first, Y, Rb, W, SND, Q, NR, L, CW, n, nm, qa, qam, wa_off,
-                                                  wa_mask, qb, qbm, wb_off, wb_mask, HAS_REST)
+    if PREFETCH:
+        # the rows of edge e + 1, clamped to a real edge: the last edge's "next" rows, and those of
+        # an atom without edges (edge start - 1, or 0), are loaded and never used (the graph has edges)
+        first = tl.maximum(tl.minimum(start, end - 1), 0)
+        s_n, r_n, ya_n, wa_n, yb_n, wb_n = _edge_rows(first, Y, Rb, W, SND, Q, NR, L, CW, n, nm, qa, qam, wa_off,
+                                                      wa_mask, qb, qbm, wb_off, wb_mask, HAS_REST)
     for e in range(start, end):
-        snd, r, ya, wa, yb, wb = s_n, r_n, ya_n, wa_n, yb_n, wb_n
-        s_n, r_n, ya_n, wa_n, yb_n, wb_n = _edge_rows(tl.minimum(e + 1, end - 1), Y, Rb, W, SND, Q, NR, L, CW, n, nm,
-                                                      qa, qam, wa_off, wa_mask, qb, qbm, wb_off, wb_mask, HAS_REST)
+        if PREFETCH:
+            snd, r, ya, wa, yb, wb = s_n, r_n, ya_n, wa_n, yb_n, wb_n
+            s_n, r_n, ya_n, wa_n, yb_n, wb_n = _edge_rows(tl.minimum(e + 1, end - 1), Y, Rb, W, SND, Q, NR, L, CW,
+                                                          n, nm, qa, qam, wa_off, wa_mask, qb, qbm, wb_off, wb_mask,
+                                                          HAS_REST)
+        else:
+            snd, r, ya, wa, yb, wb = _edge_rows(e, Y, Rb, W, SND, Q, NR, L, CW, n, nm, qa, qam, wa_off, wa_mask, qb,
+                                                qbm, wb_off, wb_mask, HAS_REST)
         gr, gw = _split_part(ga, ya, wa, r, oha, GY + e * Q, qa, qam)
         if HAS_REST:
             grb, gwb = _split_part(gb, yb, wb, r, ohb, GY + e * Q, qb, qbm)

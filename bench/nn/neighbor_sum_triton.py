@@ -141,8 +141,8 @@ def _kernels(version: str):
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd)
     if version == "atomwise-split":
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_split)
-    if version == "prefetch":
-        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_prefetch)
+    if version == "prefetch":                           # v6's kernel with PREFETCH on (launch_config)
+        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_split)
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
 
@@ -178,7 +178,7 @@ def launch_config(which: str, version: str, Q: int, NR: int, C: int, L: int,
     meta["LP"] = _next_pow2(L)
     if version in ("atomwise-split", "prefetch"):
         QA, QR2 = _split_rows(Q)
-        meta.update(QA=QA, QR2=max(QR2, 1), HAS_REST=QR2 > 0)
+        meta.update(QA=QA, QR2=max(QR2, 1), HAS_REST=QR2 > 0, PREFETCH=version == "prefetch")
         tile = (QA + QR2) * meta["RP"] * meta["CP"]
         return meta, num_warps or max(1, min(4, tile // 1024)), False
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
