@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from .kinds import COMPARED
+
 
 def profile_case(kind: str, backend: str, *, device: str, repeat: int, dtype: str, calls: int) -> tuple[str, dict]:
     """(table text, summary) of ``calls`` energy+forces calls of ``kind`` under ``backend``."""
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summaries, failures = [], []
     for backend in backends:
-        for kind in ("cace", "spherical"):
+        for kind in COMPARED:
             try:
                 check_backend(backend, args.device)
                 table, summary = profile_case(kind, backend, device=args.device, repeat=args.repeat,

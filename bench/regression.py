@@ -34,6 +34,7 @@ import torch
 
 from .results.io import write_json_atomic
 from .results.store import ResultsError
+from .kinds import COMPARED
 
 FORMAT = "cace-bench/regression-v1"
 SNAPSHOT_NAME = "regression.json"
@@ -115,7 +116,7 @@ def probe_front(workdir, *, log=print) -> dict:
     from .tasks.presets import front_spec
 
     spec = replace(front_spec("builtin:emt-alloy", quick=True, weights=(1.0, 100.0), seeds=(0,),
-                              variants=("cace", "spherical")), n_train=25)
+                              variants=COMPARED), n_train=25)
     store = ResultsStore(workdir)
     front.run(spec, store, progress=False, log=log)
     points = front.front_points(store.records())

@@ -17,6 +17,7 @@ import sys
 import time
 
 import torch
+from ..kinds import COMPARED
 
 
 def _kernel_binaries() -> dict:
@@ -104,7 +105,7 @@ def probe(kind: str, backend: str, repeat: int, calls: int, device: str = "cuda"
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.benchmarks.backend_probe", description=__doc__.splitlines()[0])
-    p.add_argument("--kind", default="cace", choices=["cace", "spherical"])
+    p.add_argument("--kind", default="cace", choices=list(COMPARED))
     p.add_argument("--repeat", type=int, default=4, help="water box repeated this many times per axis")
     p.add_argument("--calls", type=int, default=8)
     p.add_argument("--backend", nargs="+", default=["compile-fused-cudagraphs"])

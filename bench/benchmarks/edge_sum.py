@@ -21,6 +21,7 @@ import sys
 import time
 
 import torch
+from ..kinds import COMPARED
 
 # (version, warps); None: the launch size the model uses.
 CONFIGS = [("serial", None), ("atomwise-split", None), ("prefetch", None), ("atomwise-split", 4)]
@@ -56,7 +57,7 @@ def model_sums(preset: str = "water") -> list[tuple]:
     """(descriptor, name, Q, R, C, L) of every neighbour sum of both descriptors of ``preset``."""
     from ..potential import build
 
-    return [(kind, *s) for kind in ("cace", "spherical")
+    return [(kind, *s) for kind in COMPARED
             for s in build(kind, elements=[1, 8], preset=preset).descriptor.fused_sums()]
 
 

@@ -18,6 +18,7 @@ import argparse
 import sys
 
 import torch
+from ..kinds import COMPARED
 
 
 def saved_per_atom(kind: str, backend: str = "eager", repeat: int = 1, device: str = "cpu") -> dict:
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
-    for kind in ("cace", "spherical"):
+    for kind in COMPARED:
         r = saved_per_atom(kind, args.backend, args.repeat, args.device)
         print(f"{kind} {args.backend}: {r['kb_per_atom']:.1f} kB an atom saved for energy + forces ({r['n_atoms']} atoms)")
         for kb, shape, node in r["top"][:args.top]:

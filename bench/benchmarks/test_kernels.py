@@ -20,8 +20,9 @@ import torch
 
 from bench.costmodel import potential_stages, totals
 from bench.tasks.timing import mode_call, setup
+from bench.kinds import COMPARED
 
-KINDS = ("cace", "spherical")
+KINDS = COMPARED
 MODES = ("descriptor", "energy_forces", "training_step")
 
 

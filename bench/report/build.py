@@ -16,6 +16,7 @@ from ..results.store import ResultsError, ResultsStore, run_id
 from . import plots
 from .front_section import front_section, front_verdicts
 from .verdict import Verdict, error_verdict, per_structure_errors, speed_verdict, survival_verdict
+from ..kinds import COMPARED
 
 SUMMARY_METRICS = ["energy_mae_per_atom", "energy_mae_per_atom_e0", "energy_rmse_per_atom", "energy_mae", "forces_mae", "forces_rmse",
                    "train_time"]
@@ -137,10 +138,10 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra:
         rows, bold = [], set()
         for i, m in enumerate([m for m in SUMMARY_METRICS if m in set(stats.metric)] + per_elem):
             info = metric(m)
-            vals = {k: stats[(stats.metric == m) & (stats.descriptor == k)] for k in ("cace", "spherical")}
+            vals = {k: stats[(stats.metric == m) & (stats.descriptor == k)] for k in COMPARED}
             cells = [f"{m} ({info.unit})"]
             means = {}
-            for j, k in enumerate(("cace", "spherical")):
+            for j, k in enumerate(COMPARED):
                 v = vals[k]
                 if len(v):
                     means[k] = float(v["mean"].iloc[0])
@@ -153,7 +154,7 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra:
             rows.append(cells)
         for label, col in (("parameters", "n_parameters"), ("features per atom", "n_features")):
             rows.append([label] + [str(int(top[top.descriptor == k][col].iloc[0])) if (top.descriptor == k).any() else "-"
-                                   for k in ("cace", "spherical")])
+                                   for k in COMPARED])
         doc.table(pd.DataFrame(rows, columns=["metric", "CACE", "spherical"]), bold)
         e_model = stats[stats.metric == "energy_mae_per_atom"].set_index("descriptor")["mean"]
         e_triv = stats[stats.metric == "energy_mae_per_atom_e0"]["mean"]
@@ -166,7 +167,7 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra:
         if extra is not None and (extra.dataset == dataset).any():
             _test_sets_table(doc, top, extra[extra.dataset == dataset].assign(
                 n_train=_setting_col(extra[extra.dataset == dataset], "n_train")), n_max)
-        preds = {k: p for k in ("cace", "spherical") if (p := _predictions(store, top, k, seeds[0])) is not None}
+        preds = {k: p for k in COMPARED if (p := _predictions(store, top, k, seeds[0])) is not None}
         if preds:
             doc.figure(plots.parity(preds), f"{dataset}: predicted against reference on the test set "
                                             f"(seed {seeds[0]}, {n_max} training structures)")
@@ -187,7 +188,7 @@ def _test_sets_table(doc: _Doc, top: pd.DataFrame, extra: pd.DataFrame, n_max: i
     for name in names:
         d = both[both.test_set.fillna("split") == name]
         row = [name, str(int(d.n_test.iloc[0]))]
-        for k in ("cace", "spherical"):
+        for k in COMPARED:
             for m in ("energy_mae_per_atom", "forces_mae"):
                 v = d[(d.descriptor == k) & (d.metric == m)].value
                 row.append(_fmt(float(v.mean()), float(v.std())) if len(v) else "-")
@@ -205,7 +206,7 @@ def _timing_sections(doc: _Doc, df: pd.DataFrame) -> None:
     t["dtype"] = _setting_col(t, "dtype")
     t["n_atoms"] = _setting_col(t, "n_atoms")
     t["backend"] = t["backend"].fillna("eager") if "backend" in t else "eager"   # records before backends: eager
-    all_times = t[t.metric.str.startswith("time_") & t.descriptor.isin(["cace", "spherical"])]
+    all_times = t[t.metric.str.startswith("time_") & t.descriptor.isin(list(COMPARED))]
     times = _fastest_backend(all_times)
     doc.heading("Speed")
     first = t[t.sweep != "ceilings"].iloc[0] if (t.sweep != "ceilings").any() else t.iloc[0]
@@ -263,10 +264,10 @@ def _backend_section(doc: _Doc, t: pd.DataFrame, all_times: pd.DataFrame, dtype:
                 sel = atoms[(atoms.n_atoms == n) & (atoms["mode"] == m) & (atoms.backend == b)]
                 if not len(sel):
                     continue
-                val = {k: sel[sel.descriptor == k]["value"] for k in ("cace", "spherical")}
+                val = {k: sel[sel.descriptor == k]["value"] for k in COMPARED}
                 r = ratios[(ratios.n_atoms == n) & (ratios["mode"] == m) & (ratios.backend == b)]
                 rows.append([str(int(n)), plots.MODE_TITLES[m], b]
-                            + [f"{val[k].iloc[0]:.2f}" if len(val[k]) else "unavailable" for k in ("cace", "spherical")]
+                            + [f"{val[k].iloc[0]:.2f}" if len(val[k]) else "unavailable" for k in COMPARED]
                             + [f"{r['value'].iloc[0]:.2f}" if len(r) else "-"])
     if rows:
         doc.table(pd.DataFrame(rows, columns=["atoms", "mode", "backend", "CACE ms", "spherical ms",
@@ -291,14 +292,14 @@ def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str
         for n in sorted(atoms.n_atoms.unique()):
             for m in modes:
                 sel = atoms[(atoms.n_atoms == n) & (atoms["mode"] == m)]
-                val = {k: sel[sel.descriptor == k].iloc[0] for k in ("cace", "spherical") if (sel.descriptor == k).any()}
+                val = {k: sel[sel.descriptor == k].iloc[0] for k in COMPARED if (sel.descriptor == k).any()}
                 r = ratios[(ratios.sweep == "atoms") & (ratios.n_atoms == n) & (ratios["mode"] == m)]
                 rows.append([str(int(n)), plots.MODE_TITLES[m]]
-                            + [f"{val[k]['value']:.1f}" if k in val else "-" for k in ("cace", "spherical")]
+                            + [f"{val[k]['value']:.1f}" if k in val else "-" for k in COMPARED]
                             + [_ratio_cell(r['value'].iloc[0], r['iqr'].iloc[0]) if len(r) else "-"]
                             + [f"{val[k]['cost']['achieved_flops_per_s'] / 1e9:.1f}" if k in val else "-"
-                               for k in ("cace", "spherical")]
-                            + ([" / ".join(val[k]["backend"] if k in val else "-" for k in ("cace", "spherical"))]
+                               for k in COMPARED]
+                            + ([" / ".join(val[k]["backend"] if k in val else "-" for k in COMPARED)]
                                if several else []))
         doc.table(pd.DataFrame(rows, columns=["atoms", "mode", "CACE ms", "spherical ms", "ratio sph/CACE (± IQR/2)",
                                               "CACE GFLOP/s", "spherical GFLOP/s"]
@@ -312,9 +313,9 @@ def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str
         if len(mem):
             mrows = []
             for n in sorted(mem.n_atoms.unique()):
-                v = {k: mem[(mem.n_atoms == n) & (mem.descriptor == k)]["value"] for k in ("cace", "spherical")}
+                v = {k: mem[(mem.n_atoms == n) & (mem.descriptor == k)]["value"] for k in COMPARED}
                 mrows.append([str(int(n))] + [f"{v[k].iloc[0]:.1f} ({v[k].iloc[0] / n:.3f}/atom)" if len(v[k]) else "-"
-                                         for k in ("cace", "spherical")])
+                                         for k in COMPARED])
             doc.table(pd.DataFrame(mrows, columns=["atoms", "CACE peak MB", "spherical peak MB"]))
             doc.figure(plots.memory_lines(mem), f"Peak memory of one energy + forces call against system size ({dtype})")
         _roofline(doc, t, atoms, dtype)
@@ -335,7 +336,7 @@ def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str
                 cells.append(f"{q['value'].iloc[0]:.2f}" if len(q) else "-")
             feats = sel[(sel[sweep] == v) & (sel["mode"] == modes[0])]
             cells += [str(int(feats[feats.descriptor == k]["n_features"].iloc[0])) if (feats.descriptor == k).any() else "-"
-                      for k in ("cace", "spherical")]
+                      for k in COMPARED]
             rows.append(cells)
         doc.table(pd.DataFrame(rows, columns=[label] + [f"ratio sph/CACE, {plots.MODE_TITLES[m]}" for m in modes]
                                + ["CACE features", "spherical features"]))
@@ -492,7 +493,7 @@ def _accuracy_verdicts(store: ResultsStore, acc: pd.DataFrame) -> list[Verdict]:
         pairs = {"force MAE": ([], []), "energy MAE per atom": ([], [])}
         seeds = []
         for seed in sorted(top.seed.unique()):
-            preds = {k: per_structure_errors(p) for k in ("cace", "spherical")
+            preds = {k: per_structure_errors(p) for k in COMPARED
                      if (p := _predictions(store, top, k, seed)) is not None}
             if len(preds) == 2 and len(preds["cace"][0]) == len(preds["spherical"][0]):
                 seeds.append(int(seed))
@@ -513,7 +514,7 @@ def _accuracy_verdicts(store: ResultsStore, acc: pd.DataFrame) -> list[Verdict]:
 
 def _stability_verdicts(runs: list[dict]) -> list[Verdict]:
     out = []
-    stab = [r for r in runs if r["key"]["task"] == "stability" and r["key"]["descriptor"] in ("cace", "spherical")]
+    stab = [r for r in runs if r["key"]["task"] == "stability" and r["key"]["descriptor"] in COMPARED]
     for dataset in sorted({r["key"]["dataset"] for r in stab}):
         ttf, length = {}, None
         for r in stab:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import matplotlib
+from ..kinds import COMPARED
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
@@ -25,7 +26,7 @@ def _png(fig) -> bytes:
 
 def parity(preds: dict[str, dict]) -> bytes:
     """Energy per atom and force components, predicted against reference, one column per descriptor."""
-    kinds = [k for k in ("cace", "spherical") if k in preds]
+    kinds = [k for k in COMPARED if k in preds]
     fig, axes = plt.subplots(2, len(kinds), figsize=(4.2 * len(kinds), 8), squeeze=False)
     for col, kind in enumerate(kinds):
         p = preds[kind]
@@ -50,7 +51,7 @@ def learning_curves(table, metrics: list[tuple[str, str]]) -> bytes:
     """``table``: DataFrame with descriptor, n_train, metric, mean, std."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
     for ax, (name, unit) in zip(axes[0], metrics):
-        for kind in ("cace", "spherical"):
+        for kind in COMPARED:
             t = table[(table.descriptor == kind) & (table.metric == name)].sort_values("n_train")
             if len(t):
                 ax.errorbar(t.n_train, t["mean"], yerr=t["std"].fillna(0), marker="o", capsize=3,
@@ -116,7 +117,7 @@ def sweep_lines(table, x: str, xlabel: str, *, logx: bool, modes: list[str], ext
     drawn in grey on every panel (the neighbour list)."""
     fig, axes = plt.subplots(1, len(modes), figsize=(4.3 * len(modes), 3.6), squeeze=False)
     for ax, mode in zip(axes[0], modes):
-        for kind in ("cace", "spherical"):
+        for kind in COMPARED:
             t = table[(table.descriptor == kind) & (table["mode"] == mode)].sort_values(x)
             if len(t):
                 ax.errorbar(t[x], t["value"], yerr=t["iqr"] / 2, marker="o", ms=4, capsize=2, color=COLORS[kind],
@@ -140,7 +141,7 @@ def sweep_lines(table, x: str, xlabel: str, *, logx: bool, modes: list[str], ext
 def memory_lines(table) -> bytes:
     """Peak memory of energy+forces (MB) against atoms, log-log; table: descriptor, n_atoms, value."""
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
-    for kind in ("cace", "spherical"):
+    for kind in COMPARED:
         t = table[table.descriptor == kind].sort_values("n_atoms")
         if len(t):
             ax.plot(t.n_atoms, t["value"], "o-", color=COLORS[kind], label=LABELS[kind])

@@ -22,8 +22,9 @@ from ..provenance import config_hash, provenance
 from ..results.record import Record
 from ..results.store import ResultsStore
 from ..train import TrainConfig, error_metrics, is_smoke, predict, train
+from ..kinds import COMPARED
 
-DESCRIPTORS = ("cace", "spherical")
+DESCRIPTORS = COMPARED
 
 
 @dataclass(frozen=True)
