@@ -17,6 +17,7 @@ import sys
 import time
 
 import torch
+
 from ..kinds import COMPARED
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 
 import torch
+
 from ..kinds import COMPARED
 
 # (version, warps); None: the launch size the model uses.

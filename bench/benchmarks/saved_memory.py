@@ -18,6 +18,7 @@ import argparse
 import sys
 
 import torch
+
 from ..kinds import COMPARED
 
 

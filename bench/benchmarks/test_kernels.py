@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from bench.costmodel import potential_stages, totals
-from bench.tasks.timing import mode_call, setup
 from bench.kinds import COMPARED
+from bench.tasks.timing import mode_call, setup
 
 KINDS = COMPARED
 MODES = ("descriptor", "energy_forces", "training_step")

@@ -82,9 +82,11 @@ def edge_sum_bwd(G, Y, Rb, W, SND, WL, ROWPTR, GY, GR, GW, Q, NR, CW,
 # x (R + QB C) atomics per edge, about 3e8 atomic operations at 12,288 atoms. Here program i loads
 # g[i] once and, per edge of atom i, forms
 #
-#     T[q, c]  = sum_n g[q, n, c] R[e, n]              dY[e, q]    = sum_c T[q, c] W[e, wl[q], c]
-#     U[q, n]  = sum_c g[q, n, c] W[e, wl[q], c]       dR[e, n]    = sum_q Y[e, q] U[q, n]
-#                                                      dW[e, l, c] = sum_{q: wl[q] = l} Y[e, q] T[q, c]
+#     T[q, c]  = sum_n g[q, n, c] R[e, n]              dY[e, q]     = sum_c T[q, c] W[j, wl[q], c]
+#     U[q, n]  = sum_c g[q, n, c] W[j, wl[q], c]       dR[e, n]     = sum_q Y[e, q] U[q, n]
+#                                                      dW[j, l, c] += sum_{q: wl[q] = l} Y[e, q] T[q, c]
+#
+# (j = SND[e], the edge's sender)
 #
 # and stores the edge's dY and dR rows once (no atomics); dW goes to the sender's row of GW by atomic
 # adds (GW must start at zero).

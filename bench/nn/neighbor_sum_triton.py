@@ -20,8 +20,8 @@ Backward, one program per (atom, chunk) again, its gradient tile loaded once, pe
     dR[e, n]    = sum_{q, c} g[i, q, n, c] Y[e, q] W[j, wl[q], c]        (atomic add over chunks)
     dW[j, l, c] += sum_{q: wl[q] = l} sum_n g[i, q, n, c] Y[e, q] R[e, n] (atomic add into the sender's row)
 
-(so float results can differ in the last bit from run to run; the per-atom versions store dR once). The backward is not itself
-differentiable: energy + forces and force-based MD work through it, a force-loss training step (a
+(so float results can differ in the last bit from run to run; the per-atom versions store dR
+once). The backward is not itself differentiable: energy + forces and force-based MD work through it, a force-loss training step (a
 second derivative) does not (``bench.backends`` says so).
 
 On CUDA tensors the kernels are compiled; on CPU tensors they run in Triton's interpreter (slow:
@@ -130,18 +130,16 @@ def _kernels(version: str):
              edge; the backward adds dR and dW over chunks atomically (v2, measured on an H100)
     atomwise-split  serial's forward; the backward one program per atom holding the atom's whole
              gradient tile, as two tiles, rows [0, QA) and [QA, Q) with QA the largest power of two
-             <= Q (no padding of CACE's Q = 20), each edge's three gradient rows stored once, no
-             atomics (v6; v4 "atomwise", one tile padded to a power of two, was removed: v6 is v4
-             where Q is a power of two and was faster for every sum on an H200)
+             <= Q (no padding of CACE's Q = 20), each edge's dY and dR rows stored once, dW added
+             into the sender's row atomically (v6; v4 "atomwise", one tile padded to a power of two,
+             was removed: v6 is v4 where Q is a power of two and was faster for every sum on an H200)
     prefetch atomwise-split with the next edge's rows loaded before the current edge is reduced (v7)
     """
     from . import edge_sum_kernels as k
 
     if version == "serial":
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd)
-    if version == "atomwise-split":
-        return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_split)
-    if version == "prefetch":                           # v6's kernel with PREFETCH on (launch_config)
+    if version in ("atomwise-split", "prefetch"):       # one kernel, PREFETCH set by launch_config
         return triton.jit(k.edge_sum_fwd), triton.jit(k.edge_sum_bwd_split)
     raise ValueError(f"unknown fused kernel {version!r}; known: {', '.join(KERNELS)}")
 
@@ -238,8 +236,7 @@ def _edge_sum_backward_op(grad: torch.Tensor, Y: torch.Tensor, R: torch.Tensor, 
                           senders: torch.Tensor, wl: torch.Tensor,
                           rowptr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     Y, R, W = Y.contiguous(), R.contiguous(), W.contiguous()
-    gY, gR = torch.empty_like(Y), torch.empty_like(R)                          # every element is written
-    gW = torch.zeros_like(W)                                                   # collects by atomic adds
+    gY, gR, gW = torch.empty_like(Y), torch.empty_like(R), torch.empty_like(W)    # launch_backward zeroes gW
     n_atoms = rowptr.shape[0] - 1
     if n_atoms and Y.shape[0]:
         launch_backward(grad.contiguous(), Y, R, W, senders.contiguous(), wl, rowptr, gY, gR, gW)

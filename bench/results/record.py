@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..metrics import metric
 
 CORE = ("task", "descriptor", "dataset", "seed", "metric", "value", "unit", "provenance")
+IDENTITY = CORE[:4]             # what a task's common fields must name
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,11 @@ class Record:
     def measured(cls, common: dict, metric_name: str, value, **extra) -> "Record":
         """``metric_name`` = ``value`` in the registry's unit, with the task's ``common`` fields (task,
         descriptor, dataset, seed, provenance; any others, and ``extra``, go to ``extra``)."""
-        fields = {**common, **extra}
-        missing = [k for k in ("task", "descriptor", "dataset", "seed") if k not in fields]
+        fields = {k: v for k, v in {**common, **extra}.items() if k not in ("metric", "value", "unit")}
+        missing = [k for k in IDENTITY if k not in fields]
         if missing:
             raise ValueError(f"record of {metric_name!r} lacks {missing}")
-        core = {k: fields.pop(k) for k in ("task", "descriptor", "dataset", "seed")}
-        fields.pop("metric", None), fields.pop("value", None), fields.pop("unit", None)
+        core = {k: fields.pop(k) for k in IDENTITY}
         prov = fields.pop("provenance", None)
         return cls(**core, metric=metric_name, value=value, unit=metric(metric_name).unit, provenance=prov,
                    extra=fields)
