@@ -90,11 +90,14 @@ def run_unit(unit_fn, num_cpus: int | None, *args):
 
 
 def run_units(units: list, store, *, executor: str = "local", address: str | None = None, retries: int = 2,
-              log=print) -> dict:
+              log=print, jobs: int = 1) -> dict:
     """Run every unit not yet in ``store``; returns {"done": n, "failed": [(label, reason)],
-    "ran": [keys of the units run now, finished or not]}."""
+    "ran": [keys of the units run now, finished or not]}. ``jobs`` (local executor): how many units
+    run at once, each in a worker process of this machine (``_run_pool``); 1 runs them one after
+    another in this process."""
     if executor not in EXECUTORS:
         raise InputError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    check_jobs(jobs, executor)
     todo = []
     for u in units:
         if store.has(u.key):
@@ -103,18 +106,167 @@ def run_units(units: list, store, *, executor: str = "local", address: str | Non
             todo.append(u)
     if not todo:
         return {"done": 0, "failed": [], "ran": []}
-    out = _run_local(todo, store, log) if executor == "local" else _run_ray(todo, store, address, retries, log)
+    if executor == "ray":
+        out = _run_ray(todo, store, address, retries, log)
+    elif jobs > 1 and sum(not u.exclusive for u in todo) > 1:
+        out = _run_pool(todo, store, log, jobs)
+    else:
+        out = _run_local(todo, store, log)
     return {**out, "ran": [u.key for u in todo]}
 
 
-def _run_local(todo: list, store, log) -> dict:
-    progress = Progress(len(todo), log)
+def check_jobs(jobs, executor: str = "local") -> None:
+    """``jobs`` is a whole number >= 1, and more than one only for the local executor (Ray decides
+    itself how many units run at once, from the cluster's CPUs and GPUs)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
+    if jobs > 1 and executor != "local":
+        raise InputError("--jobs is for --executor local; Ray runs as many units at once as the cluster's CPUs "
+                         "and GPUs allow")
+
+
+def _run_local(todo: list, store, log, progress: Progress | None = None) -> dict:
+    progress = progress or Progress(len(todo), log)
     for u in todo:
         t0 = time.perf_counter()
         run_unit(u.fn, None, *(a.value if isinstance(a, Shared) else a for a in u.args))
         _clear_failure(store, u.key)
         progress.finished(u.label, time.perf_counter() - t0, running=0)
     return {"done": progress.done, "failed": []}
+
+
+# ---- the local pool: several units at once, each in a worker process --------------------------
+
+class _SharedRef:
+    """Stands for a ``Shared`` argument in a unit sent to a pool worker, which holds the value (sent
+    once per worker by the pool's initializer, not with every unit)."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+_worker: dict = {}          # a pool worker's state: "shared" (the Shared values), "stop" (the pool's stop event)
+
+
+def _pool_init(values: dict, threads: int, jobs: int, stop) -> None:
+    """A pool worker's start: the shared values, the pool's stop event, its torch threads (this
+    machine's share), and the number of units running beside it (recorded in provenance: their
+    times are shared-machine times)."""
+    import torch
+
+    from .provenance import CONCURRENT_ENV
+
+    _worker.update(shared=values, stop=stop)
+    torch.set_num_threads(threads)
+    os.environ[CONCURRENT_ENV] = str(jobs)
+
+
+def _pool_unit(fn, args: tuple):
+    if _worker["stop"].is_set():          # the sweep was stopped while this unit waited in the pool's queue
+        raise KeyboardInterrupt("the sweep was interrupted before this unit started")
+    return fn(*(_worker["shared"][a.index] if isinstance(a, _SharedRef) else a for a in args))
+
+
+def _interrupt(pool) -> None:
+    """SIGINT to every worker process of ``pool``: a training stops at once, keeping its last finished
+    epoch's state to resume from (``bench.train``), instead of running to its end."""
+    import signal
+
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            os.kill(proc.pid, signal.SIGINT)
+        except (ProcessLookupError, OSError):
+            pass
+
+
+def _run_pool(todo: list, store, log, jobs: int) -> dict:
+    """Up to ``jobs`` units at once, each in a worker process of this machine ("spawn": CUDA works in
+    the workers), so that several trainings share the CPUs or one GPU (a single small training
+    leaves a GPU mostly idle: eager steps are bound by the launches of one Python process). Each
+    worker gets torch threads = this process's threads // ``jobs``; exclusive units (timing) then
+    run here, alone. As under Ray: a unit's own error ends the sweep and is raised here (the other
+    running units are interrupted and keep their resume state), a worker that dies (killed, out of
+    memory) is recorded as a failure of the units it left unfinished and the next run tries them
+    again, and Ctrl-C stops every worker with its finished epochs kept. A script that calls this
+    needs the ``if __name__ == "__main__":`` guard (the workers import the main module)."""
+    import multiprocessing
+    import pickle
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    import torch
+
+    pooled, alone = [u for u in todo if not u.exclusive], [u for u in todo if u.exclusive]
+    values: dict = {}
+    index: dict = {}
+
+    def ref(a):
+        if isinstance(a, Shared):
+            if id(a) not in index:
+                index[id(a)] = len(values)
+                values[index[id(a)]] = a.value
+            return _SharedRef(index[id(a)])
+        return a
+
+    calls = []
+    for u in pooled:
+        args = tuple(ref(a) for a in u.args)
+        try:
+            pickle.dumps((u.fn, args))
+        except Exception as err:  # noqa: BLE001 - any pickling failure means the same: not sendable
+            raise TypeError(f"unit {u.label!r} cannot be sent to a worker process ({type(err).__name__}: {err}); "
+                            "its function and arguments must pickle (module-level functions); run with --jobs 1") from err
+        calls.append((u, args))
+    threads = max(1, torch.get_num_threads() // jobs)
+    log(f"running {len(pooled)} units, {min(jobs, len(pooled))} at once in worker processes "
+        f"({threads} torch thread{'s' if threads > 1 else ''} each)")
+    progress = Progress(len(todo), log)
+    failed: list = []
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()                         # set: no queued unit starts any more
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(pooled)), mp_context=context,
+                               initializer=_pool_init, initargs=(values, threads, jobs, stop))
+    futures = {pool.submit(_pool_unit, u.fn, args): (u, time.perf_counter()) for u, args in calls}
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                u, t0 = futures[fut]
+                try:
+                    fut.result()
+                except BrokenProcessPool:
+                    reason = ("a worker process died (killed, or out of memory) while this unit was queued or "
+                              "running; run the command again to retry it")
+                    _write_failure(store, u, reason)
+                    failed.append((u.label, reason))
+                    ok = False
+                else:
+                    _clear_failure(store, u.key)
+                    ok = True
+                progress.finished(u.label, time.perf_counter() - t0, running=min(len(pending), jobs), ok=ok,
+                                  since=" since submitted")
+    except KeyboardInterrupt:
+        # Ctrl-C and `timeout -s INT` reach the workers too (one process group), and their units end
+        # at once; where only this process got it (or a unit alone was interrupted), tell the others
+        stop.set()
+        for fut in pending:
+            fut.cancel()
+        wait([f for f in pending if f.running()], timeout=3)
+        _interrupt(pool)
+        raise
+    except BaseException:                          # a unit's own error: stop the others, keep their state
+        stop.set()
+        for fut in pending:
+            fut.cancel()
+        _interrupt(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if alone:
+        out = _run_local(alone, store, log, progress)
+        return {"done": progress.done, "failed": failed + out["failed"]}
+    return {"done": progress.done, "failed": failed}
 
 
 def ray_module():

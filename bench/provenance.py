@@ -88,7 +88,17 @@ def config_hash(config: dict) -> str:
 def provenance(device="cpu", **settings) -> dict:
     """Everything a record needs to say where it came from; ``settings`` (dtype, seed...) are added."""
     return {"git": git_state(), "versions": versions(), **device_info(device), "host": platform.node(),
-            "pid": os.getpid(), **machine_load(), **settings}
+            "pid": os.getpid(), **machine_load(), **concurrency(), **settings}
+
+
+CONCURRENT_ENV = "CACE_BENCH_CONCURRENT_UNITS"     # set in a worker of the local pool (bench.executor)
+
+
+def concurrency() -> dict:
+    """{"concurrent_units": n} in a worker of the local pool (``bench.executor``, ``--jobs n``): its
+    times were measured with up to n units sharing the machine's CPUs or GPU; {} otherwise."""
+    n = os.environ.get(CONCURRENT_ENV)
+    return {"concurrent_units": int(n)} if n and n.isdigit() and int(n) > 1 else {}
 
 
 def machine_load() -> dict:

@@ -37,6 +37,14 @@
 # --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / prefetch /
 # atomwise-split alone, then the model with the fastest per shape: eager, fused and compile-fused-cudagraphs side by
 # side at 12,288 atoms, and the float32 CUDA invariance tests.
+# --accuracy [STORE] (one lease's part of issue #13's full-budget comparison; under 9 minutes): the
+# water64 accuracy comparison at the full budget (both descriptors, seeds 0 1 2, up to 500 epochs
+# each), all six trainings at once on the one GPU (--jobs, default ACC_JOBS=6), stopped by SIGINT
+# after ACC_SECONDS (default 420) so that every training keeps its last finished epoch; the next
+# lease's call resumes them from STORE (default results/gpu/<device name>/water64-full: commit what
+# comes back there, so that it travels with the tree). Then the report of what has finished. The
+# data does not travel from ../shared: here, before the call,
+#     mkdir -p .shared/data && cp -r ../shared/data/water64 .shared/data/     # 8 MB; carry .whl and .shared
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import ase, vesin" 2>/dev/null; then
@@ -50,8 +58,15 @@ quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--kernels-short" ] && { quick=3; shift; }
 [ "${1:-}" = "--diagnose" ] && { quick=4; shift; }
 [ "${1:-}" = "--probe" ] && { quick=5; shift; }
+[ "${1:-}" = "--accuracy" ] && { quick=6; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 out=${1:-results/gpu/$name}
+if [ $quick = 6 ]; then                  # the store is the folder archived: not the device's whole history
+  out=${1:-results/gpu/$name/water64-full}
+  [ -d .shared/data ] && export CACE_BENCH_SHARED=$PWD/.shared/data
+  python3 -c "from bench.tasks.presets import named_data as d; import sys; sys.exit(not __import__('os').path.isfile(d()['water64'][0].source))" || {
+    echo "water64 is not here: before the call, mkdir -p .shared/data && cp -r ../shared/data/water64 .shared/data/ and carry .shared"; exit 2; }
+fi
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/device.csv" 2>&1 || true
 # after every step, the archive the device tool brings back (at most 8 files) is refreshed, so a
@@ -60,7 +75,16 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
-if [ $quick = 5 ]; then
+if [ $quick = 6 ]; then
+  mkdir -p "$out/logs"; log="$out/logs/part-$(date -u +%Y%m%dT%H%M%S).log"
+  # SIGINT, not TERM: the trainings stop and keep their state; the outer limit only if that hangs
+  step $(( ${ACC_SECONDS:-420} + 45 )) timeout -s INT "${ACC_SECONDS:-420}" python3 -m bench.cli.main accuracy \
+      --data water64 --device cuda --jobs "${ACC_JOBS:-6}" --no-progress --out "$out" > "$log" 2>&1
+  tail -12 "$log"
+  ls "$out"/artifacts/*/train-state.pt 2>/dev/null | wc -l | xargs echo "== trainings left to resume:"
+  step 40 python3 -m bench.cli.main report "$out" -o "$out/report"
+  exit 0
+elif [ $quick = 5 ]; then
   step 115 env CACE_BENCH_FUSED_KERNEL=prefetch $gpu --backend eager compile-fused compile-fused-cudagraphs --sizes 4 \
       --out "$out/probe-prefetch"
   step 80  env CACE_BENCH_FUSED_KERNEL=atomwise-split $gpu --backend eager compile-fused-cudagraphs --sizes 4 \

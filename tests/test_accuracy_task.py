@@ -330,3 +330,46 @@ def test_separate_test_file_and_e0_file_from_the_command_line(data_file, tmp_pat
     assert main(["accuracy", "--data", str(data_file), "--quick", "--e0", str(e0_path),
                  "--out", str(tmp_path / "out2")]) == 2
     assert "e0.extxyz: no isolated-atom energy for" in capsys.readouterr().err
+
+
+def _synthetic_accuracy(store, values: dict, concurrent: int = 1) -> None:
+    """Accuracy records of both descriptors, 3 seeds, without training: ``values[(kind, metric)]``
+    the three seeds' values; provenance says ``concurrent`` units ran side by side where > 1."""
+    from bench.results.record import Record
+
+    for kind in ("cace", "spherical"):
+        for seed in range(3):
+            key = {"task": "accuracy", "descriptor": kind, "dataset": "synthetic", "dataset_hash": "h", "seed": seed,
+                   "setting": {"n_train": 10}, "config_hash": "c"}
+            prov = {"device": "cpu", "device_name": "test"}
+            if concurrent > 1:
+                prov["concurrent_units"] = concurrent
+            common = {**key, "n_test": 5, "n_parameters": 100, "n_features": 10, "provenance": prov,
+                      "train_config": {"max_epochs": 500, "batch_size": 8, "lr": 0.01, "ema_decay": 0.99,
+                                       "energy_weights": [1.0], "force_weight": 1000.0}}
+            store.write(key, [Record.measured(common, m, v[seed]) for (k, m), v in values.items() if k == kind])
+
+
+def test_the_accuracy_table_bolds_only_differences_beyond_the_seed_spread(tmp_path):
+    """A force error 3x apart is bold; an energy error inside the spread and a training time measured
+    with trainings side by side (--jobs) are not, and the report says how the times were taken."""
+    store = ResultsStore(tmp_path / "res")
+    _synthetic_accuracy(store, {
+        ("cace", "forces_mae"): [10.0, 11.0, 12.0], ("spherical", "forces_mae"): [30.0, 31.0, 32.0],
+        ("cace", "energy_mae_per_atom"): [1.0, 2.0, 3.0], ("spherical", "energy_mae_per_atom"): [1.5, 2.5, 3.5],
+        ("cace", "train_time"): [10.0, 10.1, 10.2], ("spherical", "train_time"): [20.0, 20.1, 20.2],
+    }, concurrent=6)
+    _, md_path = build_report(tmp_path / "res", tmp_path / "rep")
+    md = md_path.read_text()
+    row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "**11.0" in row["forces_mae (meV/A)"] and "**" not in row["forces_mae (meV/A)"].split("|")[3]
+    assert "**" not in row["energy_mae_per_atom (meV/atom)"]
+    assert "**" not in row["train_time (s)"]
+    assert "up to 6 trainings side by side" in md
+    # the same times without --jobs: apart beyond their spread, so bold
+    store2 = ResultsStore(tmp_path / "res2")
+    _synthetic_accuracy(store2, {("cace", "train_time"): [10.0, 10.1, 10.2], ("spherical", "train_time"): [20.0, 20.1, 20.2]})
+    _, md_path = build_report(tmp_path / "res2", tmp_path / "rep2")
+    md = md_path.read_text()
+    assert "**10.1" in next(line for line in md.splitlines() if line.startswith("| train_time"))
+    assert "side by side" not in md

@@ -97,6 +97,11 @@ def _executor_options(p, what: str) -> None:
     g.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="a running Ray cluster to join ('auto', or host:port of 'ray start --head'); default: start "
                         "a local Ray instance for this command")
+    g.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="with --executor local: run up to N units at once, each in a worker process of this machine "
+                        "with its share of the CPU threads (several trainings sharing the CPUs, or one GPU, which "
+                        "one small training leaves mostly idle); timing still runs alone; records say "
+                        "concurrent_units. Default 1: one after another in this process")
 
 
 def _timing_options(p) -> None:
@@ -170,7 +175,10 @@ def _executor(args) -> dict:
         ray_module()
     elif args.ray_address:
         raise InputError("--ray-address needs --executor ray")
-    return {"executor": args.executor, "address": args.ray_address}
+    from ..executor import check_jobs
+
+    check_jobs(args.jobs, args.executor)
+    return {"executor": args.executor, "address": args.ray_address, "jobs": args.jobs}
 
 
 def front(args) -> int:

@@ -116,7 +116,9 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra:
         first = top.iloc[0]
         doc.para(f"Test-set errors after training on {n_max} structures (mean ± std over {len(seeds)} seed(s): "
                  f"{', '.join(map(str, seeds))}; {int(first['n_test'])} test structures). "
-                 f"Better side in bold. Both descriptors: same split, training loop, budget and readout.")
+                 f"Bold: the better side where the two differ beyond the seed spread (the mean ± std intervals "
+                 f"do not overlap; never with one seed). Both descriptors: same split, training loop, budget and "
+                 f"readout.")
         dr = first.get("data")
         if isinstance(dr, dict):
             opts = ", ".join(f"{k} {v}" for k, v in sorted((dr.get("read_options") or {}).items())) or "defaults"
@@ -133,6 +135,11 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra:
             if is_smoke(tc) or len(seeds) < 3:
                 doc.para("Caution: a short budget or fewer than 3 seeds (the --quick run). These numbers show the "
                          "pipeline working on real training runs; they are not a comparison to decide on.")
+        shared = _concurrent_units(top)
+        if shared > 1:
+            doc.para(f"Training times were measured with up to {shared} trainings side by side on one machine "
+                     f"(--jobs {shared}: they shared its CPUs or GPU): compare them only with times measured the "
+                     "same way; the errors do not depend on it.")
         stats = top.groupby(["metric", "descriptor"])["value"].agg(["mean", "std"]).reset_index()
         per_elem = sorted(m for m in stats.metric.unique() if m.startswith("forces_mae_"))
         rows, bold = [], set()
@@ -148,7 +155,8 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra:
                     cells.append(_fmt(means[k], float(v["std"].iloc[0])))
                 else:
                     cells.append("-")
-            if len(means) == 2 and means["cace"] != means["spherical"]:
+            if len(means) == 2 and len(seeds) > 1 and not (m == "train_time" and shared > 1) and \
+                    _apart(*(vals[k].iloc[0] for k in COMPARED)):
                 best = "cace" if info.is_better(means["cace"], means["spherical"]) else "spherical"
                 bold.add((len(rows), 1 if best == "cace" else 2))
             rows.append(cells)
@@ -465,6 +473,21 @@ def _stability_section(doc: _Doc, store: ResultsStore, runs: list[dict]) -> None
                            f"against the reference")
         doc.table(pd.DataFrame(rows, columns=["T (K)", "potential", "failed", "median time to failure (fs)",
                                               "survival area", "NVE drift (meV/atom/ps)", "RDF error", "reasons"]))
+
+
+def _apart(a, b) -> bool:
+    """Whether two (mean, std) rows differ beyond their seed spread: the intervals mean ± std do
+    not overlap (a std of NaN, one seed, counts as no spread known: never apart)."""
+    if pd.isna(a["std"]) or pd.isna(b["std"]):
+        return False
+    return abs(float(a["mean"]) - float(b["mean"])) > float(a["std"]) + float(b["std"])
+
+
+def _concurrent_units(records: pd.DataFrame) -> int:
+    """The most units that ran side by side for any of ``records`` (provenance ``concurrent_units``,
+    written by the local pool, ``--jobs``); 1 where none says so."""
+    provs = records.get("provenance", pd.Series(dtype=object)).dropna()
+    return max([int(p.get("concurrent_units") or 1) for p in provs if isinstance(p, dict)] or [1])
 
 
 def _footer(df: pd.DataFrame) -> str:

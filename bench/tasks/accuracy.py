@@ -329,10 +329,10 @@ def units(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log
 
 
 def run(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print, executor: str = "local",
-        address: str | None = None) -> list[dict]:
-    """Train every unit of ``spec`` not already in ``store`` (``executor``: "local", or "ray" with
-    ``address``); returns the records written now."""
+        address: str | None = None, jobs: int = 1) -> list[dict]:
+    """Train every unit of ``spec`` not already in ``store`` (``executor``: "local", ``jobs`` at once,
+    or "ray" with ``address``); returns the records written now."""
     from ..executor import run_units
 
-    todo = units(spec, store, progress=progress and executor == "local", log=log)
-    return records_of(store, run_units(todo, store, executor=executor, address=address, log=log)["ran"])
+    todo = units(spec, store, progress=progress and executor == "local" and jobs == 1, log=log)
+    return records_of(store, run_units(todo, store, executor=executor, address=address, log=log, jobs=jobs)["ran"])

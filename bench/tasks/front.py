@@ -87,9 +87,10 @@ class FrontSpec:
 
 
 def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=print, executor: str = "local",
-        address: str | None = None) -> list[dict]:
+        address: str | None = None, jobs: int = 1) -> list[dict]:
     """The recipe search (with ``tune_trials``), then the front: every unit not already in
-    ``store`` (``executor``: "local", or "ray" with ``address``). Returns the records written now."""
+    ``store`` (``executor``: "local", ``jobs`` at once, or "ray" with ``address``). Returns the
+    records written now."""
     from ..executor import Shared, run_units
 
     data = spec.data
@@ -98,12 +99,12 @@ def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=prin
     tuning = spec.tuning()
     cfg_hash = config_hash({"model": kw, "train": spec.train.to_dict(), "data": asdict(data), "front": True,
                             **({"tune": tuning} if tuning else {})})
-    bars = progress and executor == "local"
+    bars = progress and executor == "local" and jobs == 1
     ran = []
     chosen = {}
     if tuning:
         trials = tune_units(spec, prep, kw, store, cfg_hash, progress=bars, log=log)
-        ran += run_units([u for u, _ in trials], store, executor=executor, address=address, log=log)["ran"]
+        ran += run_units([u for u, _ in trials], store, executor=executor, address=address, log=log, jobs=jobs)["ran"]
         chosen = select_recipes(spec, store, trials, log=log)
     front = []
     for seed in spec.seeds:
@@ -122,7 +123,7 @@ def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=prin
                 desc = f"{variant} {data.label} s{seed} w_E={w:g}"
                 front.append(training_unit(store, key, desc, kind, options, kw, cfg, prep, data, seed, n_train,
                                            spec.device, bars, log, extra, "test"))
-    ran += run_units(front, store, executor=executor, address=address, log=log)["ran"]
+    ran += run_units(front, store, executor=executor, address=address, log=log, jobs=jobs)["ran"]
     return records_of(store, ran)
 
 

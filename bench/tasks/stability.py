@@ -330,7 +330,7 @@ def units(spec: StabilitySpec, acc_spec, store, *, log=print) -> tuple[list, dic
 
 
 def run(spec: StabilitySpec, acc_spec, store, *, executor: str = "local", address: str | None = None,
-        log=print) -> list[dict]:
+        log=print, jobs: int = 1) -> list[dict]:
     """MD with every trained potential of ``acc_spec``'s data set (run the accuracy task first);
     the records of the trajectories run now.
 
@@ -338,12 +338,12 @@ def run(spec: StabilitySpec, acc_spec, store, *, executor: str = "local", addres
     temperatures and velocity seeds for every potential. Reference: for the built-in EMT alloy, EMT
     itself run through the same protocol (also recorded, as descriptor ``emt``); for other periodic
     data, the RDF of the data set's frames; molecules are judged by their bonds. ``executor``:
-    "local" or "ray" (``bench.executor``), the units of ``units``.
+    "local" (``jobs`` at once) or "ray" (``bench.executor``), the units of ``units``.
     """
     from ..executor import run_units
     from ..results.store import run_id
     from .accuracy import records_of
 
     todo, keys_of = units(spec, acc_spec, store, log=log)
-    ran = run_units(todo, store, executor=executor, address=address, log=log)["ran"]
+    ran = run_units(todo, store, executor=executor, address=address, log=log, jobs=jobs)["ran"]
     return records_of(store, [k for key in ran for k in keys_of[run_id(key)]])

@@ -377,10 +377,11 @@ def sweep_unit(root, spec: TimingSpec, dtype: str, sweep: str, points: list, log
 
 
 def run(spec: TimingSpec, store: ResultsStore, *, executor: str = "local", address: str | None = None,
-        log=print) -> list[dict]:
+        log=print, jobs: int = 1) -> list[dict]:
     """Every point of ``spec`` not already in ``store``; returns the records written now. Each sweep
     is a unit of work (``sweep_unit``); under Ray it holds a whole machine while it measures
-    (``Unit.exclusive``): a timing point never shares its CPUs or GPU with another unit."""
+    (``Unit.exclusive``): a timing point never shares its CPUs or GPU with another unit (with
+    ``jobs`` > 1 too: the local pool runs exclusive units alone, in this process)."""
     from ..executor import Unit, run_units
 
     todo, candidates, before = [], [], []      # every key this run may write, and whether it was stored
@@ -399,7 +400,7 @@ def run(spec: TimingSpec, store: ResultsStore, *, executor: str = "local", addre
         todo.append(Unit(first, f"timing {sweep} sweep {dtype}", sweep_unit, (store.root, spec, dtype, sweep, points, log),
                          num_cpus=spec.threads, num_gpus=1 if torch.device(spec.device).type == "cuda" else 0,
                          exclusive=True))
-    run_units(todo, store, executor=executor, address=address, log=log)
+    run_units(todo, store, executor=executor, address=address, log=log, jobs=jobs)
     return [r for k, had in zip(candidates, before) if not had for r in (store.get(k) or [])]
 
 
