@@ -98,7 +98,7 @@ class MessageLayer(nn.Module):
         if "Ar" in self.messages:
             # [E, n_l, K, C] edge weights, expanded over the angular components of each l
             w = self.ar_amplitude * torch.exp(-ed.r[:, None, None, None] / self.ar_log_r0.exp()) * ed.fc[:, None, None, None]
-            msg = A[ed.senders] * w[:, self.l_of]                                   # [E, Q, K, C]
+            msg = A.index_select(0, ed.senders) * w[:, self.l_of]                     # [E, Q, K, C]
             new = new.index_add(0, ed.receivers, msg)
         if "Bchi" in self.messages:
             e, L, R = self.n_embed, self.n_l, ed.radial.shape[1]
@@ -107,7 +107,7 @@ class MessageLayer(nn.Module):
             if ed.rowptr is not None:               # fused: S[i, q, n, c] = sum_j L_q R_n g_j[l(q), c]
                 S = ed.fused_sum(g.view(N, L, C), self.l_of)                         # [N, Q, R, C]
             else:
-                G = ed.dense(g[ed.senders])                                          # [N, nb, L C]
+                G = ed.dense(g.index_select(0, ed.senders))                                        # [N, nb, L C]
                 # one batched product per l block: rows (q, n) of that l against the sender weights
                 # of that l, computed transposed so that every gradient comes back in the natural
                 # [N, nb, .] layout: out_l[i, c, (q, n)] = sum_slot G_l[i, slot, c] basis_l[i, slot, (q, n)]
@@ -221,7 +221,7 @@ class AtomicClusterExpansion(nn.Module):
             S = ed.fused_sum(ed.theta[:, None, :], self.angular.l_of.new_zeros(Q))   # [N, Q, R, e_b]
             A = (S[:, :, :, None, :] * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, e * e)
             return A if self.mix0 is None else self.mix0(A)
-        x = (ed.radial[:, :, None] * ed.theta[ed.senders][:, None, :]).reshape(-1, R * e)  # [E, R e_b]
+        x = (ed.radial[:, :, None] * ed.theta.index_select(0, ed.senders)[:, None, :]).reshape(-1, R * e)  # [E, R e_b]
         S = torch.bmm(ed.dense(x).transpose(1, 2), ed.angular_dense)                     # [N, R e_b, Q]
         Q = S.shape[2]
         A = (S.view(N, 1, R, e, Q).permute(0, 4, 2, 1, 3) * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, e * e)
