@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -159,19 +160,24 @@ def _pool_init(values: dict, threads: int, jobs: int, stop) -> None:
     _worker.update(shared=values, stop=stop)
     torch.set_num_threads(threads)
     os.environ[CONCURRENT_ENV] = str(jobs)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)      # idle, a worker ignores Ctrl-C (no traceback)
 
 
 def _pool_unit(fn, args: tuple):
+    """Runs one unit in a pool worker, which takes Ctrl-C (KeyboardInterrupt) only while it does."""
     if _worker["stop"].is_set():          # the sweep was stopped while this unit waited in the pool's queue
         raise KeyboardInterrupt("the sweep was interrupted before this unit started")
-    return fn(*(_worker["shared"][a.index] if isinstance(a, _SharedRef) else a for a in args))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return fn(*(_worker["shared"][a.index] if isinstance(a, _SharedRef) else a for a in args))
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _interrupt(pool) -> None:
     """SIGINT to every worker process of ``pool``: a training stops at once, keeping its last finished
-    epoch's state to resume from (``bench.train``), instead of running to its end."""
-    import signal
-
+    epoch's state to resume from (``bench.train``), instead of running to its end (an idle worker
+    ignores it)."""
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
         try:
             os.kill(proc.pid, signal.SIGINT)

@@ -288,6 +288,11 @@ def test_trainings_in_the_pool_stopped_by_sigint_resume_in_a_later_run_as_if_nev
             proc.wait()
     assert rc != 0 and not list(parts.glob("runs/*.json"))             # stopped before either finished
     assert len(list(parts.glob("artifacts/*/train-state.pt"))) == 2     # both kept their state
+    from bench.report import build_report
+    from bench.results.store import ResultsError
+
+    with pytest.raises(ResultsError, match=r"no finished runs to report yet; 2 training\(s\) stopped part-way"):
+        build_report(parts, tmp_path / "report")                        # the report says what to do next
     again = subprocess.run([sys.executable, str(script), str(parts), epochs], capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -147,7 +147,10 @@ def _device(args) -> str:
 
 
 def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """One line to stderr in one write (units in worker processes log side by side: print's two
+    writes, the text and the newline, would let their lines run together)."""
+    sys.stderr.write(f"{msg}\n")
+    sys.stderr.flush()
 
 
 def accuracy(args) -> int:

@@ -604,6 +604,11 @@ def build_report(results_dir, out_dir=None, *, baselines=None) -> tuple[Path, Pa
     runs = store.runs(strict=True)
     records = [r for run in runs for r in run["records"]]
     if not records:
+        started = sorted(store.artifacts_dir.glob("*/train-state.pt")) if store.artifacts_dir.is_dir() else []
+        if started:
+            raise ResultsError(f"{store.runs_dir}: no finished runs to report yet; {len(started)} training(s) stopped "
+                               "part-way keep their state (artifacts/*/train-state.pt): run the same command again to "
+                               "resume them")
         raise ResultsError(f"{store.runs_dir}: no results to report (run 'cace-bench run' first)")
     df = pd.DataFrame([{**{k: v for k, v in r.items()},
                         **{f"prov.{k}": v for k, v in (r.get("provenance") or {}).items() if not isinstance(v, dict)}}
