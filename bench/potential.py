@@ -143,11 +143,10 @@ def build(kind: str, *, elements: Sequence[int], preset: str | None = None, e0: 
     width allows) this many parameters -- for comparisons at equal parameter count when the
     feature counts differ (e.g. the spherical ``complete`` mode).
     """
-    from cace.presets import preset as get_preset
+    from cace.presets import with_overrides
 
-    kw = get_preset(preset) if preset else {"readout": (32, 16)}
-    kw.update(overrides)
-    readout = kw.pop("readout")
+    kw = with_overrides(preset, overrides)
+    readout = kw.pop("readout", (32, 16))
     classes = _descriptor_classes()
     if kind not in classes:
         raise InputError(f"unknown descriptor {kind!r}; known: {sorted(classes)}")

@@ -21,6 +21,14 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def with_overrides(name: str | None, overrides: dict) -> dict:
+    """The keywords of preset ``name`` (none: an empty set) with ``overrides`` on top: the one place
+    a preset and a caller's keywords are merged (``bench.potential.build``, the tasks' model specs)."""
+    kw = preset(name) if name else {}
+    kw.update(overrides)
+    return kw
+
+
 def preset(name: str) -> dict:
     """Descriptor keywords and ``readout`` of a preset (a copy)."""
     if name not in PRESETS:

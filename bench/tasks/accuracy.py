@@ -79,11 +79,10 @@ class AccuracySpec:
 
 
 def model_kwargs(model: dict) -> dict:
-    from cace.presets import preset
+    """A task's model spec ({"preset": NAME} and/or keywords) as descriptor keywords and readout."""
+    from cace.presets import with_overrides
 
-    kw = preset(model["preset"]) if "preset" in model else {}
-    kw.update({k: v for k, v in model.items() if k != "preset"})
-    return kw
+    return with_overrides(model.get("preset"), {k: v for k, v in model.items() if k != "preset"})
 
 
 @dataclass
