@@ -122,12 +122,12 @@ def _batches(graphs: Sequence[AtomsGraph], size: int, generator: torch.Generator
 
 
 def validation_loss(pot, graphs, cfg: TrainConfig) -> float:
-    total, count = 0.0, 0
+    terms, count = [], 0
     for batch in _batches(graphs, cfg.batch_size, None):
         e, f = loss_terms(pot, batch, training=False)
-        total += float((cfg.energy_weights[-1] * e + cfg.force_weight * f).detach()) * batch.n_graphs
+        terms.append((cfg.energy_weights[-1] * e + cfg.force_weight * f).detach().double() * batch.n_graphs)
         count += batch.n_graphs
-    return total / max(count, 1)
+    return float(torch.stack(terms).sum()) / max(count, 1) if terms else 0.0   # one host sync, not one a batch
 
 
 def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsGraph], cfg: TrainConfig, *,
@@ -199,14 +199,15 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
                 n_updates += 1
                 ema_decay["value"] = ema_decay_at(cfg, n_updates)
                 ema.update_parameters(pot)
-                losses.append(float(loss.detach()))
+                losses.append(loss.detach())       # kept on the device: no host sync per step
             ema.eval()
             val = validation_loss(ema.module, valid_graphs, cfg)
             if lr is None:                         # the plateau schedule, after any warm-up
                 sched.step(val)
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_loss": val,
+            train_loss = float(torch.stack(losses).double().mean()) if losses else math.nan   # one sync an epoch
+            history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": val,
                             "lr": opt.param_groups[0]["lr"], "energy_weight": w_e})
-            bar.set_postfix(loss=f"{np.mean(losses):.4g}", val=f"{val:.4g}")
+            bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{val:.4g}")
             if not final_stage:  # model selection only once the loss weights are final
                 best_state, best_epoch = copy.deepcopy(ema.module.state_dict()), epoch
             elif val < best:
