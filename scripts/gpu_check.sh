@@ -37,6 +37,9 @@
 # --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / prefetch /
 # atomwise-split alone, then the model with the fastest per shape: eager, fused and compile-fused-cudagraphs side by
 # side at 12,288 atoms, and the float32 CUDA invariance tests.
+# --md (under 4 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
+# (neighbour lists on the device included), both descriptors, eager, fused and compile-fused
+# (python -m bench.benchmarks.md_step)                                                    -> OUT/md-step.json
 # --accuracy [STORE] (one lease's part of issue #13's full-budget comparison; under 9 minutes): the
 # water64 accuracy comparison at the full budget (both descriptors, seeds 0 1 2, up to 500 epochs
 # each), all six trainings at once on the one GPU (--jobs, default ACC_JOBS=6), stopped by SIGINT
@@ -59,8 +62,10 @@ quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--diagnose" ] && { quick=4; shift; }
 [ "${1:-}" = "--probe" ] && { quick=5; shift; }
 [ "${1:-}" = "--accuracy" ] && { quick=6; shift; }
+[ "${1:-}" = "--md" ] && { quick=7; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 out=${1:-results/gpu/$name}
+[ $quick = 7 ] && out=${1:-results/gpu/$name/md-run}     # the folder archived: not the device's whole history
 if [ $quick = 6 ]; then                  # the store is the folder archived: not the device's whole history
   out=${1:-results/gpu/$name/water64-full}
   [ -d .shared/data ] && export CACE_BENCH_SHARED=$PWD/.shared/data
@@ -75,7 +80,12 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
-if [ $quick = 6 ]; then
+if [ $quick = 7 ]; then
+  step 220 python3 -m bench.benchmarks.md_step --repeat 5 --backend eager fused compile-fused \
+      --out "$out/md-step.json" > "$out/md-step.log" 2>&1
+  cat "$out/md-step.log" | grep -v Warning | tail -12
+  exit 0
+elif [ $quick = 6 ]; then
   mkdir -p "$out/logs"; log="$out/logs/part-$(date -u +%Y%m%dT%H%M%S).log"
   # SIGINT, not TERM: the trainings stop and keep their state; the outer limit only if that hangs
   step $(( ${ACC_SECONDS:-420} + 45 )) timeout -s INT "${ACC_SECONDS:-420}" python3 -m bench.cli.main accuracy \

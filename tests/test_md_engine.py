@@ -174,3 +174,20 @@ def test_device_and_host_neighbour_lists_give_the_same_trajectories():
     assert float((runs["host"] - runs["device"]).abs().max()) < 1e-10
     with pytest.raises(ValueError, match="neighbor_list must be"):
         BatchedMD(pot, frames, timestep_fs=0.5, neighbor_list="gpu")
+
+
+def test_the_md_step_benchmark_times_both_descriptors_and_lists_what_cannot_run():
+    """One small box, eager timed for both descriptors after the warm-up's rebuilds; a CUDA-only
+    backend on the CPU is a listed failure with its reason, never an omission."""
+    from bench.benchmarks.md_step import format_table, run
+
+    if torch.cuda.is_available():
+        pytest.skip("compile-cudagraphs runs here: no failure to list")
+    result = run(repeat=1, device="cpu", backends=("eager", "compile-cudagraphs"), steps=2, repeats=2, warmup_steps=2)
+    rows = {(r["descriptor"], r["backend"]): r for r in result["rows"]}
+    assert set(rows) == {("cace", "eager"), ("spherical", "eager")}
+    assert all(r["finite"] and r["ms_per_step"] > 0 and r["n_atoms"] == 192 for r in rows.values())
+    assert {(f["descriptor"], f["backend"]) for f in result["failures"]} == {("cace", "compile-cudagraphs"),
+                                                                            ("spherical", "compile-cudagraphs")}
+    assert all("needs CUDA" in f["reason"] for f in result["failures"])
+    assert "eager" in result["time_spherical_over_cace"] and "unavailable: cace compile-cudagraphs" in format_table(result)
