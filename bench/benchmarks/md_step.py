@@ -23,7 +23,6 @@ passes or fails by time.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
