@@ -196,3 +196,53 @@ def test_batched_engine_equals_ase_engine_under_nve(tmp_path):
         assert np.isclose(a[k]["value"], b[k]["value"], rtol=1e-6, atol=1e-9), k
     with pytest.raises(ValueError, match="pass --engine ase"):
         StabilitySpec(ensemble="nvt-berendsen", engine="batched")
+
+
+@pytest.mark.slow
+def test_the_batched_engine_on_the_fused_backend_records_what_eager_records(tmp_path):
+    """--md-backend: the batched engine's potentials run through another backend (here the fused
+    kernels: Triton's interpreter on a CPU (about 100 s), compiled on CUDA); under NVE in float64
+    every record equals eager's, the backend is recorded and the report names it."""
+    import shutil
+
+    from bench.report import build_report
+    from bench.results.store import ResultsStore
+    from bench.tasks import stability
+
+    acc, store = _trained_tiny_alloy(tmp_path)
+    shutil.copytree(store.root, tmp_path / "fused")       # the same trained potentials, its own stability runs
+    other = ResultsStore(tmp_path / "fused")
+    base = dict(ensemble="nve", timestep_fs=1.0, n_steps=20, check_interval=10, seeds=(0,),
+                temperatures=(300.0, 900.0), rdf_window_fs=20.0, engine="batched")
+    eager = stability.run(StabilitySpec(**base), acc, store, log=lambda *a: None)
+    fused = stability.run(StabilitySpec(**base, backend="fused"), acc, other, log=lambda *a: None)
+
+    def table(recs):
+        return {(r["descriptor"], r["setting"]["temperature"], r["metric"]): r for r in recs if r["descriptor"] != "emt"}
+
+    a, b = table(eager), table(fused)
+    assert a.keys() == b.keys() and len(a) == 2 * 2 * 3
+    for k in a:
+        assert a[k]["spec"]["backend"] == "eager" and b[k]["spec"]["backend"] == "fused"
+        assert (a[k]["failed"], a[k]["reason"]) == (b[k]["failed"], b[k]["reason"])
+        assert np.isclose(a[k]["value"], b[k]["value"], rtol=1e-6, atol=1e-9), k
+    _, md = build_report(other.root, tmp_path / "rep")
+    assert "backend fused" in md.read_text()
+
+
+def test_an_md_backend_that_cannot_run_is_a_clear_error_before_any_md(tmp_path):
+    import torch
+
+    from bench.errors import InputError
+    from bench.tasks import stability
+
+    base = dict(ensemble="nve", timestep_fs=1.0, n_steps=20, engine="batched")
+    if not torch.cuda.is_available():
+        calls = []
+        with pytest.raises(InputError, match="--md-backend: backend 'compile-cudagraphs' needs CUDA"):
+            stability.run(StabilitySpec(**base, backend="compile-cudagraphs"), None, None, log=calls.append)
+        assert calls == []
+    with pytest.raises(InputError, match="the ASE engine runs eager"):
+        StabilitySpec(**{**base, "engine": "ase"}, backend="fused")
+    with pytest.raises(InputError, match="unknown MD backend"):
+        StabilitySpec(**base, backend="turbo")

@@ -121,6 +121,10 @@ def _stability_options(p) -> None:
                    help="batched: every replica of a potential advanced together as one batched graph on the "
                         "device (bench.md; BAOAB Langevin); ase: ASE's integrators, one trajectory at a time "
                         "(ASE's Langevin). Default batched")
+    g.add_argument("--md-backend", default="eager", choices=list(BACKENDS),
+                   help="how the batched engine computes the forces (bench.backends, the same for every potential): "
+                        "eager (default), or a compiled or fused backend on CUDA (python -m "
+                        "bench.benchmarks.md_step times them)")
 
 
 def _read_options(args) -> dict:
@@ -213,7 +217,8 @@ def stability(args) -> int:
     opts = _read_options(args)
     for data in args.data:
         name = data.split(":", 1)[-1]
-        spec = replace(stability_spec(name, quick=args.quick), engine=args.engine, device=_device(args))
+        spec = replace(stability_spec(name, quick=args.quick), engine=args.engine, device=_device(args),
+                       backend=args.md_backend)
         stab.run(spec, accuracy_spec(data, quick=args.quick, read_options=opts, **_data_options(args)), store, log=_log,
                  **_executor(args))
     return 0

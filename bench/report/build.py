@@ -420,6 +420,9 @@ def _md_engines(runs: list[dict]) -> str:
         rec = r["records"][0]
         prov = rec.get("provenance", {})
         device = prov.get("device_name") or prov.get("device", "cpu")
+        backend = (rec.get("spec") or {}).get("backend", "eager")
+        if backend != "eager":
+            device = f"{device}, backend {backend}"
         used.setdefault(NAMES.get(r["key"]["descriptor"], r["key"]["descriptor"]), set()).add(
             (rec.get("engine", "ase"), device))
     parts = [f"{name}: " + "; ".join(f"{_ENGINE_TEXT.get(e, e)} on {d}" for e, d in sorted(v)) for name, v in sorted(used.items())]

@@ -52,6 +52,8 @@ class StabilitySpec:
     min_distance: float = 0.5
     engine: str = "batched"       # ENGINES: bench.md (every replica at once) or ASE (one at a time)
     device: str = "cpu"
+    backend: str = "eager"        # how the batched engine runs the potentials (bench.backends): forces only,
+                                  # so a compiled or fused backend serves; the same for every potential
 
     def __post_init__(self):
         if self.ensemble not in ENSEMBLES:
@@ -61,6 +63,13 @@ class StabilitySpec:
         if self.engine == "batched" and self.ensemble == "nvt-berendsen":
             raise InputError("the batched MD engine runs nve and nvt-langevin, not nvt-berendsen; "
                              "pass --engine ase for it")
+        from ..backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise InputError(f"unknown MD backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        if self.backend != "eager" and self.engine != "batched":
+            raise InputError(f"--md-backend {self.backend} runs the batched engine's potentials; the ASE engine "
+                             "runs eager: pass --engine batched, or drop --md-backend")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -246,13 +255,18 @@ def trajectory_unit(root, spec: StabilitySpec, name: str, key: dict, model_path,
 def batch_unit(root, spec: StabilitySpec, name: str, model_path, replicas: list, log) -> list[dict]:
     """Every replica of one potential advanced together on the batched engine, as a unit of work;
     ``replicas``: (key, start, temperature, md_seed, reference) each, each recorded under its key."""
+    import torch
+
+    from ..backends import with_backend
     from ..potential import load_checkpoint
     from ..results.store import ResultsStore
     from .stability_batched import run_md_batched
 
-    log(f"stability {name}: {len(replicas)} replicas together on {spec.device} (batched engine)")
-    outs = run_md_batched(load_checkpoint(model_path), [(st, T, sd, ref) for _, st, T, sd, ref in replicas], spec,
-                          device=spec.device)
+    via = "" if spec.backend == "eager" else f", backend {spec.backend}"
+    log(f"stability {name}: {len(replicas)} replicas together on {spec.device} (batched engine{via})")
+    pot = load_checkpoint(model_path, map_location=spec.device).to(dtype=torch.float64)
+    outs = run_md_batched(with_backend(pot, spec.backend), [(st, T, sd, ref) for _, st, T, sd, ref in replicas],
+                          spec, device=spec.device)
     store = ResultsStore(root)
     return [r for (key, start, _, md_seed, reference), out in zip(replicas, outs)
             for r in _write(store, spec, name, key, out, reference, start, md_seed, log)]
@@ -276,8 +290,9 @@ def units(spec: StabilitySpec, acc_spec, store, *, log=print) -> tuple[list, dic
         raise InputError(f"no trained potentials for {data.label!r} in {store.root}: run the accuracy task first")
     builtin_emt = data.source == "builtin:emt-alloy"
     periodic = bool(frames[0].pbc.any())
-    # engine and device are not in the hash: the engine is in each key's setting, the device in provenance
-    cfg = config_hash({"stability": {k: v for k, v in spec.to_dict().items() if k not in ("engine", "device")},
+    # engine, device and backend are not in the hash: the engine is in each key's setting, the device in
+    # provenance, the backend in each record's spec (it changes how the forces are computed, not what)
+    cfg = config_hash({"stability": {k: v for k, v in spec.to_dict().items() if k not in ("engine", "device", "backend")},
                        "data": data.label})
     gpus = 1 if str(spec.device).startswith("cuda") else 0
 
@@ -340,10 +355,15 @@ def run(spec: StabilitySpec, acc_spec, store, *, executor: str = "local", addres
     data, the RDF of the data set's frames; molecules are judged by their bonds. ``executor``:
     "local" (``jobs`` at once) or "ray" (``bench.executor``), the units of ``units``.
     """
+    from ..backends import BackendUnavailable, check_backend
     from ..executor import run_units
     from ..results.store import run_id
     from .accuracy import records_of
 
+    try:
+        check_backend(spec.backend, spec.device)
+    except BackendUnavailable as err:
+        raise InputError(f"--md-backend: {err}") from None
     todo, keys_of = units(spec, acc_spec, store, log=log)
     ran = run_units(todo, store, executor=executor, address=address, log=log, jobs=jobs)["ran"]
     return records_of(store, [k for key in ran for k in keys_of[run_id(key)]])
