@@ -27,12 +27,13 @@ def output_error(out, ref) -> dict:
             if out.get(k) is not None and ref.get(k) is not None}
 
 
-def disagreement(out, ref, dtype: torch.dtype) -> str | None:
-    """None where ``out`` equals ``ref`` within BACKEND_TOLERANCE[dtype], else a one-line reason."""
+def disagreement(out, ref, dtype: torch.dtype, reference: str = "eager") -> str | None:
+    """None where ``out`` equals ``ref`` (the output of backend ``reference``) within
+    BACKEND_TOLERANCE[dtype], else a one-line reason."""
     tol = BACKEND_TOLERANCE.get(dtype, 1e-4)
     errors = output_error(out, ref)
     bad = {k: e for k, e in errors.items() if not e <= tol}            # NaN is bad too
     if not bad:
         return None
     worst = ", ".join(f"{k} {e:.1e}" for k, e in bad.items())
-    return f"wrong result: differs from eager by {worst} (relative norm; tolerance {tol:.0e} in {dtype})"
+    return f"wrong result: differs from {reference} by {worst} (relative norm; tolerance {tol:.0e} in {dtype})"

@@ -37,6 +37,10 @@
 # --kernels-short (under 2.5 minutes, for the end of a lease): the kernels serial / prefetch /
 # atomwise-split alone, then the model with the fastest per shape: eager, fused and compile-fused-cudagraphs side by
 # side at 12,288 atoms, and the float32 CUDA invariance tests.
+# --million (under 7 minutes): issue #12's million-atom point, energy + forces at 98,304 and
+# 1,119,744 atoms (supercells 8 and 18), fused and compile-fused; where eager does not fit in memory
+# it is recorded as out of memory and the others are checked against the fused eager backend
+# (the timing task's reference chain)                                                     -> OUT/timing/
 # --md (under 4 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
 # (neighbour lists on the device included), both descriptors, eager, fused and compile-fused
 # (python -m bench.benchmarks.md_step)                                                    -> OUT/md-step.json
@@ -63,9 +67,11 @@ quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--probe" ] && { quick=5; shift; }
 [ "${1:-}" = "--accuracy" ] && { quick=6; shift; }
 [ "${1:-}" = "--md" ] && { quick=7; shift; }
+[ "${1:-}" = "--million" ] && { quick=8; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 out=${1:-results/gpu/$name}
 [ $quick = 7 ] && out=${1:-results/gpu/$name/md-run}     # the folder archived: not the device's whole history
+[ $quick = 8 ] && out=${1:-results/gpu/$name/million-run}
 if [ $quick = 6 ]; then                  # the store is the folder archived: not the device's whole history
   out=${1:-results/gpu/$name/water64-full}
   [ -d .shared/data ] && export CACE_BENCH_SHARED=$PWD/.shared/data
@@ -80,7 +86,13 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
-if [ $quick = 7 ]; then
+if [ $quick = 8 ]; then
+  step 400 python3 -m bench.benchmarks.gpu --part sweep --sizes 8 18 --repeats 5 --max-seconds 5 \
+      --backend fused compile-fused --out "$out/timing" > "$out/million.log" 2>&1
+  grep -v Warning "$out/million.log" | tail -30
+  step 30 python3 -m bench.cli.main report "$out/timing" -o "$out/report"
+  exit 0
+elif [ $quick = 7 ]; then
   step 220 python3 -m bench.benchmarks.md_step --repeat 5 --backend eager fused compile-fused \
       --out "$out/md-step.json" > "$out/md-step.log" 2>&1
   cat "$out/md-step.log" | grep -v Warning | tail -12

@@ -130,12 +130,12 @@ def test_atoms_sweep_stops_at_slow_points_and_out_of_memory(tmp_path, monkeypatc
     calls.clear()
     # x1 takes 0.5 s; x2 (8x the atoms) would take about 4 s > 3 s: not attempted
     timing.run(TimingSpec(sizes=(1, 2, 3), max_seconds_per_call=3.0), ResultsStore(tmp_path / "b"), log=logs.append)
-    assert calls == [1] and any("x2 would take about 4 s" in m for m in logs)
+    assert calls == [1] and any("every backend at x2 is predicted over 3.0 s" in m for m in logs)
     logs.clear()
     # a rerun reads x1's time from the store, so it stops there again instead of timing x2
     assert timing.run(TimingSpec(sizes=(1, 2, 3), max_seconds_per_call=3.0), ResultsStore(tmp_path / "b"),
                       log=logs.append) == []
-    assert calls == [1] and any("x2 would take about 4 s" in m for m in logs)
+    assert calls == [1] and any("every backend at x2 is predicted over 3.0 s" in m for m in logs)
 
     def broken(*a, **k):
         raise RuntimeError("shape mismatch")          # not memory: a real error propagates
@@ -172,3 +172,73 @@ def test_quick_timing_on_cuda_leaves_the_compiled_backends_to_the_full_run():
     assert timing_spec(quick=True, device="cpu").backends == ("eager",)
     assert timing_spec(quick=False, device="cuda").backends == BACKENDS
     assert timing_spec(quick=True, device="cuda", backends=("compile",)).backends == ("compile",)
+
+
+def test_a_slow_or_out_of_memory_backend_drops_out_of_the_sweep_while_the_others_go_on(tmp_path, monkeypatch):
+    """The million-atom point: eager, predicted too slow (or out of memory) at the next size, is
+    not timed there (a failure record says why) while a faster backend is; the sweep stops only when
+    every backend is out."""
+    calls = []
+
+    def fake_point(spec, sweep, overrides, repeat, dtype, runners=None):
+        calls.append((repeat, spec.backends))
+        per = {"eager": 0.5, "compile": 0.05}
+        row = {"mode": "energy_forces", "iqr_s": 0.0, "times_s": [0.5], "flops": 1.0, "bytes": 1.0, "intensity": 1.0,
+               "achieved_flops_per_s": 1.0, "n_parameters": 1, "n_features": 1}
+        rows = [{**row, "descriptor": k, "backend": b, "median_s": per[b] * repeat**3}
+                for k in ("cace", "spherical") for b in spec.backends]
+        return {"n_atoms": 192 * repeat**3, "n_edges": 1, "max_neighbors": 1, "memory": {}, "model": {}, "rows": rows,
+                "ratios": {}, "failures": [], "neighbor_list": {"median_s": 0.0, "iqr_s": 0.0}}
+
+    monkeypatch.setattr(timing, "time_point", fake_point)
+    monkeypatch.setattr("bench.tasks.reference.ceilings", lambda *a, **k: {"matmul_flops_per_s": 1.0})
+    logs = []
+    store = ResultsStore(tmp_path / "a")
+    timing.run(TimingSpec(sizes=(1, 2, 3), backends=("eager", "compile"), modes=("energy_forces",),
+                          max_seconds_per_call=3.0), store, log=logs.append)
+    # x1: both; x2: eager predicted 4 s > 3 s, compile 0.4 s; x3: compile predicted 0.05 * 27 = 1.35 s
+    assert calls == [(1, ("eager", "compile")), (2, ("compile",)), (3, ("compile",))]
+    skipped = [r for r in store.records() if r["metric"] == "backend_unavailable" and r["setting"]["repeat"] == 2]
+    assert {(r["descriptor"], r["backend"]) for r in skipped} == {("cace", "eager"), ("spherical", "eager")}
+    assert all("predicted at about 4.0 s > 3.0 s" in r["error"] for r in skipped)
+
+
+def test_where_eager_runs_out_of_memory_the_others_are_checked_against_the_fused_backend(monkeypatch):
+    """Eager out of memory is a failure record, not the end of the point: the other backends are
+    checked against the fused eager backend (itself checked against eager at every smaller point),
+    a wrong result is named with what it was checked against, and where no reference fits nothing
+    is timed unchecked."""
+    from types import SimpleNamespace
+
+    from bench.potential import build
+
+    def fake_mode_call(pot, graph, mode, results):
+        def call():
+            value = results[getattr(pot, "backend", "eager")]
+            if value is None:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 80.00 GiB")
+            return {"energy": torch.tensor([value]), "forces": torch.full((1, 3), value)}
+        return call
+
+    pots = {k: build(k, elements=[1, 8], cutoff=3.0, n_rbf=3, n_embed=2, n_radial=2, l_max=1, nu_max=1, n_layers=0,
+                     readout=(2,)) for k in ("cace", "spherical")}
+    spec = TimingSpec(backends=("eager", "compile", "fused", "compile-fused"), modes=("energy_forces",))
+
+    def run(results):
+        monkeypatch.setattr(timing, "mode_call", lambda p, g, m: fake_mode_call(p, g, m, results))
+        graph = SimpleNamespace(dtype=torch.float32)      # what the parity check reads of the graph
+        return timing._backend_calls({k: (p, graph) for k, p in pots.items()}, spec, {})
+
+    calls, failures, checked = run({"eager": None, "compile": 1.0, "fused": 1.0, "compile-fused": 1.0})
+    assert {f["backend"] for f in failures} == {"eager"} and all(f["error"] == "out of memory" for f in failures)
+    assert set(calls) == {f"{k}/{b}/energy_forces" for k in pots for b in ("compile", "fused", "compile-fused")}
+    assert {checked[c] for c in calls if c.split("/")[1] != "fused"} == {"fused"}
+    assert checked["cace/fused/energy_forces"] == "fused (the reference here)"
+    calls, failures, checked = run({"eager": None, "compile": 2.0, "fused": 1.0, "compile-fused": 1.0})
+    wrong = [f for f in failures if f["backend"] == "compile"]
+    assert len(wrong) == 2 and all("differs from fused" in f["error"] for f in wrong)
+    calls, failures, checked = run({"eager": None, "compile": 1.0, "fused": None, "compile-fused": 1.0})
+    assert calls == {} and all(f["error"] == "out of memory" or f["error"].startswith("not checked: no reference")
+                               for f in failures)
+    calls, failures, checked = run({"eager": 1.0, "compile": 1.0, "fused": 1.0, "compile-fused": 1.0})
+    assert failures == [] and set(checked.values()) == {"eager"} and len(calls) == 8

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -64,11 +65,14 @@ class TimingSpec:
 
 
 def setup(kind: str, *, preset: str = "water", overrides: dict | None = None, repeat: int = 1,
-          dtype: str = "float32", device: str = "cpu", seed: int = 0, backend: str = "eager", potential=None):
+          dtype: str = "float32", device: str = "cpu", seed: int = 0, backend: str = "eager", potential=None,
+          graph=None):
     """(potential, graph): the preset (with ``overrides``) on the water box repeated ``repeat``
     times per axis, run through ``backend``; the same seed gives both descriptors the same initial draws.
     ``potential``: one already built for this (kind, preset, overrides, dtype, device, seed), reused
-    (its weights are what a new build would draw; a compiled backend keeps its compiled graphs)."""
+    (its weights are what a new build would draw; a compiled backend keeps its compiled graphs).
+    ``graph``: that box's graph, already built with the potential's cutoff (both descriptors share
+    one: at a million atoms a neighbour list takes many seconds)."""
     from ..backends import with_backend
     from ..graph import AtomsGraph
     from ..potential import build
@@ -80,8 +84,9 @@ def setup(kind: str, *, preset: str = "water", overrides: dict | None = None, re
         pot = with_backend(pot.to(device=device, dtype=getattr(torch, dtype)), backend)
     else:
         pot = potential
-    atoms = water_box().repeat(repeat)
-    graph = AtomsGraph.from_atoms(atoms, pot.descriptor.cutoff, dtype=getattr(torch, dtype), device=device)
+    if graph is None or graph.cutoff != pot.descriptor.cutoff:
+        atoms = water_box().repeat(repeat)
+        graph = AtomsGraph.from_atoms(atoms, pot.descriptor.cutoff, dtype=getattr(torch, dtype), device=device)
     return pot, graph
 
 
@@ -132,45 +137,91 @@ def _is_oom(err: BaseException) -> bool:
 
 
 def _backend_calls(setups: dict, spec: TimingSpec, runners: dict):
-    """({"kind/backend/mode": call}, [failures]): each call made once here (a compiled backend
-    compiles on it); a backend that cannot run a call, or whose result differs from eager's
-    (``bench.parity.disagreement``), is a failure record, not an omission and never a timing.
+    """({"kind/backend/mode": call}, [failures], {"kind/backend/mode": reference backend}): each call
+    made once here (a compiled backend compiles on it); a backend that cannot run a call, runs out of
+    memory, or whose result differs from the reference's (``bench.parity.disagreement``), is a
+    failure record, not an omission and never a timing. The reference is eager, and where eager runs
+    out of memory (a million atoms) the fused eager backend (``REFERENCES``), itself checked against
+    eager at every smaller point of the sweep; where neither fits, nothing else is timed unchecked.
     ``runners[(kind, backend)]`` keeps each backend's potential for the next point of the sweep (the
     same weights; compiled graphs reused, dynamic shapes after the first change of size)."""
     from ..backends import with_backend
     from ..parity import disagreement
 
-    calls, failures, eager_out = {}, [], {}
+    calls, failures, refs, checked = {}, [], {}, {}
+    no_room = set()                                   # (kind, backend, mode) that ran out of memory here
+
+    def runner(k, b):
+        if (k, b) not in runners:
+            runners[(k, b)] = with_backend(setups[k][0], b)
+        return runners[(k, b)]
 
     def reference(k, m):
-        """The eager output of (kind, mode) at this point (computed once)."""
-        if (k, m) not in eager_out:
-            eager_out[(k, m)] = _detached(mode_call(setups[k][0], setups[k][1], m)())
-        return eager_out[(k, m)]
+        """(backend, output) of the first of ``REFERENCES`` that computes (kind, mode) here, or None."""
+        if (k, m) not in refs:
+            refs[(k, m)] = None
+            for b in REFERENCES:
+                if (k, b, m) in no_room:
+                    continue
+                try:
+                    refs[(k, m)] = (b, _detached(mode_call(runner(k, b), setups[k][1], m)()))
+                    break
+                except Exception as err:  # noqa: BLE001 -- out of memory, or unavailable here: try the next
+                    if b == "eager" and not _is_oom(err):
+                        raise
+                _free_device(spec.device)          # outside the handler: its traceback held the call's tensors
+        return refs[(k, m)]
 
     for k, (pot, g) in setups.items():
         for b in spec.backends:
             for m in spec.modes:
+                error = None
                 try:
-                    if (k, b) not in runners:
-                        runners[(k, b)] = with_backend(pot, b)
-                    call = mode_call(runners[(k, b)], g, m)
+                    call = mode_call(runner(k, b), g, m)
                     out = call()
-                except Exception as err:  # noqa: BLE001 -- a non-eager backend's failure is a result
-                    if b == "eager" or _is_oom(err):
+                except Exception as err:  # noqa: BLE001 -- a backend's failure is a result (eager's: OOM only)
+                    if b == "eager" and not _is_oom(err):
                         raise
-                    failures.append({"descriptor": k, "backend": b, "mode": m,
-                                     "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"})
+                    error = "out of memory" if _is_oom(err) else f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+                if error is not None:              # outside the handler: its traceback held the call's tensors
+                    failures.append({"descriptor": k, "backend": b, "mode": m, "error": error})
+                    if error == "out of memory":
+                        no_room.add((k, b, m))
+                        _free_device(spec.device)
                     continue
                 if b == "eager":
-                    eager_out[(k, m)] = _detached(out)
+                    refs[(k, m)] = ("eager", _detached(out))
                 elif m != "training_step":       # a backend is timed only where it computes what eager does
-                    wrong = disagreement(_detached(out), reference(k, m), g.dtype)
-                    if wrong:
-                        failures.append({"descriptor": k, "backend": b, "mode": m, "error": wrong})
+                    ref = reference(k, m)
+                    if ref is None:
+                        failures.append({"descriptor": k, "backend": b, "mode": m,
+                                         "error": "not checked: no reference backend (" + ", ".join(REFERENCES)
+                                                  + ") fits in memory here, so it is not timed"})
                         continue
+                    if ref[0] == b:                # the reference here: checked at the smaller points
+                        checked[f"{k}/{b}/{m}"] = f"{b} (the reference here)"
+                    else:
+                        wrong = disagreement(_detached(out), ref[1], g.dtype, reference=ref[0])
+                        if wrong:
+                            failures.append({"descriptor": k, "backend": b, "mode": m, "error": wrong})
+                            continue
+                        checked[f"{k}/{b}/{m}"] = ref[0]
                 calls[f"{k}/{b}/{m}"] = call
-    return calls, failures
+                del out
+    return calls, failures, checked
+
+
+NL_ONCE_S = 2.0            # a neighbour list slower than this once is timed once (a million atoms: many seconds)
+REFERENCES = ("eager", "fused")     # what a backend's result is checked against, the first that fits
+
+
+def _free_device(device) -> None:
+    """Give back the memory of a call that ran out of it (CUDA's cache), so the next backend starts clean."""
+    import gc
+
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _detached(out):
@@ -211,10 +262,15 @@ def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype
 
     runners = {} if runners is None else runners
     case = dict(preset=spec.preset, overrides=overrides, repeat=repeat, dtype=dtype, device=spec.device)
-    setups = {k: setup(k, potential=runners.get((k, "eager")), **case) for k in KINDS}
+    setups, graph = {}, None
+    for k in KINDS:                           # one graph for both (the same cutoff): built once
+        setups[k] = setup(k, potential=runners.get((k, "eager")), graph=graph, **case)
+        graph = setups[k][1]
     graph = setups["cace"][1]
     model = {k: v for k, v in setups["cace"][0].descriptor.config().items() if k != "elements"}
-    calls, failures = _backend_calls(setups, spec, runners)
+    calls, failures, checked = _backend_calls(setups, spec, runners)
+    if not calls and failures and all(f["error"] == "out of memory" for f in failures):
+        raise MemoryError(f"out of memory: every backend of both descriptors at {graph.n_atoms} atoms")
     timing = time_round_robin(calls, device=spec.device, warmup=spec.warmup, repeats=spec.repeats)
     rows = []
     for k, (pot, g) in setups.items():
@@ -226,6 +282,7 @@ def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype
                 t = timing[f"{k}/{b}/{m}"]
                 cost = totals(stages if m != "descriptor" else stages[:-1], m)
                 rows.append({"descriptor": k, "backend": b, "mode": m, "median_s": t["median_s"], "iqr_s": t["iqr_s"],
+                             "checked_against": checked.get(f"{k}/{b}/{m}"),
                              "times_s": t["times_s"], "flops": cost["flops"], "bytes": cost["bytes"],
                              "intensity": cost["intensity"], "achieved_flops_per_s": cost["flops"] / t["median_s"],
                              "n_parameters": sum(p.numel() for p in pot.parameters()),
@@ -236,9 +293,15 @@ def time_point(spec: TimingSpec, sweep: str, overrides: dict, repeat: int, dtype
 
     atoms = water_box().repeat(repeat)
     cutoff = setups["cace"][0].descriptor.cutoff
-    nl = time_round_robin({"nl": lambda: AtomsGraph.from_atoms(atoms, cutoff, dtype=getattr(torch, dtype),
-                                                                   device=spec.device)},
-                          device=spec.device, warmup=1, repeats=max(3, spec.repeats // 2))["nl"]
+
+    def build():
+        return AtomsGraph.from_atoms(atoms, cutoff, dtype=getattr(torch, dtype), device=spec.device)
+
+    t0 = time.perf_counter()
+    build()                                   # the warm-up; where it alone takes seconds, it is the timing
+    once = time.perf_counter() - t0
+    nl = ({"median_s": once, "iqr_s": 0.0, "times_s": [once]} if once > NL_ONCE_S else
+          time_round_robin({"nl": build}, device=spec.device, warmup=0, repeats=max(3, spec.repeats // 2))["nl"])
     memory = {}
     if spec.memory and sweep == "atoms":
         cuda = torch.device(spec.device).type == "cuda"
@@ -282,7 +345,7 @@ def _records(key: dict, point: dict, prov: dict) -> list[Record]:
     for row in point["rows"]:
         out.append(rec(base, f"time_{row['mode']}", 1e3 * row["median_s"], descriptor=row["descriptor"],
                        backend=row["backend"], iqr=1e3 * row["iqr_s"], samples=[1e3 * t for t in row["times_s"]],
-                       mode=row["mode"],
+                       mode=row["mode"], checked_against=row.get("checked_against"),
                        cost={k: row[k] for k in ("flops", "bytes", "intensity", "achieved_flops_per_s")},
                        n_parameters=row["n_parameters"], n_features=row["n_features"]))
     for mode, r in point["ratios"].items():        # the headline: each side at its fastest backend
@@ -339,41 +402,59 @@ def sweep_unit(root, spec: TimingSpec, dtype: str, sweep: str, points: list, log
     sweep stops before a call predicted over ``spec.max_seconds_per_call`` (the cost is linear in
     the atom count: from the last point timed, or stored by an earlier run) or at out of memory;
     its potentials (and compiled graphs) are kept from point to point."""
+    from dataclasses import replace
+
     store = ResultsStore(root)
     torch.set_num_threads(spec.threads)
     _write_ceilings(spec, store, dtype)
     prov = provenance(spec.device, dtype=dtype, threads=spec.threads)
-    last, runners = None, {}                  # last: (repeat, slowest call in s) of the atoms sweep
+    last, runners = {}, {}                    # last: {backend: (repeat, its slowest call in s)}, atoms sweep
+    no_room: dict = {}                        # backend -> atoms where it ran out of memory (not tried beyond)
     for overrides, repeat in points:
         if sweep != "atoms":
             runners = {}                      # another model: new potentials (and compiled graphs)
         key = _key(spec, sweep, overrides, repeat, dtype)
         label = f"timing {sweep} {overrides or ''} x{repeat} {dtype}"
-        if sweep == "atoms" and last is not None:
-            predicted = last[1] * (repeat / last[0]) ** 3          # the cost is linear in the atom count
-            if predicted > spec.max_seconds_per_call:
-                log(f"a call at x{repeat} would take about {predicted:.0f} s > {spec.max_seconds_per_call} s: "
-                    "the atoms sweep stops here")
+        skipped = {b: f"not timed: out of memory at {n} atoms in this sweep" for b, n in no_room.items()}
+        if sweep == "atoms":
+            for b, (r0, t) in last.items():   # the cost is linear in the atom count
+                predicted = t * (repeat / r0) ** 3
+                if predicted > spec.max_seconds_per_call and b not in skipped:
+                    skipped[b] = f"not timed: a call predicted at about {predicted:.1f} s > {spec.max_seconds_per_call} s"
+            if all(b in skipped for b in spec.backends):
+                log(f"every backend at x{repeat} is predicted over {spec.max_seconds_per_call} s a call or ran out "
+                    "of memory before: the atoms sweep stops here")
                 return
         stored = store.get(key)
         if stored:
             log(f"skip (done): {label}")
-            times = [r["value"] / 1e3 for r in stored if r["metric"].startswith("time_") and r.get("backend")]
-            last = (repeat, max(times)) if sweep == "atoms" and times else last
+            if sweep == "atoms":
+                for r in stored:
+                    if r["metric"].startswith("time_") and r.get("backend"):
+                        t = max(last[r["backend"]][1], r["value"] / 1e3) if last.get(r["backend"], (0,))[0] == repeat \
+                            else r["value"] / 1e3
+                        last[r["backend"]] = (repeat, t)
             continue
+        run_spec = replace(spec, backends=tuple(b for b in spec.backends if b not in skipped))
         try:
-            point = time_point(spec, sweep, overrides, repeat, dtype, runners)
+            point = time_point(run_spec, sweep, overrides, repeat, dtype, runners)
         except (RuntimeError, MemoryError) as err:
             if not _is_oom(err):
                 raise
-            if torch.device(spec.device).type == "cuda":
-                torch.cuda.empty_cache()
+            _free_device(spec.device)
             log(f"out of memory at {label}: the {sweep} sweep stops here")
             return
+        point.setdefault("failures", []).extend({"descriptor": k, "backend": b, "mode": m, "error": why}
+                                                for b, why in skipped.items() if b in spec.backends
+                                                for k in KINDS for m in spec.modes)
         store.write(key, _records(key, point, prov))
         log(format_point(label, point))
         if sweep == "atoms":
-            last = (repeat, max(r["median_s"] for r in point["rows"]))
+            for b in {r["backend"] for r in point["rows"]}:
+                last[b] = (repeat, max(r["median_s"] for r in point["rows"] if r["backend"] == b))
+            for fl in point["failures"]:
+                if fl["error"] == "out of memory":
+                    no_room.setdefault(fl["backend"], point["n_atoms"])
 
 
 def run(spec: TimingSpec, store: ResultsStore, *, executor: str = "local", address: str | None = None,
