@@ -213,31 +213,39 @@ if __name__ == "__main__":                  # the pool's workers are spawned: th
 """
 
 
+def _interrupted_run(argv, ready, interrupt, wait_s: float = 300) -> int:
+    """Start ``argv`` in a session of its own, call ``interrupt(pid)`` once ``ready()``, and return its
+    exit code (everything it started is killed if it outlives the test)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + wait_s
+        while time.time() < deadline and not ready():
+            time.sleep(0.1)
+        assert ready(), f"{argv[1]} did not reach the point to interrupt"
+        interrupt(proc.pid)
+        return proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def test_an_interrupt_of_this_process_alone_stops_every_worker_with_its_state_kept(tmp_path):
     """SIGINT to the driver only (not its process group, as Ctrl-C or ``timeout -s INT`` would send):
     the pool passes it to the workers, whose units stop at once and keep their state."""
     import signal
-    import subprocess
-    import time
 
     markers = tmp_path / "markers"
     markers.mkdir()
     script = tmp_path / "driver.py"
     script.write_text(POOL_DRIVER.format(tests=os.path.dirname(__file__), root=str(tmp_path / "res"),
                                          markers=str(markers)))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and len(list(markers.glob("started-*"))) < 2:
-            time.sleep(0.1)
-        assert len(list(markers.glob("started-*"))) == 2, "the units did not start"
-        os.kill(proc.pid, signal.SIGINT)
-        rc = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    rc = _interrupted_run([sys.executable, str(script)], lambda: len(list(markers.glob("started-*"))) == 2,
+                          lambda pid: os.kill(pid, signal.SIGINT))
     assert rc != 0
     assert sorted(p.name for p in markers.glob("interrupted-*")) == ["interrupted-0", "interrupted-1"]
 
@@ -264,7 +272,6 @@ def test_trainings_in_the_pool_stopped_by_sigint_resume_in_a_later_run_as_if_nev
     run resumes them (not from scratch) and records what one uninterrupted run records."""
     import signal
     import subprocess
-    import time
 
     script = tmp_path / "driver.py"
     script.write_text(ACCURACY_DRIVER)
@@ -273,19 +280,9 @@ def test_trainings_in_the_pool_stopped_by_sigint_resume_in_a_later_run_as_if_nev
                            text=True, timeout=600)
     assert whole.returncode == 0, whole.stdout + whole.stderr
     parts = tmp_path / "parts"
-    proc = subprocess.Popen([sys.executable, str(script), str(parts), epochs], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and len(list(parts.glob("artifacts/*/train-state.pt"))) < 2:
-            time.sleep(0.1)
-        assert len(list(parts.glob("artifacts/*/train-state.pt"))) == 2, "the trainings did not both start"
-        os.killpg(proc.pid, signal.SIGINT)
-        rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    rc = _interrupted_run([sys.executable, str(script), str(parts), epochs],
+                          lambda: len(list(parts.glob("artifacts/*/train-state.pt"))) == 2,
+                          lambda pid: os.killpg(pid, signal.SIGINT))
     assert rc != 0 and not list(parts.glob("runs/*.json"))             # stopped before either finished
     assert len(list(parts.glob("artifacts/*/train-state.pt"))) == 2     # both kept their state
     from bench.report import build_report
