@@ -345,6 +345,8 @@ def _synthetic_accuracy(store, values: dict, concurrent: int = 1) -> None:
             if concurrent > 1:
                 prov["concurrent_units"] = concurrent
             common = {**key, "n_test": 5, "n_parameters": 100, "n_features": 10, "provenance": prov,
+                      "split": {}, "evaluated_on": "test", "stopped_by": "max_epochs", "best_epoch": 499,
+                      "wall_time_s": 1.0, "model": {},
                       "train_config": {"max_epochs": 500, "batch_size": 8, "lr": 0.01, "ema_decay": 0.99,
                                        "energy_weights": [1.0], "force_weight": 1000.0}}
             store.write(key, [Record.measured(common, m, v[seed]) for (k, m), v in values.items() if k == kind])
