@@ -103,8 +103,11 @@ def test_interrupt_keeps_best_checkpoint_and_finished_runs(data_file, tmp_path, 
         return real(pot, batch, training)
 
     monkeypatch.setattr(train_mod, "loss_terms", interrupting)
+    lines = []
     with pytest.raises(KeyboardInterrupt):
-        accuracy.run(spec(data_file), store, progress=False, log=quiet)
+        accuracy.run(spec(data_file), store, progress=False, log=lines.append)
+    (stop,) = [m for m in lines if m.startswith("interrupted:")]
+    assert f"after 2 of {spec(data_file).train.max_epochs} epochs" in stop and "resumes it from there" in stop
     assert len(list(store.runs_dir.glob("*.json"))) == 1          # the finished CACE run is intact
     checkpoints = list(store.artifacts_dir.glob("*/model.pt"))
     assert len(checkpoints) == 2                                   # the interrupted run kept its best weights

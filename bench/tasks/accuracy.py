@@ -203,8 +203,13 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
                    device=device, checkpoint=state)
     save_checkpoint(pot, store.artifact_path(key, "model.pt"))
     if result.interrupted:
-        log(f"interrupted: best weights of {desc} kept in {store.artifact_path(key, 'model.pt')}; "
-            "this run is not recorded and will be redone on resume")
+        done = len(result.history)                       # epochs finished, this run and the ones it resumed
+        if state.is_file():
+            log(f"interrupted: {desc} after {done} of {cfg.max_epochs} epochs ({result.wall_time_s:.0f} s); its "
+                f"state is in {state} (best weights so far in {store.artifact_path(key, 'model.pt')}): the same "
+                "command resumes it from there")
+        else:
+            log(f"interrupted: {desc} in its first epoch, before any state was saved: the same command starts it again")
         raise KeyboardInterrupt
     if evaluate not in ("test", "validation"):
         raise ValueError(f"evaluate must be 'test' or 'validation', got {evaluate!r}")
