@@ -242,3 +242,15 @@ def test_where_eager_runs_out_of_memory_the_others_are_checked_against_the_fused
                                for f in failures)
     calls, failures, checked = run({"eager": 1.0, "compile": 1.0, "fused": 1.0, "compile-fused": 1.0})
     assert failures == [] and set(checked.values()) == {"eager"} and len(calls) == 8
+
+
+def test_a_point_where_nothing_fits_or_can_be_checked_ends_the_sweep_as_out_of_memory(monkeypatch):
+    """Every backend out of memory, or left without a reference to be checked against: the point is
+    out of memory (the sweep stops there), not an empty point written as if timed."""
+    failures = [{"descriptor": "cace", "backend": "eager", "mode": "energy_forces", "error": "out of memory"},
+                {"descriptor": "cace", "backend": "compile", "mode": "energy_forces",
+                 "error": "not checked: no reference backend (eager, fused) fits in memory here, so it is not timed"}]
+    monkeypatch.setattr(timing, "_backend_calls", lambda setups, spec, runners: ({}, failures, {}))
+    spec = TimingSpec(sizes=(1,), modes=("energy_forces",), backends=("eager", "compile"))
+    with pytest.raises(MemoryError, match="every backend of both descriptors at 192 atoms"):
+        timing.time_point(spec, "atoms", {}, 1, "float32")
