@@ -254,3 +254,30 @@ def test_a_point_where_nothing_fits_or_can_be_checked_ends_the_sweep_as_out_of_m
     spec = TimingSpec(sizes=(1,), modes=("energy_forces",), backends=("eager", "compile"))
     with pytest.raises(MemoryError, match="every backend of both descriptors at 192 atoms"):
         timing.time_point(spec, "atoms", {}, 1, "float32")
+
+
+def test_the_report_says_what_was_checked_against_what_and_from_which_size_a_backend_was_out(tmp_path):
+    """A point where eager did not fit: its rows name the fused reference, the report says so, and
+    the failure table gives each reason with the first size it applied from."""
+    from bench.report import build_report
+
+    spec = TimingSpec(sizes=(1, 2), modes=("energy_forces",), backends=("eager", "fused"), repeats=3)
+    store = ResultsStore(tmp_path / "res")
+    row = {"mode": "energy_forces", "iqr_s": 0.001, "times_s": [0.1, 0.1, 0.1], "flops": 1.0, "bytes": 1.0,
+           "intensity": 1.0, "achieved_flops_per_s": 1.0, "n_parameters": 1, "n_features": 1}
+    for repeat, backends, reference in ((1, ("eager", "fused"), "eager"), (2, ("fused",), "fused (the reference here)")):
+        rows = [{**row, "descriptor": k, "backend": b, "median_s": 0.1 * repeat**3 * (1.2 if k == "cace" else 1.0),
+                 "checked_against": None if b == "eager" else reference} for k in ("cace", "spherical") for b in backends]
+        point = {"n_atoms": 192 * repeat**3, "n_edges": 10, "max_neighbors": 5, "memory": {}, "model": {}, "rows": rows,
+                 "ratios": {"energy_forces": {"median": 1.2, "iqr": 0.01, "backend_cace": backends[-1],
+                                              "backend_spherical": backends[-1]}},
+                 "failures": [] if repeat == 1 else [{"descriptor": k, "backend": "eager", "mode": "energy_forces",
+                                                      "error": "out of memory"} for k in ("cace", "spherical")],
+                 "neighbor_list": {"median_s": 0.01, "iqr_s": 0.0}}
+        key = timing._key(spec, "atoms", {}, repeat, "float32")
+        store.write(key, timing._records(key, point, {"device": "cpu", "device_name": "test", "threads": 2}))
+    _, md_path = build_report(tmp_path / "res", tmp_path / "rep")
+    md = md_path.read_text()
+    assert "At 1,536 atoms eager did not fit in memory: the timed backends there were checked against fused" in md
+    line = next(x for x in md.splitlines() if x.startswith("| CACE | eager | energy + forces"))
+    assert "| 1,536 | out of memory |" in line

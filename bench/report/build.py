@@ -280,11 +280,19 @@ def _backend_section(doc: _Doc, t: pd.DataFrame, all_times: pd.DataFrame, dtype:
     if rows:
         doc.table(pd.DataFrame(rows, columns=["atoms", "mode", "backend", "CACE ms", "spherical ms",
                                               "ratio sph/CACE, same backend"]))
+    if "checked_against" in atoms:
+        other = atoms[atoms.checked_against.notna() & (atoms.checked_against != "eager")]
+        if len(other):
+            sizes = ", ".join(f"{int(n):,}" for n in sorted(other.n_atoms.unique()))
+            doc.para(f"At {sizes} atoms eager did not fit in memory: the timed backends there were checked against "
+                     f"{', '.join(sorted(set(other.checked_against.str.split(' ').str[0])))} (the fused neighbour "
+                     "sums run eagerly), which was checked against eager at every smaller point.")
     if len(fails):
-        seen = fails.drop_duplicates(subset=["descriptor", "backend", "mode"])
+        first = fails.groupby(["descriptor", "backend", "mode", "error"], sort=False)["n_atoms"].min().reset_index()
         doc.table(pd.DataFrame([[NAMES.get(r.descriptor, r.descriptor), r.backend, plots.MODE_TITLES.get(r.mode, r.mode),
-                                 r.error] for r in seen.itertuples()],
-                               columns=["descriptor", "backend", "mode", "why it could not run"]))
+                                 f"{int(r.n_atoms):,}" if pd.notna(r.n_atoms) else "-", r.error]
+                                for r in first.itertuples()],
+                               columns=["descriptor", "backend", "mode", "from atoms", "why it could not run"]))
 
 
 def _speed_for_dtype(doc: _Doc, t: pd.DataFrame, times: pd.DataFrame, dtype: str) -> None:
