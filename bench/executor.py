@@ -42,6 +42,21 @@ class Shared:
         self.value = value
 
 
+def _with_handles(units: list, put) -> list[tuple]:
+    """Each unit's arguments with every ``Shared`` one replaced by ``put(value)``, called once per
+    Shared object however many units hold it (Ray's object store, the local pool's worker copies)."""
+    handles: dict = {}
+
+    def swap(a):
+        if isinstance(a, Shared):
+            if id(a) not in handles:
+                handles[id(a)] = put(a.value)
+            return handles[id(a)]
+        return a
+
+    return [tuple(swap(a) for a in u.args) for u in units]
+
+
 @dataclass(frozen=True)
 class Unit:
     key: dict                          # the store key of its records: stable across runs
@@ -128,9 +143,9 @@ def check_jobs(jobs, executor: str = "local") -> None:
 
 def _run_local(todo: list, store, log, progress: Progress | None = None) -> dict:
     progress = progress or Progress(len(todo), log)
-    for u in todo:
+    for u, args in zip(todo, _with_handles(todo, lambda value: value)):    # locally a Shared is its value
         t0 = time.perf_counter()
-        run_unit(u.fn, None, *(a.value if isinstance(a, Shared) else a for a in u.args))
+        run_unit(u.fn, None, *args)
         _clear_failure(store, u.key)
         progress.finished(u.label, time.perf_counter() - t0, running=0)
     return {"done": progress.done, "failed": []}
@@ -203,20 +218,14 @@ def _run_pool(todo: list, store, log, jobs: int) -> dict:
     import torch
 
     pooled, alone = [u for u in todo if not u.exclusive], [u for u in todo if u.exclusive]
-    values: dict = {}
-    index: dict = {}
+    values: dict = {}                              # index -> value, sent once to each worker
 
-    def ref(a):
-        if isinstance(a, Shared):
-            if id(a) not in index:
-                index[id(a)] = len(values)
-                values[index[id(a)]] = a.value
-            return _SharedRef(index[id(a)])
-        return a
+    def put(value):
+        values[len(values)] = value
+        return _SharedRef(len(values) - 1)
 
     calls = []
-    for u in pooled:
-        args = tuple(ref(a) for a in u.args)
+    for u, args in zip(pooled, _with_handles(pooled, put)):
         try:
             pickle.dumps((u.fn, args))
         except Exception as err:  # noqa: BLE001 - any pickling failure means the same: not sendable
@@ -252,19 +261,14 @@ def _run_pool(todo: list, store, log, jobs: int) -> dict:
                     ok = True
                 progress.finished(u.label, time.perf_counter() - t0, running=min(len(pending), jobs), ok=ok,
                                   since=" since submitted")
-    except KeyboardInterrupt:
-        # Ctrl-C and `timeout -s INT` reach the workers too (one process group), and their units end
-        # at once; where only this process got it (or a unit alone was interrupted), tell the others
+    except BaseException as err:                   # Ctrl-C, or a unit's own error: stop the others, keep their state
         stop.set()
         for fut in pending:
             fut.cancel()
-        wait([f for f in pending if f.running()], timeout=3)
-        _interrupt(pool)
-        raise
-    except BaseException:                          # a unit's own error: stop the others, keep their state
-        stop.set()
-        for fut in pending:
-            fut.cancel()
+        if isinstance(err, KeyboardInterrupt):
+            # Ctrl-C and `timeout -s INT` reach the workers too (one process group), and their units
+            # end at once; where only this process got it (or a unit alone was interrupted), tell them
+            wait([f for f in pending if f.running()], timeout=3)
         _interrupt(pool)
         raise
     finally:
@@ -295,20 +299,11 @@ def _run_ray(todo: list, store, address: str | None, retries: int, log) -> dict:
     try:
         remote = ray.remote(run_unit)
         refs: dict = {}
-        shared: dict = {}
-
-        def arg(a):
-            if isinstance(a, Shared):
-                if id(a) not in shared:
-                    shared[id(a)] = ray.put(a.value)
-                return shared[id(a)]
-            return a
-
         whole = machine_cpus(ray.nodes())
-        for u in todo:
+        for u, args in zip(todo, _with_handles(todo, ray.put)):
             opts = {"num_cpus": max(u.num_cpus, whole) if u.exclusive else u.num_cpus, "num_gpus": u.num_gpus,
                     "max_retries": retries}
-            ref = remote.options(**opts).remote(u.fn, u.num_cpus, *(arg(a) for a in u.args))
+            ref = remote.options(**opts).remote(u.fn, u.num_cpus, *args)
             refs[ref] = (u, time.perf_counter())
         parallel = max(1, int(ray.cluster_resources().get("CPU", 1)))
         progress = Progress(len(todo), log)

@@ -69,11 +69,13 @@ quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--md" ] && { quick=7; shift; }
 [ "${1:-}" = "--million" ] && { quick=8; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
-out=${1:-results/gpu/$name}
-[ $quick = 7 ] && out=${1:-results/gpu/$name/md-run}     # the folder archived: not the device's whole history
-[ $quick = 8 ] && out=${1:-results/gpu/$name/million-run}
-if [ $quick = 6 ]; then                  # the store is the folder archived: not the device's whole history
-  out=${1:-results/gpu/$name/water64-full}
+case $quick in                           # the folder archived: a run's own, not the device's whole history
+  6) out=${1:-results/gpu/$name/water64-full} ;;   # the accuracy store, resumed by the next lease
+  7) out=${1:-results/gpu/$name/md-run} ;;
+  8) out=${1:-results/gpu/$name/million-run} ;;
+  *) out=${1:-results/gpu/$name} ;;
+esac
+if [ $quick = 6 ]; then
   [ -d .shared/data ] && export CACE_BENCH_SHARED=$PWD/.shared/data
   python3 -c "from bench.tasks.presets import named_data as d; import sys; sys.exit(not __import__('os').path.isfile(d()['water64'][0].source))" || {
     echo "water64 is not here: before the call, mkdir -p .shared/data && cp -r ../shared/data/water64 .shared/data/ and carry .shared"; exit 2; }
@@ -95,7 +97,7 @@ if [ $quick = 8 ]; then
 elif [ $quick = 7 ]; then
   step 220 python3 -m bench.benchmarks.md_step --repeat 5 --backend eager fused compile-fused \
       --out "$out/md-step.json" > "$out/md-step.log" 2>&1
-  cat "$out/md-step.log" | grep -v Warning | tail -12
+  grep -v Warning "$out/md-step.log" | tail -12
   exit 0
 elif [ $quick = 6 ]; then
   mkdir -p "$out/logs"; log="$out/logs/part-$(date -u +%Y%m%dT%H%M%S).log"

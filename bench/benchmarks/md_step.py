@@ -41,7 +41,6 @@ def run(repeat: int = 5, device: str = "cpu", backends=("eager",), steps: int = 
         warmup_steps: int = 40, scale: float = 0.0, threads: int = 2) -> dict:
     """{"rows": [{descriptor, backend, ms_per_step, iqr_ms, rebuilds_per_step, n_atoms}], "failures": [...],
     "ratios": {backend: spherical / CACE time per step}, ...}."""
-    import numpy as np
     import torch
 
     from ..backends import BackendUnavailable, check_backend, with_backend
@@ -49,7 +48,7 @@ def run(repeat: int = 5, device: str = "cpu", backends=("eager",), steps: int = 
     from ..md import BatchedMD
     from ..potential import build
     from ..provenance import provenance
-    from ..tasks.measure import time_round_robin
+    from ..tasks.measure import paired_ratio, time_round_robin
 
     torch.set_num_threads(threads)
     atoms = _system(repeat)
@@ -87,11 +86,8 @@ def run(repeat: int = 5, device: str = "cpu", backends=("eager",), steps: int = 
                      "times_ms_per_step": [1e3 * x / steps for x in t["times_s"]],
                      "rebuilds_per_step": n_rebuilds / max(n_steps, 1), "temperature_K": float(md.temperature()[0]),
                      "finite": bool(md.finite()[0])})
-    ratios = {}
-    for backend in backends:
-        a, b = timing.get(f"cace/{backend}"), timing.get(f"spherical/{backend}")
-        if a and b:
-            ratios[backend] = float(np.median(np.array(b["times_s"]) / np.array(a["times_s"])))
+    ratios = {b: paired_ratio(timing, f"spherical/{b}", f"cace/{b}")["median"] for b in backends
+              if f"cace/{b}" in timing and f"spherical/{b}" in timing}
     return {"benchmark": "batched MD step, water", "n_atoms": len(atoms), "repeat": repeat, "steps_per_block": steps,
             "repeats": repeats, "warmup_steps": warmup_steps, "scale": scale, "timestep_fs": 0.5, "dtype": "float32",
             "neighbor_list": next(iter(engines.values())).neighbor_list if engines else None,

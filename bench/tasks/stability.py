@@ -255,8 +255,6 @@ def trajectory_unit(root, spec: StabilitySpec, name: str, key: dict, model_path,
 def batch_unit(root, spec: StabilitySpec, name: str, model_path, replicas: list, log) -> list[dict]:
     """Every replica of one potential advanced together on the batched engine, as a unit of work;
     ``replicas``: (key, start, temperature, md_seed, reference) each, each recorded under its key."""
-    import torch
-
     from ..backends import with_backend
     from ..potential import load_checkpoint
     from ..results.store import ResultsStore
@@ -264,9 +262,8 @@ def batch_unit(root, spec: StabilitySpec, name: str, model_path, replicas: list,
 
     via = "" if spec.backend == "eager" else f", backend {spec.backend}"
     log(f"stability {name}: {len(replicas)} replicas together on {spec.device} (batched engine{via})")
-    pot = load_checkpoint(model_path, map_location=spec.device).to(dtype=torch.float64)
-    outs = run_md_batched(with_backend(pot, spec.backend), [(st, T, sd, ref) for _, st, T, sd, ref in replicas],
-                          spec, device=spec.device)
+    pot = with_backend(load_checkpoint(model_path, map_location=spec.device), spec.backend)   # cast by the engine
+    outs = run_md_batched(pot, [(st, T, sd, ref) for _, st, T, sd, ref in replicas], spec, device=spec.device)
     store = ResultsStore(root)
     return [r for (key, start, _, md_seed, reference), out in zip(replicas, outs)
             for r in _write(store, spec, name, key, out, reference, start, md_seed, log)]

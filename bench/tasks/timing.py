@@ -430,11 +430,8 @@ def sweep_unit(root, spec: TimingSpec, dtype: str, sweep: str, points: list, log
         if stored:
             log(f"skip (done): {label}")
             if sweep == "atoms":
-                for r in stored:
-                    if r["metric"].startswith("time_") and r.get("backend"):
-                        t = max(last[r["backend"]][1], r["value"] / 1e3) if last.get(r["backend"], (0,))[0] == repeat \
-                            else r["value"] / 1e3
-                        last[r["backend"]] = (repeat, t)
+                last.update(_slowest(repeat, ((r["backend"], r["value"] / 1e3) for r in stored
+                                              if r["metric"].startswith("time_") and r.get("backend"))))
             continue
         run_spec = replace(spec, backends=tuple(b for b in spec.backends if b not in skipped))
         try:
@@ -446,16 +443,22 @@ def sweep_unit(root, spec: TimingSpec, dtype: str, sweep: str, points: list, log
             log(f"out of memory at {label}: the {sweep} sweep stops here")
             return
         point.setdefault("failures", []).extend({"descriptor": k, "backend": b, "mode": m, "error": why}
-                                                for b, why in skipped.items() if b in spec.backends
-                                                for k in KINDS for m in spec.modes)
+                                                for b, why in skipped.items() for k in KINDS for m in spec.modes)
         store.write(key, _records(key, point, prov))
         log(format_point(label, point))
         if sweep == "atoms":
-            for b in {r["backend"] for r in point["rows"]}:
-                last[b] = (repeat, max(r["median_s"] for r in point["rows"] if r["backend"] == b))
+            last.update(_slowest(repeat, ((r["backend"], r["median_s"]) for r in point["rows"])))
             for fl in point["failures"]:
                 if fl["error"] == "out of memory":
                     no_room.setdefault(fl["backend"], point["n_atoms"])
+
+
+def _slowest(repeat: int, times) -> dict:
+    """{backend: (repeat, its slowest call in s)} from (backend, seconds) pairs of one point."""
+    out: dict = {}
+    for b, t in times:
+        out[b] = (repeat, max(out.get(b, (repeat, 0.0))[1], t))
+    return out
 
 
 def run(spec: TimingSpec, store: ResultsStore, *, executor: str = "local", address: str | None = None,
