@@ -281,3 +281,30 @@ def test_the_report_says_what_was_checked_against_what_and_from_which_size_a_bac
     assert "At 1,536 atoms eager did not fit in memory: the timed backends there were checked against fused" in md
     line = next(x for x in md.splitlines() if x.startswith("| CACE | eager | energy + forces"))
     assert "| 1,536 | out of memory |" in line
+
+
+def test_a_resumed_sweep_does_not_retry_a_backend_that_ran_out_of_memory_at_a_stored_point(tmp_path, monkeypatch):
+    """The sweep run again with one more size: the stored points are skipped, and a backend that ran
+    out of memory at one of them is not tried at the new size, as in a sweep never interrupted."""
+    calls = []
+
+    def fake_point(spec, sweep, overrides, repeat, dtype, runners=None):
+        calls.append((repeat, spec.backends))
+        row = {"mode": "energy_forces", "iqr_s": 0.0, "times_s": [0.01], "flops": 1.0, "bytes": 1.0, "intensity": 1.0,
+               "achieved_flops_per_s": 1.0, "n_parameters": 1, "n_features": 1, "median_s": 0.01}
+        fits = [b for b in spec.backends if not (b == "eager" and repeat >= 2)]
+        return {"n_atoms": 192 * repeat**3, "n_edges": 1, "max_neighbors": 1, "memory": {}, "model": {},
+                "rows": [{**row, "descriptor": k, "backend": b} for k in ("cace", "spherical") for b in fits],
+                "ratios": {}, "neighbor_list": {"median_s": 0.0, "iqr_s": 0.0},
+                "failures": [{"descriptor": k, "backend": "eager", "mode": "energy_forces", "error": "out of memory"}
+                             for k in ("cace", "spherical") if "eager" in spec.backends and "eager" not in fits]}
+
+    monkeypatch.setattr(timing, "time_point", fake_point)
+    monkeypatch.setattr("bench.tasks.reference.ceilings", lambda *a, **k: {"matmul_flops_per_s": 1.0})
+    store = ResultsStore(tmp_path / "a")
+    spec = dict(backends=("eager", "compile"), modes=("energy_forces",), max_seconds_per_call=100.0)
+    timing.run(TimingSpec(sizes=(1, 2), **spec), store, log=lambda *a: None)
+    timing.run(TimingSpec(sizes=(1, 2, 3), **spec), store, log=lambda *a: None)
+    assert calls == [(1, ("eager", "compile")), (2, ("eager", "compile")), (3, ("compile",))]
+    why = {r["error"] for r in store.records() if r["metric"] == "backend_unavailable" and r["setting"]["repeat"] == 3}
+    assert why == {"not timed: out of memory at 1536 atoms in this sweep"}

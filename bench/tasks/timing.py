@@ -432,6 +432,9 @@ def sweep_unit(root, spec: TimingSpec, dtype: str, sweep: str, points: list, log
             if sweep == "atoms":
                 last.update(_slowest(repeat, ((r["backend"], r["value"] / 1e3) for r in stored
                                               if r["metric"].startswith("time_") and r.get("backend"))))
+                for r in stored:                  # as a run that timed it would have: not tried beyond
+                    if r["metric"] == "backend_unavailable" and r.get("error") == "out of memory":
+                        no_room.setdefault(r["backend"], r["setting"]["n_atoms"])
             continue
         run_spec = replace(spec, backends=tuple(b for b in spec.backends if b not in skipped))
         try:
