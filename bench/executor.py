@@ -185,6 +185,12 @@ def _pool_unit(fn, args: tuple):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return fn(*(_worker["shared"][a.index] if isinstance(a, _SharedRef) else a for a in args))
+    except KeyboardInterrupt:
+        # set here, before this worker can take its next unit: the driver sets it too, but only once
+        # it has heard, and a queued unit started in between would run on (a driver that ignores
+        # SIGINT, as a background job of a script does, hears only through this unit's result)
+        _worker["stop"].set()
+        raise
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 

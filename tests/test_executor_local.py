@@ -207,6 +207,8 @@ from bench.executor import Unit, run_units
 from bench.results.store import ResultsStore
 from test_executor_local import _wait_for_interrupt
 if __name__ == "__main__":                  # the pool's workers are spawned: they import this file
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # as cace-bench does: pytest may run with SIGINT ignored
     store = ResultsStore({root!r})
     units = [Unit({{"n": k}}, f"unit {{k}}", _wait_for_interrupt, ({root!r}, {{"n": k}}, {markers!r})) for k in range(2)]
     run_units(units, store, jobs=2, log=print)
@@ -303,3 +305,19 @@ def test_trainings_in_the_pool_stopped_by_sigint_resume_in_a_later_run_as_if_nev
     assert len(a) == len(b) > 0 and set(a) == set(b)
     for k in a:
         assert b[k] == pytest.approx(a[k], rel=1e-6, abs=1e-9), k
+
+
+def test_the_command_line_takes_ctrl_c_even_when_started_with_it_ignored(monkeypatch):
+    """A background job of a script starts with SIGINT ignored; cace-bench still stops on it (and so
+    `timeout -s INT` still ends a run part-way with its state kept)."""
+    import signal
+
+    from bench.cli.main import main
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        monkeypatch.setattr(sys, "argv", ["cace-bench"])
+        assert main(["data", "list"]) == 0
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)

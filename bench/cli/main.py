@@ -22,12 +22,16 @@ def main(argv=None) -> int:
     """Exit codes: 0 done; 2 bad input (``bench.errors.InputError``: data, options, spec, results
     folder; or a path that does not exist), one line saying what to pass; 1 a bug in cace-bench,
     one line naming it (the traceback with ``--debug``); 130 interrupted."""
+    import signal
     import warnings
 
     from ..data.read import DataWarning
     from ..provenance import git_state
 
     git_state()                     # the code version of this run, read once as it starts
+    # Ctrl-C (or `timeout -s INT`) stops a run and keeps what it finished, also when this process was
+    # started with SIGINT ignored (a background job of a non-interactive shell inherits that)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     parser = build_parser()
     args = parser.parse_args(argv)
