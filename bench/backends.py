@@ -65,6 +65,13 @@ def _parts(backend: str) -> tuple[str, str | None]:
     return neighbor_sum, mode
 
 
+def replays_fixed_shapes(backend: str) -> bool:
+    """Whether ``backend`` replays recorded CUDA graphs, each for one input shape: a caller whose
+    edge count changes call to call (MD, at every neighbour-list rebuild) pads its graphs to bucketed
+    sizes for it (``bench.graph.pad_edges``), so that a few recordings serve the whole run."""
+    return _parts(backend)[1] == "reduce-overhead"
+
+
 def check_backend(backend: str, device) -> None:
     """Raise ``BackendUnavailable`` (one line, naming what to pass instead) where ``backend`` cannot run."""
     if backend not in BACKENDS:

@@ -14,6 +14,11 @@ one). Conventions:
   and never inside a compiled model: on an H100 (torch 2.11) Inductor's ``searchsorted`` over the
   receiver row of ``edge_index`` gave wrong row pointers (one atom with 406,140 of 860,032 edges)
   where eager gave the right ones (results/gpu/NVIDIA-H100-80GB-HBM3/README.md);
+- ``edge_mask`` (None on every graph the neighbour search builds) marks padding edges False: a
+  graph padded to a bucketed size (``pad_edges``, for CUDA graphs that replay fixed shapes) holds
+  extra self-edges j = i whose vector ``edge_vectors`` replaces by a fixed one of length
+  2 x ``cutoff``, beyond the cutoff, so that each contributes exactly zero (f_c = 0) to every sum
+  and to every gradient;
 - units eV, Angstrom; stress targets are 3x3 in eV/A^3 with ASE's sign convention.
 """
 
@@ -47,6 +52,7 @@ class AtomsGraph:
     energy: torch.Tensor | None = None   # [G] eV
     forces: torch.Tensor | None = None   # [N, 3] eV/A
     stress: torch.Tensor | None = None   # [G, 3, 3] eV/A^3
+    edge_mask: torch.Tensor | None = None  # [E] bool, False on padding edges (``pad_edges``); None: no padding
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -96,7 +102,14 @@ class AtomsGraph:
         shift = (self.cell_shifts[:, :, None] * cell[self.batch[r]]).sum(1)          # [E, 3]
         # index_select, not pos[s]: its backward is an index_add (a scatter), where indexing's is an
         # accumulating index_put (serial on the CPU: 4x slower at 13k edges)
-        return pos.index_select(0, s) - pos.index_select(0, r) + shift
+        vec = pos.index_select(0, s) - pos.index_select(0, r) + shift
+        if self.edge_mask is None:
+            return vec
+        # padding edges: a constant vector beyond the cutoff (a self-edge's own is zero, whose
+        # direction and 1/r would be NaN); torch.where sends them no gradient
+        far = torch.zeros_like(vec[:1])
+        far[:, 0] = 2.0 * self.cutoff
+        return torch.where(self.edge_mask[:, None], vec, far)
 
     # --- conversion ---------------------------------------------------------------------------
     def to(self, device=None, dtype=None) -> "AtomsGraph":
@@ -223,4 +236,75 @@ def collate(graphs: Sequence[AtomsGraph]) -> AtomsGraph:
         energy=cat("energy"),
         forces=cat("forces"),
         stress=cat("stress"),
+        edge_mask=None if all(g.edge_mask is None for g in graphs) else torch.cat(
+            [g.edge_mask if g.edge_mask is not None else torch.ones(g.n_edges, dtype=torch.bool, device=g.device)
+             for g in graphs]),
+    )
+
+
+def edge_bucket(n: int) -> int:
+    """The smallest size >= n of the form m 2^k with 16 <= m < 32 (16 sizes an octave, so at most
+    1/16 above n); sizes up to 16 are kept. ``pad_edges`` rounds edge and neighbour counts with it."""
+    n = int(n)
+    if n <= 16:
+        return n
+    step = 1 << (n.bit_length() - 5)
+    return -(-n // step) * step
+
+
+def pad_edges(graph: AtomsGraph, n_edges: int | None = None, max_neighbors: int | None = None) -> AtomsGraph:
+    """``graph`` with padding edges added up to ``n_edges`` edges and a dense layout of
+    ``max_neighbors`` slots (defaults: ``edge_bucket`` of the graph's own counts, the neighbour
+    count raised where [atoms x slots] could not hold the edges), so that an MD run whose edge count
+    changes at every neighbour-list rebuild calls its potential with a few shapes only (CUDA graphs
+    replay a recorded shape; each new shape is a new recording).
+
+    A padding edge is a self-edge j = i with ``edge_mask`` False (``edge_vectors`` gives it a length
+    of 2 x cutoff): every term it adds is exactly zero, so energies, forces and stress are those of
+    the unpadded graph. Padding fills the atoms' free slots in atom order, at the end of each row
+    (edges stay sorted by receiver; no atom gets more than ``max_neighbors``). Atoms, graphs and
+    targets are unchanged. Built with tensor ops on the graph's device, once per neighbour list.
+    """
+    N, E = graph.n_atoms, graph.n_edges
+    auto_nb = max_neighbors is None
+    n_edges = edge_bucket(E) if n_edges is None else int(n_edges)
+    nb = edge_bucket(graph.max_neighbors) if auto_nb else int(max_neighbors)
+    if n_edges < E or nb < graph.max_neighbors:
+        raise ValueError(f"cannot pad a graph of {E} edges and {graph.max_neighbors} neighbours at most to "
+                         f"{n_edges} edges and {nb} neighbours")
+    if N == 0:
+        if n_edges:
+            raise ValueError("a graph with no atoms has no atom to hold padding edges")
+        return graph
+    if N * nb < n_edges:
+        if not auto_nb:
+            raise ValueError(f"{N} atoms x {nb} neighbours cannot hold {n_edges} edges; pass a larger max_neighbors")
+        nb = edge_bucket(-(-n_edges // N))
+    pad = n_edges - E
+    if pad == 0 and nb == graph.max_neighbors:
+        return graph
+    dev = graph.device
+    counts = graph.receiver_ptr[1:] - graph.receiver_ptr[:-1]                  # [N] edges per receiver
+    free = nb - counts                                                          # [N] slots left
+    before = torch.cumsum(free, 0) - free                                       # [N] free slots of the atoms before
+    extra = (pad - before).clamp(min=0).minimum(free)                           # [N] padding edges per atom
+    new_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts + extra, 0)])   # [N + 1]
+    atom = torch.repeat_interleave(torch.arange(N, device=dev), extra, output_size=pad)    # [pad] receiver = sender
+    first = torch.cumsum(extra, 0) - extra                                      # [N] first padding edge of each atom
+    pad_slot = torch.arange(pad, device=dev) - first[atom] + counts[atom]        # [pad] after the atom's real edges
+    where_real = new_ptr[graph.receivers] + graph.neighbor_slot                 # [E] new position of each real edge
+    where_pad = new_ptr[atom] + pad_slot                                        # [pad]
+    order = torch.cat([where_real, where_pad])                                  # [E + pad] a permutation
+
+    def place(real: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:        # rows [E, ...] + [pad, ...]
+        both = torch.cat([real, padding])
+        return torch.empty_like(both).index_copy_(0, order, both)
+
+    mask = graph.edge_mask if graph.edge_mask is not None else torch.ones(E, dtype=torch.bool, device=dev)
+    return graph.replace(
+        edge_index=place(graph.edge_index.T, torch.stack([atom, atom], 1)).T.contiguous(),
+        cell_shifts=place(graph.cell_shifts, graph.cell_shifts.new_zeros(pad, 3)),
+        neighbor_slot=place(graph.neighbor_slot, pad_slot),
+        receiver_ptr=new_ptr, max_neighbors=nb,
+        edge_mask=place(mask, torch.zeros(pad, dtype=torch.bool, device=dev)),
     )

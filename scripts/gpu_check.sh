@@ -41,9 +41,10 @@
 # 1,119,744 atoms (supercells 8 and 18), fused and compile-fused; where eager does not fit in memory
 # it is recorded as out of memory and the others are checked against the fused eager backend
 # (the timing task's reference chain)                                                     -> OUT/timing/
-# --md (under 4 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
-# (neighbour lists on the device included), both descriptors, eager, fused and compile-fused
-# (python -m bench.benchmarks.md_step)                                                    -> OUT/md-step.json
+# --md (under 6 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
+# (neighbour lists on the device included), both descriptors, each backend of MD_BACKENDS (default
+# eager fused compile-fused compile-fused-cudagraphs; the CUDA-graph one pads its neighbour lists to
+# bucketed sizes) (python -m bench.benchmarks.md_step)                                   -> OUT/md-step.json
 # --accuracy [STORE] (one lease's part of issue #13's full-budget comparison; under 9 minutes): the
 # water64 accuracy comparison at the full budget (both descriptors, seeds 0 1 2, up to 500 epochs
 # each), all six trainings at once on the one GPU (--jobs, default ACC_JOBS=6), stopped by SIGINT
@@ -95,7 +96,8 @@ if [ $quick = 8 ]; then
   step 30 python3 -m bench.cli.main report "$out/timing" -o "$out/report"
   exit 0
 elif [ $quick = 7 ]; then
-  step 220 python3 -m bench.benchmarks.md_step --repeat 5 --backend eager fused compile-fused \
+  step 330 python3 -m bench.benchmarks.md_step --repeat 5 \
+      --backend ${MD_BACKENDS:-eager fused compile-fused compile-fused-cudagraphs} \
       --out "$out/md-step.json" > "$out/md-step.log" 2>&1
   grep -v Warning "$out/md-step.log" | tail -12
   exit 0

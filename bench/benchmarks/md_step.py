@@ -16,8 +16,10 @@ NVT Langevin (BAOAB) with 0.5 fs steps in float32. Each (descriptor, backend) ha
 each compiled backend's compiles, the dynamic-shape one after the first rebuild among them) blocks of ``--steps`` steps are
 timed round-robin (CUDA events on a GPU), and the result is the median time per step with its
 IQR, with the neighbour-list rebuilds per step during the timed blocks (each rebuild is inside the
-time). A backend that cannot run on the device is listed with its reason. A benchmark: nothing
-passes or fails by time.
+time). Each row gives the distinct (atoms, edges, neighbours) shapes of the potential's calls
+over the run: a backend that replays CUDA graphs gets its neighbour lists padded to bucketed sizes
+(``bench.graph.pad_edges``), so that a few recordings serve every rebuild. A backend that cannot
+run on the device is listed with its reason. A benchmark: nothing passes or fails by time.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _system(repeat: int, seed: int = 0):
 
 def run(repeat: int = 5, device: str = "cpu", backends=("eager",), steps: int = 20, repeats: int = 5,
         warmup_steps: int = 40, scale: float = 0.0, threads: int = 2) -> dict:
-    """{"rows": [{descriptor, backend, ms_per_step, iqr_ms, rebuilds_per_step, n_atoms}], "failures": [...],
+    """{"rows": [{descriptor, backend, ms_per_step, iqr_ms, rebuilds_per_step, n_atoms, padded, shapes}], "failures": [...],
     "ratios": {backend: spherical / CACE time per step}, ...}."""
     import torch
 
@@ -85,6 +87,7 @@ def run(repeat: int = 5, device: str = "cpu", backends=("eager",), steps: int = 
                      "ms_per_step": 1e3 * t["median_s"] / steps, "iqr_ms": 1e3 * t["iqr_s"] / steps,
                      "times_ms_per_step": [1e3 * x / steps for x in t["times_s"]],
                      "rebuilds_per_step": n_rebuilds / max(n_steps, 1), "temperature_K": float(md.temperature()[0]),
+                     "padded": md.pad_edges, "shapes": len(md.shapes),
                      "finite": bool(md.finite()[0])})
     ratios = {b: paired_ratio(timing, f"spherical/{b}", f"cace/{b}")["median"] for b in backends
               if f"cace/{b}" in timing and f"spherical/{b}" in timing}
@@ -99,10 +102,13 @@ def format_table(result: dict) -> str:
     lines = [f"batched MD, water, {result['n_atoms']} atoms, float32, {result['provenance']['device_name']}, "
              f"neighbour lists on the {result['neighbor_list']}: ms per step (median of {result['repeats']} blocks of "
              f"{result['steps_per_block']} steps, after {result['warmup_steps']} warm-up steps)",
-             f"{'descriptor':10s} {'backend':24s} {'ms/step':>9s} {'IQR':>7s} {'rebuilds/step':>14s} {'T (K)':>7s}"]
+             f"{'descriptor':10s} {'backend':24s} {'ms/step':>9s} {'IQR':>7s} {'rebuilds/step':>14s} {'T (K)':>7s} "
+             f"{'shapes':>12s}"]
     for r in result["rows"]:
+        shapes = f"{r['shapes']}{' padded' if r['padded'] else ''}"
         lines.append(f"{r['descriptor']:10s} {r['backend']:24s} {r['ms_per_step']:9.2f} {r['iqr_ms']:7.2f} "
-                     f"{r['rebuilds_per_step']:14.3f} {r['temperature_K']:7.0f}" + ("" if r["finite"] else "  NOT FINITE"))
+                     f"{r['rebuilds_per_step']:14.3f} {r['temperature_K']:7.0f} {shapes:>12s}"
+                     + ("" if r["finite"] else "  NOT FINITE"))
     for b, q in result["time_spherical_over_cace"].items():
         lines.append(f"spherical / CACE, {b}: {q:.2f}")
     for f in result["failures"]:

@@ -8,6 +8,9 @@ a ``skin`` and reused until some atom has moved more than skin / 2 since the las
 beyond the cutoff contribute exactly zero, so the skin changes no number), and to read the per-replica
 observables the caller asks for. With vesin-torch installed the rebuild itself runs on the device
 too (``neighbor_list="device"``, the default then); otherwise vesin on host copies. ``drop(replicas)`` removes failed replicas while the others go on.
+Under a backend that replays CUDA graphs (``bench.backends.replays_fixed_shapes``) each new list is
+padded to bucketed edge and neighbour counts (``bench.graph.pad_edges``: padding adds exact zeros),
+so that the run records a few graph shapes, not one per rebuild; ``shapes`` counts them.
 
 Units: ASE's (Angstrom, eV, amu, ASE time: ``timestep_fs * ase.units.fs``); velocities in
 Angstrom per ASE time unit, as ``Atoms.get_velocities``. Integrators: ``integrators.py``.
@@ -33,11 +36,14 @@ class BatchedMD:
 
     ``ensemble``: "nve" (velocity Verlet) or "nvt-langevin" (BAOAB at ``temperatures`` [K], one per
     replica or one for all, friction ``friction_per_fs``); ``seed`` seeds the Langevin noise.
+    ``pad_edges``: pad each neighbour list to bucketed sizes (None: where the potential's backend
+    replays CUDA graphs).
     """
 
     def __init__(self, potential, frames: Sequence[Atoms], *, timestep_fs: float, ensemble: str = "nve",
                  temperatures: float | Sequence[float] = 300.0, friction_per_fs: float = 0.01, seed: int = 0,
-                 dtype=torch.float64, device="cpu", skin: float = 0.5, neighbor_list: str = "auto"):
+                 dtype=torch.float64, device="cpu", skin: float = 0.5, neighbor_list: str = "auto",
+                 pad_edges: bool | None = None):
         if ensemble not in ENSEMBLES:
             raise InputError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
         if not frames:
@@ -54,6 +60,12 @@ class BatchedMD:
         self.neighbor_list = ("device" if device_neighbor_list_available() else "host") if neighbor_list == "auto" \
             else neighbor_list
         self.potential = potential.to(device=device, dtype=dtype).eval()
+        from ..backends import replays_fixed_shapes
+
+        self.pad_edges = replays_fixed_shapes(getattr(potential, "backend", "eager")) if pad_edges is None \
+            else bool(pad_edges)
+        self.shapes: set[tuple[int, int, int]] = set()             # (atoms, edges, max neighbours) of each list
+        self._padded_shape = None                                     # the last padded list's
         self.cutoff = float(potential.descriptor.cutoff)
         self.dtype, self.device, self.skin = dtype, torch.device(device), float(skin)
         self.ensemble = ensemble
@@ -81,8 +93,27 @@ class BatchedMD:
             self._build_on_device()
         else:
             self._build_on_host()
+        if self.pad_edges:
+            self.graph = self._padded(self.graph)
+        self.shapes.add((self.graph.n_atoms, self.graph.n_edges, self.graph.max_neighbors))
         self._kT = (units.kB * torch.as_tensor(self.temperatures, dtype=self.dtype, device=self.device))[self.graph.batch][:, None]
         self.n_rebuilds += 1
+
+    def _padded(self, graph: AtomsGraph) -> AtomsGraph:
+        """``graph`` padded to its bucketed sizes, or to the last list's sizes where those hold it and
+        are at most one bucket above its own (a count that wanders across a bucket boundary, as an
+        MD run's does, then keeps one shape instead of alternating between two)."""
+        from ..graph import edge_bucket, pad_edges
+
+        last = self._padded_shape
+        E, nb = graph.n_edges, graph.max_neighbors
+        if (last is not None and last[0] == graph.n_atoms
+                and E <= last[1] <= edge_bucket(edge_bucket(E) + 1) and nb <= last[2] <= edge_bucket(edge_bucket(nb) + 1)):
+            padded = pad_edges(graph, last[1], last[2])
+        else:
+            padded = pad_edges(graph)
+        self._padded_shape = (padded.n_atoms, padded.n_edges, padded.max_neighbors)
+        return padded
 
     def _searched_positions(self) -> torch.Tensor:
         """[N, 3] the positions the neighbour search uses: the current ones, except that a replica
@@ -188,6 +219,8 @@ class BatchedMD:
         """[replicas] the shortest interatomic distance within cutoff + skin (inf if none), from the
         graph's edges on the device."""
         d = self.graph.edge_vectors(self.positions).norm(dim=1)                      # [E]
+        if self.graph.edge_mask is not None:                                          # padding edges: no pair
+            d = d.masked_fill(~self.graph.edge_mask, float("inf"))
         out = d.new_full((self.n_replicas,), float("inf"))
         return out.scatter_reduce(0, self.graph.batch[self.graph.receivers], d, "amin").cpu().numpy()
 
