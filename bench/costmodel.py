@@ -15,9 +15,10 @@ Per stage (forward):
     Bchi message    2 N F_B L C + 2 N nb C Q R + 2 N Q C R K  matmul flops (h, per-l bmm, mix)
     Ar message      3 E Q K C                       flops
     readout         2 N (F w1 + w1 w2 + ... + w_last) + 2 N F   matmul flops
-With the fused neighbour sums (``neighbor_sum="fused"``, the Triton kernels) the atomic basis and
+With the fused kernels (``neighbor_sum="fused"``, the Triton kernels) the atomic basis and
 the Bchi neighbour sum become 3 E Q R C FMA-type flops each, reading Y, R, W per edge once, with no
-dense-layout tables. Bytes count each stage's tensors read once and written once (the minimum traffic of an unfused
+dense-layout tables, and the symmetrisation sum_o (o + 1) T_o M flops reading A once (no products
+in memory, no matmul). Bytes count each stage's tensors read once and written once (the minimum traffic of an unfused
 implementation); gathers count the gathered rows. The matmul part is exact (a test checks it
 against ``torch.utils.flop_counter``); the elementwise part is a leading-order estimate.
 
@@ -57,11 +58,17 @@ def _sizes(descriptor, graph) -> dict:
                 messages=tuple(cfg["messages"]) if len(descriptor.layers) else (), mixed=descriptor.mix0 is not None)
 
 
-def _symmetrize(z, s) -> Stage:
+def _symmetrize(z, s, fused: bool = False) -> Stage:
+    """PyTorch form: gathered factor rows, products [T_o, M] and the coefficient matmul S @ P.
+    Fused (``contraction_triton``): o multiplies and an add per term and column, At read once and
+    B written once (the A-basis transpose copy included in both)."""
     M = z["N"] * z["K"] * z["C"]
+    n_inv = sum(z["n_inv"].values())
+    if fused:
+        flops = sum((o + 1) * z["T"][o] * M for o in z["orders"])
+        return Stage("symmetrize (fused)", flops, 0.0, s * (3 * z["Q"] * M + n_inv * M))
     flops = sum((o - 1) * z["T"][o] * M + 2 * z["n_inv"][o] * z["T"][o] * M for o in z["orders"])
     mm = sum(2 * z["n_inv"][o] * z["T"][o] * M for o in z["orders"])
-    n_inv = sum(z["n_inv"].values())
     traffic = 2 * z["Q"] * M + sum((2 * o) * z["T"][o] * M for o in z["orders"]) + 2 * n_inv * M
     return Stage("symmetrize", flops, mm, s * traffic)
 
@@ -98,7 +105,7 @@ def descriptor_stages(descriptor, graph, kind: str | None = None, neighbor_sum: 
         ]
     if z["mixed"]:
         stages.append(Stage("radial mix", 2 * N * Q * C * R * K, 2 * N * Q * C * R * K, s * N * Q * C * (R + K)))
-    stages.append(_symmetrize(z, s))
+    stages.append(_symmetrize(z, s, fused))
     n_inv = sum(z["n_inv"].values())
     F_B = n_inv * K * C
     for t in range(z["n_layers"]):
@@ -119,8 +126,8 @@ def descriptor_stages(descriptor, graph, kind: str | None = None, neighbor_sum: 
             stages.append(Stage(f"layer {t + 1}: Ar message", 3 * E * Q * K * C, 0.0, s * (4 * E * Q * K * C + N * Q * K * C)))
         if "M" in msgs:
             stages.append(Stage(f"layer {t + 1}: M message", 2 * N * Q * K * C, 0.0, s * 3 * N * Q * K * C))
-        sym = _symmetrize(z, s)
-        stages.append(Stage(f"layer {t + 1}: symmetrize", sym.flops, sym.matmul_flops, sym.bytes))
+        sym = _symmetrize(z, s, fused)
+        stages.append(Stage(f"layer {t + 1}: {sym.name}", sym.flops, sym.matmul_flops, sym.bytes))
     return stages
 
 

@@ -20,14 +20,16 @@
 # --quick (under 5 minutes, for a nearly spent lease): the tests without compiled backends, and of
 # the compiled backends only compile-fused-cudagraphs, at 12,288 atoms. Each torch.compile costs
 # 15-20 s there (H200, torch 2.11).
-# --kernels (under 9.5 minutes; the whole of one 15-minute lease): the fused kernels alone (every
-# version and launch size against its floors, OUT/kernels.json), then the model with the fastest
+# --kernels (under 10 minutes; the whole of one 15-minute lease): the fused kernels alone (every
+# version and launch size against its floors, OUT/kernels.json; the symmetrisation kernel against
+# its PyTorch form, OUT/contraction.json), then the model with the fastest
 # correct version of each sum's shape (edge_sum --pick; exported as CACE_BENCH_FUSED_KERNEL and
 # recorded in every fused timing record): eager and fused at 192 / 12,288 / 98,304 atoms, eager,
 # compile-fused-cudagraphs and compile-cudagraphs side by side at 12,288 (each timed point checked
 # against eager by the timing task), the kernel profile, the gpu tests but those that compile, and
 # last `cace-bench run --quick --device cuda`, timed (OUT/run-quick.log).
-# --diagnose (under 4.5 minutes; 7 with RUN_QUICK=1): kernels serial / atomwise-split / prefetch alone,
+# --diagnose (under 5 minutes; 7.5 with RUN_QUICK=1): kernels serial / atomwise-split / prefetch alone,
+# the symmetrisation alone (PyTorch form against the fused kernel, OUT/contraction.json),
 # the model with the fastest per shape (eager, fused, compile-fused-cudagraphs at 12,288 and 98,304
 # atoms), the kernel profile of compile-fused (what the compiled model spends beside the neighbour
 # sums), and with RUN_QUICK=1 the timed `cace-bench run --quick --device cuda`.
@@ -117,6 +119,7 @@ elif [ $quick = 5 ]; then
       --out "$out/probe-split"
 elif [ $quick = 4 ]; then
   step 60  python3 -m bench.benchmarks.edge_sum --versions serial atomwise-split prefetch --out "$out/kernels.json"
+  step 25  python3 -m bench.benchmarks.contraction --out "$out/contraction.json"
   pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
   echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
   step 130 $gpu --backend eager fused compile-fused-cudagraphs --sizes 4 8 --out "$out/timing-compiled"
@@ -133,6 +136,7 @@ elif [ $quick = 3 ]; then
   tail -3 "$out/gpu-tests.log"
 elif [ $quick = 2 ]; then
   step 75  python3 -m bench.benchmarks.edge_sum --out "$out/kernels.json"
+  step 25  python3 -m bench.benchmarks.contraction --out "$out/contraction.json"
   pick=$(python3 -m bench.benchmarks.edge_sum --pick "$out/kernels.json" 2>/dev/null) || pick=auto
   echo "== fused kernels for the model, per shape: $pick"; export CACE_BENCH_FUSED_KERNEL=$pick
   step 60  $gpu --backend eager fused --sizes 1 4 8 --out "$out/timing"

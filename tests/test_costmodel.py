@@ -58,9 +58,10 @@ def test_cost_scales_exactly_with_supercell_size():
 
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_fused_cost_model_counts_the_matmuls_left_around_the_kernels(kind):
-    """With the fused neighbour sums (Triton, in the interpreter without a GPU) torch executes only
-    the matrix products the fused model counts (h, radial mixes, contraction, readout): the two
-    neighbour-sum products are gone; and the fused path moves fewer bytes than the dense one."""
+    """With the fused kernels (Triton, in the interpreter without a GPU) torch executes only the
+    matrix products the fused model counts (h, radial mixes, readout): the two neighbour-sum
+    products and the contraction's coefficient products are gone; and the fused path moves fewer
+    bytes than the dense one."""
     import numpy as np
 
     from bench.backends import with_backend

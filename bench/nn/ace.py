@@ -230,13 +230,15 @@ class AtomicClusterExpansion(nn.Module):
     def forward(self, graph, neighbor_sum: str = "dense") -> torch.Tensor:
         """Features [N, n_features]. ``neighbor_sum``: "dense" (batched matrix products over the
         [atoms, max_neighbours] layout, ``neighbor_sum.py``) or "triton" (one fused kernel per
-        neighbour sum, ``neighbor_sum_triton.py``): the same function, the same weights."""
+        neighbour sum, ``neighbor_sum_triton.py``, and per symmetrisation, ``contraction_triton.py``):
+        the same function, the same weights."""
         ed = self.edge_data(graph, neighbor_sum)
         A = self.atomic_basis(ed)
-        B = self.symmetrize(A).flatten(1)                            # [N, n_inv K C]
+        fused = ed.rowptr is not None                                # the fused backends: every sum a kernel
+        B = self.symmetrize(A, fused=fused).flatten(1)               # [N, n_inv K C]
         features = [B]
         for layer in self.layers:
             A = layer(A, B, ed, self.inv_sqrt_nn)
-            B = self.symmetrize(A).flatten(1)
+            B = self.symmetrize(A, fused=fused).flatten(1)
             features.append(B)
         return torch.cat(features, dim=1)                            # [N, n_features]

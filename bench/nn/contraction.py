@@ -62,21 +62,35 @@ class SparseProductContraction(nn.Module):
         # Coefficients (irrational for Clebsch-Gordan) are kept in a float64 master copy, and the
         # buffer is re-derived from it on every .to()/.double()/.float(): a float32 round trip
         # would otherwise cost the float64 model its last 8 digits.
-        self._coeff64 = {}
+        self._coeff64 = {}                                           # buffer name -> float64 master
+        terms, offset = [], 0                                        # (row of B, factors, coeff) of every term
         for t, count in zip(tables, self.counts):
             idx, coeff, out = t.tensors()
             S = torch.zeros(count, len(coeff), dtype=torch.float64)
             S[out, torch.arange(len(coeff))] = coeff
-            self._coeff64[t.order] = S
+            self._coeff64[f"coeff{t.order}"] = S
             self.register_buffer(f"idx{t.order}", idx)
             self.register_buffer(f"coeff{t.order}", S.to(torch.get_default_dtype()))
+            terms += [(offset + int(b), tuple(int(q) for q in a), float(c)) for b, a, c in zip(out, idx, coeff)]
+            offset += count
+        # the same terms as the fused kernel's tables (contraction_triton.py), non-persistent
+        # buffers (derived from the ones above), so that they follow the module's device
+        from .contraction_triton import ContractionTables
+
+        fused = ContractionTables(terms, self.n_invariants)
+        self._fused_names = ContractionTables.NAMES
+        for name, tensor in zip(ContractionTables.NAMES, fused.tensors()):
+            if tensor.is_floating_point():
+                self._coeff64[f"fused_{name}"] = tensor
+                tensor = tensor.to(torch.get_default_dtype())
+            self.register_buffer(f"fused_{name}", tensor, persistent=False)
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        for order, master in self._coeff64.items():
-            buf = getattr(self, f"coeff{order}")
-            self._coeff64[order] = master.to(buf.device)
-            setattr(self, f"coeff{order}", self._coeff64[order].to(buf.dtype))
+        for name, master in self._coeff64.items():
+            buf = getattr(self, name)
+            self._coeff64[name] = master.to(buf.device)
+            setattr(self, name, self._coeff64[name].to(buf.dtype))
         return self
 
     @property
@@ -86,8 +100,15 @@ class SparseProductContraction(nn.Module):
     def n_terms(self) -> dict[int, int]:
         return {o: int(getattr(self, f"idx{o}").shape[0]) for o in self.orders}
 
-    def forward(self, A: torch.Tensor) -> torch.Tensor:
+    def forward(self, A: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        """B [N, n_inv, K, C]; ``fused``: one Triton kernel each way (``contraction_triton``, the
+        fused backends), else PyTorch ops: the same terms, the same numbers."""
         N, Q, K, C = A.shape
+        if fused:                                                    # in A's own layout: no copy
+            from .contraction_triton import contract
+
+            tables = tuple(getattr(self, f"fused_{n}") for n in self._fused_names)
+            return contract(A.reshape(N, Q, K * C), tables).view(N, self.n_invariants, K, C)
         At = A.transpose(0, 1).reshape(Q, N * K * C)                  # [Q, M] (one copy)
         Bt = torch.cat([_SparseProduct.apply(At, getattr(self, f"idx{o}"), getattr(self, f"coeff{o}"))
                         for o in self.orders], dim=0)                # [n_inv, M]
