@@ -156,8 +156,7 @@ def test_padded_md_follows_the_unpadded_trajectory_with_few_shapes(kind):
 
 
 def test_md_pads_by_default_only_under_a_backend_that_replays_cuda_graphs(monkeypatch):
-    import bench.md.engine  # noqa: F401  (the engine asks bench.backends at construction)
-    import bench.backends as backends
+    import bench.backends as backends                 # the engine asks it at construction
 
     pot = _potential("cace")
     assert not BatchedMD(pot, _water(), timestep_fs=0.5).pad_edges

@@ -11,7 +11,6 @@ from its cache. No [terms, M] product and no transposed copy of A or B is writte
 int64 (N Q KC passes 2^31 near a million atoms).
 """
 
-import triton
 import triton.language as tl
 
 
