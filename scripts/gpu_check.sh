@@ -55,6 +55,12 @@
 # comes back there, so that it travels with the tree). Then the report of what has finished. The
 # data does not travel from ../shared: here, before the call,
 #     mkdir -p .shared/data && cp -r ../shared/data/water64 .shared/data/     # 8 MB; carry .whl and .shared
+# --stability [STORE] (under 8 minutes; after --accuracy has finished): issue #13's full stability
+# sweep (water64: 300/900/1500 K, 5 velocity seeds, 2 starts, 10 ps) with the trained potentials of
+# STORE (default as --accuracy), every potential's 30 replicas as one batch on the GPU, forces through
+# MD_BACKEND (default fused; compile-fused-cudagraphs pads its lists, see README), stopped by SIGINT
+# after ST_SECONDS (default 400): each potential's finished batch is kept, the next call runs the
+# rest. Then the report. The same data as --accuracy must be carried.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import ase, vesin" 2>/dev/null; then
@@ -71,14 +77,15 @@ quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--accuracy" ] && { quick=6; shift; }
 [ "${1:-}" = "--md" ] && { quick=7; shift; }
 [ "${1:-}" = "--million" ] && { quick=8; shift; }
+[ "${1:-}" = "--stability" ] && { quick=9; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 case $quick in                           # the folder archived: a run's own, not the device's whole history
-  6) out=${1:-results/gpu/$name/water64-full} ;;   # the accuracy store, resumed by the next lease
+  6|9) out=${1:-results/gpu/$name/water64-full} ;;   # the accuracy store, resumed by the next lease
   7) out=${1:-results/gpu/$name/md-run} ;;
   8) out=${1:-results/gpu/$name/million-run} ;;
   *) out=${1:-results/gpu/$name} ;;
 esac
-if [ $quick = 6 ]; then
+if [ $quick = 6 ] || [ $quick = 9 ]; then
   [ -d .shared/data ] && export CACE_BENCH_SHARED=$PWD/.shared/data
   python3 -c "from bench.tasks.presets import named_data as d; import sys; sys.exit(not __import__('os').path.isfile(d()['water64'][0].source))" || {
     echo "water64 is not here: before the call, mkdir -p .shared/data && cp -r ../shared/data/water64 .shared/data/ and carry .shared"; exit 2; }
@@ -102,6 +109,13 @@ elif [ $quick = 7 ]; then
       --backend ${MD_BACKENDS:-eager fused compile-fused compile-fused-cudagraphs} \
       --out "$out/md-step.json" > "$out/md-step.log" 2>&1
   grep -v Warning "$out/md-step.log" | tail -12
+  exit 0
+elif [ $quick = 9 ]; then
+  mkdir -p "$out/logs"; log="$out/logs/stability-$(date -u +%Y%m%dT%H%M%S).log"
+  step $(( ${ST_SECONDS:-400} + 45 )) timeout -s INT "${ST_SECONDS:-400}" python3 -m bench.cli.main stability \
+      --data water64 --device cuda --md-backend "${MD_BACKEND:-fused}" --no-progress --out "$out" > "$log" 2>&1
+  tail -12 "$log"
+  step 40 python3 -m bench.cli.main report "$out" -o "$out/report"
   exit 0
 elif [ $quick = 6 ]; then
   mkdir -p "$out/logs"; log="$out/logs/part-$(date -u +%Y%m%dT%H%M%S).log"
