@@ -94,12 +94,12 @@ class MessageLayer(nn.Module):
 
     def forward(self, A: torch.Tensor, B_flat: torch.Tensor, ed: _EdgeData, inv_sqrt_nn: float) -> torch.Tensor:
         N, Q, K, C = A.shape
-        new = A.new_zeros(N, Q, K, C)
+        new = None                                   # the sum of the messages: no zeros to add to
         if "Ar" in self.messages:
             # [E, n_l, K, C] edge weights, expanded over the angular components of each l
             w = self.ar_amplitude * torch.exp(-ed.r[:, None, None, None] / self.ar_log_r0.exp()) * ed.fc[:, None, None, None]
             msg = A.index_select(0, ed.senders) * w[:, self.l_of]                     # [E, Q, K, C]
-            new = new.index_add(0, ed.receivers, msg)
+            new = A.new_zeros(N, Q, K, C).index_add(0, ed.receivers, msg)
         if "Bchi" in self.messages:
             e, L, R = self.n_embed, self.n_l, ed.radial.shape[1]
             H = self.h(B_flat).view(N, L, e, e)                                      # [N, l, a, b]
@@ -116,8 +116,9 @@ class MessageLayer(nn.Module):
                               dim=2)                                                  # [N, C, Q R]
                 S = S.view(N, C, Q, R).permute(0, 2, 3, 1)                            # [N, Q, R, C]
             S = (S.reshape(N, Q, R, e, e) * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, C)
-            new = new + self.mix(S)
-        new = new * inv_sqrt_nn
+            mixed = self.mix(S)
+            new = mixed if new is None else new + mixed
+        new = A.new_zeros(N, Q, K, C) if new is None else new * inv_sqrt_nn
         if "M" in self.messages:
             new = new + self.memory_scale[self.l_of] * A
         return new

@@ -18,4 +18,8 @@ class RadialMix(nn.Module):
         self.weight = nn.Parameter(torch.randn(n_l, n_in, n_out, n_channels) / n_in**0.5)
 
     def forward(self, A: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("iqnc,qnkc->iqkc", A, self.weight[self.l_of])
+        # the einsum is a batched product over (q, c) whose result is a permuted view of a
+        # [Q C, N, K] tensor; made contiguous here, the view's base is freed at once, where it
+        # would otherwise stay alive beside the contiguous copy the next consumer makes (the
+        # contraction's reshape): one [N, Q, K, C] tensor less at the peak of energy + forces
+        return torch.einsum("iqnc,qnkc->iqkc", A, self.weight[self.l_of]).contiguous()
