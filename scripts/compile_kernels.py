@@ -1,6 +1,6 @@
-"""Compile the fused neighbour-sum kernels for a CUDA target without a GPU (Triton's bundled ptxas)
-and print each kernel's registers, spills and shared memory: a failed compile or a spill is found
-here, before any device time is spent.
+"""Compile the fused kernels (neighbour sums and symmetrisation) for a CUDA target without a GPU
+(Triton's bundled ptxas) and print each kernel's registers, spills and shared memory: a failed
+compile or a spill is found here, before any device time is spent.
 
     python scripts/compile_kernels.py [--arch 90] [--preset water]
 
@@ -51,6 +51,22 @@ def main():
                     kernel = triton.compile(src, target=GPUTarget("cuda", args.arch, 32), options=dict(num_warps=warps))
                     print(f"{ty} {desc:9s} {name:6s} {version:14s} {which} {warps} warps  {resources(kernel.asm['cubin'])}",
                           flush=True)
+
+
+    from bench.nn import contraction_triton as ct
+
+    fwd, bwd = ct._kernels()
+    pointers = {"fwd": (["A", "B"], ["FPTR", "FIDX", "FORD"], ["FCOEF"]),
+                "bwd": (["GB", "A", "GA"], ["BPTR", "BOUT", "BOTH", "BN"], ["BCOEF"])}
+    scalars = {"fwd": ["M", "KC", "Q", "NINV"], "bwd": ["M", "KC", "Q", "NINV", "ROWS"]}
+    for ty in ("fp32", "fp64"):
+        for which, fn in (("fwd", fwd), ("bwd", bwd)):
+            data, index, coeff = pointers[which]
+            sig = {**{a: f"*{ty}" for a in data + coeff}, **{a: "*i64" for a in index},
+                   **{a: "i32" for a in scalars[which]}, "MAXF": "constexpr", "BLOCK": "constexpr"}
+            src = ASTSource(fn=fn, signature=sig, constexprs={"MAXF": 4, "BLOCK": ct.BLOCK})
+            kernel = triton.compile(src, target=GPUTarget("cuda", args.arch, 32), options=dict(num_warps=4))
+            print(f"{ty} symmetrisation {which} 4 warps  {resources(kernel.asm['cubin'])}", flush=True)
 
 
 if __name__ == "__main__":

@@ -293,3 +293,20 @@ def test_fused_path_saves_no_per_edge_copy_of_the_channel_weights(kind):
     assert not per_edge, per_edge
     assert any(s and s[0] == graph.n_edges for s in shapes)        # the hook saw the per-edge tensors
     assert relative_error(out["forces"], pot(graph)["forces"]) < 1e-12
+
+
+def test_every_kernel_indexes_atoms_in_int64():
+    """An atom's (or column's) offset is its program id times the row size (Q R C: 4,480 elements
+    for l_max 4, 8 radial functions and 16 channel pairs), past 2^31 from 480,000 atoms in int32,
+    which would read and write the wrong rows without any error. No graph small enough to run here
+    reaches that, so the kernels' source is checked: every program id is made int64 before use."""
+    import inspect
+    import re
+
+    from bench.nn import contraction_kernels, edge_sum_kernels
+
+    for module in (edge_sum_kernels, contraction_kernels):
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            for line in inspect.getsource(fn).splitlines():
+                if "tl.program_id(0)" in line:
+                    assert re.search(r"tl\.program_id\(0\)\.to\(tl\.int64\)", line), (module.__name__, name, line)

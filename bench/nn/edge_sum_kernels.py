@@ -26,7 +26,7 @@ import triton.language as tl
 
 def edge_sum_fwd(Y, Rb, W, SND, WL, ROWPTR, OUT, Q, NR, CW,
                  L: tl.constexpr, QB: tl.constexpr, RP: tl.constexpr, CP: tl.constexpr):
-    i = tl.program_id(0)
+    i = tl.program_id(0).to(tl.int64)                  # int64: i Q R C passes 2^31 near 0.5-2 M atoms
     q = tl.program_id(1) * QB + tl.arange(0, QB)
     start = tl.load(ROWPTR + i)
     end = tl.load(ROWPTR + i + 1)
@@ -51,7 +51,7 @@ def edge_sum_bwd(G, Y, Rb, W, SND, WL, ROWPTR, GY, GR, GW, Q, NR, CW,
                  L: tl.constexpr, QB: tl.constexpr, RP: tl.constexpr, CP: tl.constexpr):
     """GY rows of this chunk are stored; GR and GW (rows per sender atom) collect every chunk's share
     by atomic adds (they must start at zero)."""
-    i = tl.program_id(0)
+    i = tl.program_id(0).to(tl.int64)                  # int64: i Q R C passes 2^31 near 0.5-2 M atoms
     q = tl.program_id(1) * QB + tl.arange(0, QB)
     start = tl.load(ROWPTR + i)
     end = tl.load(ROWPTR + i + 1)
@@ -161,7 +161,7 @@ def edge_sum_bwd_split(G, Y, Rb, W, SND, WL, ROWPTR, GY, GR, GW, Q, NR, CW, L: t
                        QR2: tl.constexpr, HAS_REST: tl.constexpr, RP: tl.constexpr, CP: tl.constexpr,
                        LP: tl.constexpr, PREFETCH: tl.constexpr):
     """v6 (PREFETCH off) and v7 (on: edge e + 1's rows are loaded before edge e is reduced)."""
-    i = tl.program_id(0)
+    i = tl.program_id(0).to(tl.int64)                  # int64: i Q R C passes 2^31 near 0.5-2 M atoms
     start = tl.load(ROWPTR + i)
     end = tl.load(ROWPTR + i + 1)
     n = tl.arange(0, RP)
