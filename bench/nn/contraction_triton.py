@@ -45,8 +45,8 @@ class ContractionTables:
     tensors on the CPU; ``SparseProductContraction`` keeps them as buffers).
 
     terms: (out, factors, coeff) with ``out`` the invariant's row in B (orders concatenated). The
-    backward table has a row for each angular component up to the largest one a term reads; rows
-    of At beyond it get a zero gradient.
+    backward table has a row for each angular component up to the largest one a term reads; the
+    rows of A beyond it get a zero gradient.
     """
 
     def __init__(self, terms: list[tuple[int, tuple[int, ...], float]], n_invariants: int):
@@ -56,7 +56,6 @@ class ContractionTables:
         counts = [0] * (n_invariants + 1)
         for out, _, _ in terms:
             counts[out + 1] += 1
-        self.maxf = maxf
         self.fptr = torch.tensor(counts, dtype=torch.long).cumsum(0)                  # [n_inv + 1]
         self.fidx = torch.tensor([list(terms[t][1]) + [0] * (maxf - len(terms[t][1])) for t in by_out],
                                  dtype=torch.long).reshape(-1, maxf)                   # [T, maxf]
