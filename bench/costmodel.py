@@ -61,12 +61,12 @@ def _sizes(descriptor, graph) -> dict:
 def _symmetrize(z, s, fused: bool = False) -> Stage:
     """PyTorch form: gathered factor rows, products [T_o, M] and the coefficient matmul S @ P.
     Fused (``contraction_triton``): o multiplies and an add per term and column, At read once and
-    B written once (the A-basis transpose copy included in both)."""
+    B written once, in A's own layout (the PyTorch form's transposed copy of A counted in its own)."""
     M = z["N"] * z["K"] * z["C"]
     n_inv = sum(z["n_inv"].values())
     if fused:
         flops = sum((o + 1) * z["T"][o] * M for o in z["orders"])
-        return Stage("symmetrize (fused)", flops, 0.0, s * (3 * z["Q"] * M + n_inv * M))
+        return Stage("symmetrize (fused)", flops, 0.0, s * (z["Q"] * M + n_inv * M))
     flops = sum((o - 1) * z["T"][o] * M + 2 * z["n_inv"][o] * z["T"][o] * M for o in z["orders"])
     mm = sum(2 * z["n_inv"][o] * z["T"][o] * M for o in z["orders"])
     traffic = 2 * z["Q"] * M + sum((2 * o) * z["T"][o] * M for o in z["orders"]) + 2 * n_inv * M
