@@ -272,17 +272,21 @@ def pad_edges(graph: AtomsGraph, n_edges: int | None = None, max_neighbors: int 
     if n_edges < E or nb < graph.max_neighbors:
         raise ValueError(f"cannot pad a graph of {E} edges and {graph.max_neighbors} neighbours at most to "
                          f"{n_edges} edges and {nb} neighbours")
+    # a padded graph always carries its mask, padding or not, so that every call of a run has the
+    # same inputs (a compiled model would otherwise guard on the mask being None and compile again)
+    unmasked = graph if graph.edge_mask is not None else graph.replace(
+        edge_mask=torch.ones(E, dtype=torch.bool, device=graph.device))
     if N == 0:
         if n_edges:
             raise ValueError("a graph with no atoms has no atom to hold padding edges")
-        return graph
+        return unmasked
     if N * nb < n_edges:
         if not auto_nb:
             raise ValueError(f"{N} atoms x {nb} neighbours cannot hold {n_edges} edges; pass a larger max_neighbors")
         nb = edge_bucket(-(-n_edges // N))
     pad = n_edges - E
     if pad == 0 and nb == graph.max_neighbors:
-        return graph
+        return unmasked
     dev = graph.device
     counts = graph.receiver_ptr[1:] - graph.receiver_ptr[:-1]                  # [N] edges per receiver
     free = nb - counts                                                          # [N] slots left

@@ -64,6 +64,14 @@ def test_padded_graph_keeps_every_real_edge_in_order_and_its_layout_consistent(n
     assert torch.equal(d[mask], g.edge_vectors().norm(dim=1))
 
 
+def test_a_graph_already_at_its_bucket_sizes_gets_an_all_true_mask():
+    """Every list of a padded run carries a mask, padding or not (the same inputs at every call)."""
+    g = _graphs()["molecule"]
+    same = pad_edges(g, n_edges=g.n_edges, max_neighbors=g.max_neighbors)
+    assert same.n_edges == g.n_edges and same.edge_mask is not None and bool(same.edge_mask.all())
+    assert torch.equal(same.edge_index, g.edge_index)
+
+
 def test_padding_refuses_sizes_that_cannot_hold_the_graph():
     g = _graphs()["periodic"]
     with pytest.raises(ValueError, match="cannot pad"):
