@@ -1,7 +1,6 @@
 """Both descriptors and both potentials pass the shipped property mixins, in float64 and float32, on
 the CPU and (marked gpu) on CUDA where present (bench.testing.SETTINGS)."""
 
-import pytest
 
 from baselines import SphericalACE
 from bench.potential import build

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from ase.calculators.emt import EMT
 from ase.md.verlet import VelocityVerlet
 from ase import units
 
