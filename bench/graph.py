@@ -304,7 +304,7 @@ def pad_edges(graph: AtomsGraph, n_edges: int | None = None, max_neighbors: int 
         both = torch.cat([real, padding])
         return torch.empty_like(both).index_copy_(0, order, both)
 
-    mask = graph.edge_mask if graph.edge_mask is not None else torch.ones(E, dtype=torch.bool, device=dev)
+    mask = unmasked.edge_mask
     return graph.replace(
         edge_index=place(graph.edge_index.T, torch.stack([atom, atom], 1)).T.contiguous(),
         cell_shifts=place(graph.cell_shifts, graph.cell_shifts.new_zeros(pad, 3)),

@@ -25,7 +25,7 @@ import torch
 from ase import Atoms, units
 
 from ..errors import InputError
-from ..graph import AtomsGraph
+from ..graph import AtomsGraph, edge_bucket, pad_edges
 from .integrators import drift, kick, ornstein_uhlenbeck
 
 ENSEMBLES = ("nve", "nvt-langevin")
@@ -103,8 +103,6 @@ class BatchedMD:
         """``graph`` padded to its bucketed sizes, or to the last list's sizes where those hold it and
         are at most one bucket above its own (a count that wanders across a bucket boundary, as an
         MD run's does, then keeps one shape instead of alternating between two)."""
-        from ..graph import edge_bucket, pad_edges
-
         last = self._padded_shape
         E, nb = graph.n_edges, graph.max_neighbors
         if (last is not None and last[0] == graph.n_atoms

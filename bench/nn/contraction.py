@@ -78,7 +78,6 @@ class SparseProductContraction(nn.Module):
         from .contraction_triton import ContractionTables
 
         fused = ContractionTables(terms, self.n_invariants)
-        self._fused_names = ContractionTables.NAMES
         for name, tensor in zip(ContractionTables.NAMES, fused.tensors()):
             if tensor.is_floating_point():
                 self._coeff64[f"fused_{name}"] = tensor
@@ -105,9 +104,9 @@ class SparseProductContraction(nn.Module):
         fused backends), else PyTorch ops: the same terms, the same numbers."""
         N, Q, K, C = A.shape
         if fused:                                                    # in A's own layout: no copy
-            from .contraction_triton import contract
+            from .contraction_triton import ContractionTables, contract
 
-            tables = tuple(getattr(self, f"fused_{n}") for n in self._fused_names)
+            tables = tuple(getattr(self, f"fused_{n}") for n in ContractionTables.NAMES)
             return contract(A.reshape(N, Q, K * C), tables).view(N, self.n_invariants, K, C)
         At = A.transpose(0, 1).reshape(Q, N * K * C)                  # [Q, M] (one copy)
         Bt = torch.cat([_SparseProduct.apply(At, getattr(self, f"idx{o}"), getattr(self, f"coeff{o}"))
