@@ -72,9 +72,19 @@ class Potential(nn.Module):
         runner = self._descriptor_runner
         return self.descriptor(graph) if runner is None else runner(graph, double_backward=double_backward)
 
+    def readout(self, B: torch.Tensor) -> torch.Tensor:
+        """mlp(B) + linear(B)  [N, 1], with the MLP's first layer and the linear term as one matrix
+        product: B [N, F] is read once, and its gradient is one [N, F] product, not two summed
+        (their sum was the top of the fused path's memory peak during energy + forces)."""
+        first = self.mlp[0]
+        W = torch.cat([first.weight, self.linear.weight])                         # [w1 + 1, F]
+        b = torch.cat([first.bias, first.bias.new_zeros(1)])                       # [w1 + 1]
+        h = nn.functional.linear(B, W, b)                                          # [N, w1 + 1]
+        return self.mlp[1:](h[:, :-1]) + h[:, -1:]
+
     def atomic_energies(self, graph, *, double_backward: bool = False) -> torch.Tensor:
         B = self.features(graph, double_backward=double_backward)                # [N, F]
-        return self.scale * (self.mlp(B) + self.linear(B)).squeeze(-1) + self.e0_table.to(B.dtype)[graph.numbers]
+        return self.scale * self.readout(B).squeeze(-1) + self.e0_table.to(B.dtype)[graph.numbers]
 
     def forward(self, graph, *, forces: bool = True, stress: bool = False, training: bool = False) -> dict:
         """{'energy': [G], 'forces': [N, 3], 'stress': [G, 3, 3] (eV/A^3)} as asked.

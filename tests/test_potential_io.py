@@ -140,3 +140,18 @@ def test_contract_check_sees_module_members_as_python_3_12_does_not(kind):
         inspect.getattr_static(d, "angular")           # a submodule: invisible to a static lookup
     with pytest.raises(AttributeError):
         inspect.getattr_static(d.angular, "l_of")      # a buffer, likewise
+
+
+@pytest.mark.parametrize("readout", [(), (8,), (8, 4)])
+def test_readout_is_the_mlp_plus_the_linear_term_with_their_gradients(readout):
+    """The readout's one product for the MLP's first layer and the linear term equals mlp(B) +
+    linear(B) (float64, 1e-12), and so do the gradients of a loss with respect to B and every weight."""
+    torch.manual_seed(0)
+    pot = build("cace", elements=[1, 8], readout=readout, **SMALL).double()
+    B = torch.randn(7, pot.descriptor.n_features, dtype=torch.float64, requires_grad=True)
+    params = [B, *pot.mlp.parameters(), pot.linear.weight]
+    got, want = pot.readout(B), pot.mlp(B) + pot.linear(B)
+    assert got.shape == want.shape == (7, 1) and float((got - want).abs().max()) < 1e-12
+    g_got = torch.autograd.grad((got**2).sum(), params)
+    g_want = torch.autograd.grad((want**2).sum(), params)
+    assert all(float((a - b).abs().max()) < 1e-12 for a, b in zip(g_got, g_want))
