@@ -23,8 +23,9 @@ dynamic). The fused kernels run on CUDA, and on the CPU only inside Triton's int
 Both descriptors get exactly the same backend code (the fairness rule: an optimisation offered to
 one side is offered to the other); the fused kernel takes either angular basis as its input. What a
 backend cannot do is an error, raised at the first call and recorded by the timing task, never
-hidden: AOTAutograd and the fused kernels have no double backward, so only eager takes a
-force-loss training step (``training=True``).
+hidden: AOTAutograd has no double backward, so the compiled backends cannot take a force-loss
+training step (``training=True``); eager and fused can (the fused kernels' backward is itself
+differentiable: ``neighbor_sum_triton``, ``contraction_triton``).
 
 ``with_backend`` returns a new ``Potential`` object that shares the parameter and buffer tensors
 of the original (a drop-in swap: no copy, no state-dict change); the original keeps running eager.
@@ -101,10 +102,10 @@ class _DescriptorRunner:
         self._fn = descriptor if mode is None else torch.compile(descriptor, fullgraph=True, dynamic=None, mode=mode)
 
     def __call__(self, graph, *, double_backward: bool = False):
-        if double_backward:
-            raise BackendUnavailable("this backend has no double backward (torch.compile's AOTAutograd and the fused "
-                                     "kernels differentiate once), so it cannot take a force-loss training step; "
-                                     "train with backend 'eager'")
+        if double_backward and self.mode is not None:
+            raise BackendUnavailable("this backend has no double backward (torch.compile's AOTAutograd differentiates "
+                                     "once), so it cannot take a force-loss training step; train with backend "
+                                     "'eager' or 'fused'")
         if self.mode is None:
             return self._fn(graph, neighbor_sum=self.neighbor_sum)
         # Both descriptors share one ``forward`` code object, and dynamo's recompile limit (8) counts

@@ -43,6 +43,27 @@ def test_kernel_equals_the_pytorch_contraction_and_its_gradient(kind, l_max, nu_
         assert relative_error(got, want) < tol
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind,l_max,nu_max", CASES)
+def test_kernel_second_derivatives_equal_the_pytorch_contractions(kind, l_max, nu_max, device):
+    """The kernel's backward differentiated again (in PyTorch ops on the backward table), with
+    respect to A and the incoming gradient, against the PyTorch form's second derivatives, float64."""
+    sym, Q = _symmetrize(kind, l_max, nu_max)
+    sym = sym.to(device=device, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(l_max * 7 + nu_max)
+    A = torch.randn(5, Q, 2, 3, dtype=torch.float64, generator=gen).to(device).requires_grad_(True)
+    g0 = torch.randn(5, sym.n_invariants, 2, 3, dtype=torch.float64, generator=gen).to(device)
+
+    def second(fused):
+        g = g0.clone().requires_grad_(True)
+        B = sym(A, fused=fused)
+        (gA,) = torch.autograd.grad(B, A, g, create_graph=True)
+        return torch.autograd.grad(gA.sin().sum() + B.square().sum(), (A, g))
+
+    for a, b in zip(second(True), second(False)):
+        assert relative_error(a, b) < 1e-12
+
+
 def test_components_no_invariant_reads_get_a_zero_gradient():
     """nu_max 1 keeps only the scalar (q = 0): every other row's gradient is exactly zero, written
     by the launch (the kernel's table stops at row 0)."""

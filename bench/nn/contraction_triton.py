@@ -17,9 +17,15 @@ forward (CSR ``fptr`` over terms) and by angular row for the backward (CSR ``bpt
 (term, factor), each with the term's other factors). Both descriptors run it: the tables come from
 either angular basis (multinomial weights for CACE, Clebsch-Gordan coefficients for the baseline).
 
-The backward is not itself differentiable (as the fused neighbour sum's): energy + forces and MD
-work through it, a force-loss training step does not (``bench.backends`` says so). On CPU tensors
-the kernels run in Triton's interpreter (``TRITON_INTERPRET=1``; tests).
+The backward is differentiable (a force-loss training step's second derivative) through PyTorch
+ops on the backward table, with P the pairs (term, factor) and q_p a pair's row of A:
+
+    d/dgB[n, b, j] = sum_{p : out[p] = b} coeff[p] v[n, q_p, j] prod_{f} A[n, other[p, f], j]
+    d/dA[n, r, j]  = sum_{(p, f) : other[p, f] = r} coeff[p] dB[n, out[p], j] v[n, q_p, j]
+                                                     prod_{f' != f} A[n, other[p, f'], j]
+
+which form [N, P, KC] tensors (training batches are small; energy + forces never runs it). On CPU
+tensors the kernels run in Triton's interpreter (``TRITON_INTERPRET=1``; tests).
 """
 
 from __future__ import annotations
@@ -144,6 +150,42 @@ def _backward(ctx, gB):
 
 
 _contract_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _setup_backward_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward_backward(ctx, v):
+    """The module docstring's second derivative, in differentiable PyTorch ops: cotangent v [N, Q, KC]
+    of dA to (dB, A)."""
+    gB, A, bptr, bout, both, bn, bcoef = ctx.saved_tensors
+    q = torch.repeat_interleave(torch.arange(bptr.shape[0] - 1, device=bptr.device), bptr.diff())   # [P]
+    coef_v = bcoef.to(A.dtype)[None, :, None] * v[:, q]                          # [N, P, KC]
+    factors = [torch.where((f < bn)[None, :, None], A[:, both[:, f]], 1.0) for f in range(both.shape[1])]
+
+    def product(skip: int = -1):
+        out = None
+        for f, x in enumerate(factors):
+            if f != skip:
+                out = x if out is None else out * x
+        return out
+
+    d_gB = d_A = None
+    if ctx.needs_input_grad[0]:
+        term = coef_v if not factors else coef_v * product()
+        d_gB = torch.zeros_like(gB).index_add(1, bout, term)                      # [N, n_inv, KC]
+    if ctx.needs_input_grad[1] and factors:
+        base = coef_v * gB[:, bout]                                              # [N, P, KC]
+        d_A = torch.zeros_like(A)
+        for f in range(len(factors)):
+            others = product(skip=f)
+            term = base if others is None else base * others
+            d_A = d_A.index_add(1, both[:, f], torch.where((f < bn)[None, :, None], term, 0.0))
+    return d_gB, d_A, None, None, None, None, None
+
+
+_contract_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 
 
 def contract(A: torch.Tensor, tables: tuple) -> torch.Tensor:

@@ -21,8 +21,15 @@ Backward, one program per (atom, chunk) again, its gradient tile loaded once, pe
     dW[j, l, c] += sum_{q: wl[q] = l} sum_n g[i, q, n, c] Y[e, q] R[e, n] (atomic add into the sender's row)
 
 (so float results can differ in the last bit from run to run; the per-atom versions store dR
-once). The backward is not itself differentiable: energy + forces and force-based MD work through it, a force-loss training step (a
-second derivative) does not (``bench.backends`` says so).
+once). The backward is itself differentiable, through the same two kernels: the sum is linear in
+each of Y, R, W, so with T(g, Y, R, W) = <g, out(Y, R, W)> the backward is (dT/dY, dT/dR, dT/dW),
+and the derivative of <vY, dY> + <vR, dR> + <vW, dW> (a force-loss training step's second
+derivative) is
+
+    d/dg = out(vY, R, W) + out(Y, vR, W) + out(Y, R, vW)
+    d/dY = bwd(g, Y, vR, W).dY + bwd(g, Y, R, vW).dY        (and likewise for R and W)
+
+three forward and three backward launches, none of them writing a per-edge product.
 
 On CUDA tensors the kernels are compiled; on CPU tensors they run in Triton's interpreter (slow:
 for parity tests on small graphs, which is how CI checks them without a GPU).
@@ -259,6 +266,38 @@ def _backward(ctx, grad):
 
 
 _edge_sum_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _setup_backward_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+    ctx.set_materialize_grads(False)                 # an unused gradient (dW of layer 0) is None
+
+
+def _backward_backward(ctx, vY, vR, vW):
+    """The module docstring's second derivative: cotangents (vY, vR, vW) of (dY, dR, dW) to
+    (g, Y, R, W), from the forward and backward operators (so differentiable again)."""
+    g, Y, R, W, senders, wl, rowptr = ctx.saved_tensors
+    dg = dY = dR = dW = None
+
+    def add(total, term):
+        return term if total is None else total + term
+
+    for v, args in ((vY, (vY, R, W)), (vR, (Y, vR, W)), (vW, (Y, R, vW))):
+        if v is None:
+            continue
+        if ctx.needs_input_grad[0]:
+            dg = add(dg, _edge_sum_op(*args, senders, wl, rowptr))
+        bY, bR, bW = _edge_sum_backward_op(g, *args, senders, wl, rowptr)
+        if v is not vY:
+            dY = add(dY, bY)
+        if v is not vR:
+            dR = add(dR, bR)
+        if v is not vW:
+            dW = add(dW, bW)
+    return dg, dY, dR, dW, None, None, None
+
+
+_edge_sum_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 
 
 def receiver_rowptr(receivers: torch.Tensor, n_atoms: int) -> torch.Tensor:
