@@ -15,9 +15,11 @@ timing task's ``peak_memory_energy_forces``.
 ``--peak`` counts that peak without a GPU: every storage an operator creates during the call is
 added when it is made and removed when it is freed (a ``TorchDispatchMode`` and a finaliser per
 storage), and the largest sum is the peak, printed with the storages live at that moment. It
-follows the CUDA allocator's peak closely (water preset, 192 atoms, float32: eager CACE 171 kB an
-atom against 160 on an H200; with the fused neighbour sums 97.6 against 96), since both count the
-same tensors; the allocator adds only its rounding. Slow under the interpreter (a fused call takes
+follows the CUDA allocator's peak (water preset, 192 atoms, float32, CACE: eager 171 kB an atom
+against 160 on an H200; with the fused neighbour sums 93.3 against 96, counted at 65183d7 with
+the symmetrisation in PyTorch, as the H200 ran it), since both count the same tensors; the
+allocator adds its rounding. (That fused count was first given as 97.6: Triton's interpreter had
+kept kernel arguments alive in reference cycles, which the counter now collects.) Slow under the interpreter (a fused call takes
 tens of minutes on 2 CPU threads); ``--emulate`` runs the kernels' launches as PyTorch code that
 writes the same outputs (``emulated_kernels``), which the counter cannot tell apart: the same
 count in seconds.
