@@ -239,16 +239,17 @@ def test_fused_backend_energy_forces_stress_equal_eager(kind):
     assert all(a is b for a, b in zip(fast.parameters(), pot.parameters()))
 
 
+@pytest.mark.parametrize("device", [pytest.param(d, marks=_device_marks(d)) for d in DEVICES])
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
-def test_fused_backend_takes_a_force_loss_training_step_like_eager(kind):
+def test_fused_backend_takes_a_force_loss_training_step_like_eager(kind, device):
     """A force-loss training step (a double backward through the kernels: the neighbour sums' by
     their own kernels, the symmetrisation's in PyTorch ops) gives eager's loss and weight gradients
     (float64, 1e-10 relative), for both descriptors, on a periodic cell; compiled backends refuse."""
     torch.manual_seed(0)
-    pot = build(kind, elements=[1, 8], readout=(8,), **SMALL).double()
+    pot = build(kind, elements=[1, 8], readout=(8,), **SMALL).to(device=device, dtype=torch.float64)
     atoms = random_periodic(np.random.default_rng(2), [1, 8], n=4)
-    graph = AtomsGraph.from_atoms(atoms, pot.descriptor.cutoff, dtype=torch.float64)
-    f_ref = torch.randn(graph.n_atoms, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    graph = AtomsGraph.from_atoms(atoms, pot.descriptor.cutoff, dtype=torch.float64).to(device=device)
+    f_ref = torch.randn(graph.n_atoms, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(device)
     params = [p for p in pot.parameters() if p.requires_grad]
 
     def step(model):
