@@ -131,19 +131,26 @@ def validation_loss(pot, graphs, cfg: TrainConfig) -> float:
 
 
 def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsGraph], cfg: TrainConfig, *,
-          seed: int = 0, progress: bool = True, desc: str = "train", device="cpu", checkpoint=None) -> TrainResult:
+          seed: int = 0, progress: bool = True, desc: str = "train", device="cpu", checkpoint=None,
+          backend: str = "eager") -> TrainResult:
     """Train ``pot`` in place on ``device``; return the best EMA weights and the history.
 
     The graphs (neighbour lists included) are moved to the device once and batched there; the
     shuffling generator stays on the CPU, so the batches are the same on every device.
     ``checkpoint``: a path where the whole training state (weights, optimiser, scheduler, EMA,
     best weights so far, history, epoch, the shuffling generator) is written after every epoch, and
-    from which an interrupted training resumes at the next epoch, ending as an uninterrupted one would."""
+    from which an interrupted training resumes at the next epoch, ending as an uninterrupted one would.
+    ``backend``: how the descriptor runs in the training steps and validation (``bench.backends``: eager,
+    or fused, whose kernels are differentiable twice), with the same weights; checked here, before
+    any step."""
     from torch.optim.swa_utils import AveragedModel
     from tqdm import tqdm
 
+    from .backends import with_backend
+
     dtype = getattr(torch, cfg.dtype)
     pot.to(device=device, dtype=dtype)
+    stepper = with_backend(pot, backend)                  # the same modules and tensors as pot
     train_graphs = [g.to(device=device, dtype=dtype) for g in train_graphs]
     valid_graphs = [g.to(device=device, dtype=dtype) for g in valid_graphs]
     gen = torch.Generator().manual_seed(seed)
@@ -190,7 +197,7 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
             pot.train()
             losses = []
             for batch in _batches(train_graphs, cfg.batch_size, gen):
-                e, f = loss_terms(pot, batch, training=True)
+                e, f = loss_terms(stepper, batch, training=True)
                 loss = w_e * e + cfg.force_weight * f
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -201,7 +208,7 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
                 ema.update_parameters(pot)
                 losses.append(loss.detach())       # kept on the device: no host sync per step
             ema.eval()
-            val = validation_loss(ema.module, valid_graphs, cfg)
+            val = validation_loss(with_backend(ema.module, backend), valid_graphs, cfg)
             if lr is None:                         # the plateau schedule, after any warm-up
                 sched.step(val)
             train_loss = float(torch.stack(losses).double().mean()) if losses else math.nan   # one sync an epoch

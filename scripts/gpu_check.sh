@@ -50,7 +50,8 @@
 # --accuracy [STORE] (one lease's part of issue #13's full-budget comparison; under 9 minutes): the
 # water64 accuracy comparison at the full budget (both descriptors, seeds 0 1 2, up to 500 epochs
 # each), all six trainings at once on the one GPU (--jobs, default ACC_JOBS=6), stopped by SIGINT
-# after ACC_SECONDS (default 420) so that every training keeps its last finished epoch; the next
+# after ACC_SECONDS (default 420) so that every training keeps its last finished epoch (TRAIN_BACKEND:
+# eager, the default, or fused: the timing modes' training_step rows say which is faster); the next
 # lease's call resumes them from STORE (default results/gpu/<device name>/water64-full: commit what
 # comes back there, so that it travels with the tree). Then the report of what has finished. The
 # data does not travel from ../shared: here, before the call,
@@ -121,7 +122,8 @@ elif [ $quick = 6 ]; then
   mkdir -p "$out/logs"; log="$out/logs/part-$(date -u +%Y%m%dT%H%M%S).log"
   # SIGINT, not TERM: the trainings stop and keep their state; the outer limit only if that hangs
   step $(( ${ACC_SECONDS:-420} + 45 )) timeout -s INT "${ACC_SECONDS:-420}" python3 -m bench.cli.main accuracy \
-      --data water64 --device cuda --jobs "${ACC_JOBS:-6}" --no-progress --out "$out" > "$log" 2>&1
+      --data water64 --device cuda --jobs "${ACC_JOBS:-6}" --train-backend "${TRAIN_BACKEND:-eager}" \
+      --no-progress --out "$out" > "$log" 2>&1
   tail -12 "$log"
   ls "$out"/artifacts/*/train-state.pt 2>/dev/null | wc -l | xargs echo "== trainings left to resume:"
   step 40 python3 -m bench.cli.main report "$out" -o "$out/report"

@@ -57,6 +57,7 @@ def test_training_lowers_the_loss_for_both_descriptors(data_file, tmp_path):
 def test_same_seed_same_numbers_and_records_round_trip(data_file, tmp_path):
     a = accuracy.run(spec(data_file), ResultsStore(tmp_path / "a"), progress=False, log=quiet)
     b = accuracy.run(spec(data_file), ResultsStore(tmp_path / "b"), progress=False, log=quiet)
+    assert all(r["backend"] == "eager" for r in a)               # the training backend, named in every record
     key = lambda r: (r["descriptor"], r["metric"])  # noqa: E731
     va = {key(r): r["value"] for r in a if r["metric"] not in ("train_time",)}
     vb = {key(r): r["value"] for r in b if r["metric"] not in ("train_time",)}
@@ -378,3 +379,27 @@ def test_the_accuracy_table_bolds_only_differences_beyond_the_seed_spread(tmp_pa
     md = md_path.read_text()
     assert "**10.1" in next(line for line in md.splitlines() if line.startswith("| train_time"))
     assert "side by side" not in md
+
+
+@pytest.mark.slow
+def test_fused_training_gives_eagers_numbers_and_records_its_backend(data_file, tmp_path):
+    """--train-backend fused: one float64 epoch through the fused kernels (Triton's interpreter here)
+    ends with eager's errors (the same weights, steps and double backward, to rounding), and the
+    records name the backend each ran. Slow set: about 90 s in the interpreter (the double
+    backward's parity itself is in the default suite, tests/test_fused.py)."""
+    from dataclasses import replace
+
+    from bench.nn import neighbor_sum_triton as nst
+
+    if not nst.available():
+        pytest.skip("needs Triton (pip install triton)")
+    one = replace(TRAIN, max_epochs=1, dtype="float64")
+    runs = {}
+    for backend in ("eager", "fused"):
+        recs = accuracy.run(spec(data_file, train=one, descriptors=("cace",), backend=backend),
+                            ResultsStore(tmp_path / backend), progress=False, log=quiet)
+        assert recs and all(r["backend"] == backend for r in recs)
+        runs[backend] = {r["metric"]: r["value"] for r in recs}
+    for metric in ("energy_mae_per_atom", "forces_mae", "forces_rmse"):
+        a, b = runs["fused"][metric], runs["eager"][metric]
+        assert abs(a - b) <= 1e-8 * abs(b), (metric, a, b)

@@ -20,10 +20,12 @@ def add_parser(sub) -> None:
                          "machine while it measures)")
     _timing_options(p)
     _stability_options(p)
+    _train_options(p)
     p.set_defaults(func=run)
     a = sub.add_parser("accuracy", help="train and test both descriptors")
     _common(a)
     _executor_options(a, "the training runs")
+    _train_options(a)
     a.set_defaults(func=accuracy)
     st = sub.add_parser("stability", help="MD with the trained potentials (after accuracy): time to failure, drift, RDF")
     _common(st)
@@ -59,6 +61,13 @@ def add_parser(sub) -> None:
     r.add_argument("-o", "--output", default=None, help="output folder (default: the results folder)")
     r.add_argument("--baselines", default=None, help="also plot the tracked figures across this baselines folder's history")
     r.set_defaults(func=report)
+
+
+def _train_options(p) -> None:
+    p.add_argument("--train-backend", default="eager", choices=("eager", "fused"),
+                   help="how the descriptor runs in training (bench.backends): eager, or fused (the Triton "
+                        "kernels, differentiable twice; CUDA). The same weights and numbers; every training "
+                        "record names it (default eager)")
 
 
 def _common(p) -> None:
@@ -168,7 +177,7 @@ def accuracy(args) -> int:
     opts = _read_options(args)
     for data in args.data:
         spec = replace(accuracy_spec(data, quick=args.quick, read_options=opts, **_data_options(args)),
-                       device=_device(args))
+                       device=_device(args), backend=args.train_backend)
         acc.run(spec, store, progress=not args.no_progress and sys.stderr.isatty(), log=_log,
                 **_executor(args))
     return 0

@@ -118,6 +118,7 @@ class TrainingRun:
     recipe: dict | None = None          # front, tune: the recipe trained with
     tuning: dict | None = None          # front after a search: what was searched and chosen
     extra_test: bool | None = None      # a further --test set's record
+    backend: str | None = None          # how the descriptor ran in training (bench.backends): eager, fused
 
 
 @dataclass(frozen=True)

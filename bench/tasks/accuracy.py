@@ -73,6 +73,7 @@ class AccuracySpec:
     train_sizes: tuple | None = None     # learning curve: training-set sizes (nested subsets)
     descriptors: tuple = DESCRIPTORS
     device: str = "cpu"                  # where training and evaluation run (in provenance, not in the key)
+    backend: str = "eager"               # how the descriptor runs in training (bench.backends; in records, not the key)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,7 +188,7 @@ def _complete_e0(e0: dict, elements: list, data: DataSpec, where: str) -> dict:
 def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, kw: dict, cfg: TrainConfig,
                    prep: Prepared, ss: SeedSplit, subset: list, seed: int, device: str, progress: bool, desc: str,
                    log=print, extra: dict | None = None, data: DataSpec | None = None,
-                   evaluate: str = "test") -> list[dict]:
+                   evaluate: str = "test", backend: str = "eager") -> list[dict]:
     """Train ``kind`` (with descriptor ``options``) on ``subset`` under ``cfg``, evaluate it on the
     ``evaluate`` part of the split ("test", or "validation" for a recipe search, which must never see
     the test part), write its records (one per metric) under ``key`` with the weights and
@@ -200,7 +201,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     if state.is_file():
         log(f"resuming {desc} from its last finished epoch ({state})")
     result = train(pot, [prep.graphs[i] for i in subset], ss.valid, cfg, seed=seed, progress=progress, desc=desc,
-                   device=device, checkpoint=state)
+                   device=device, checkpoint=state, backend=backend)
     save_checkpoint(pot, store.artifact_path(key, "model.pt"))
     if result.interrupted:
         done = len(result.history)                       # epochs finished, this run and the ones it resumed
@@ -224,7 +225,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         "stopped_by": result.stopped_by,
         "best_epoch": result.best_epoch, "n_parameters": sum(p.numel() for p in pot.parameters()),
         "n_features": pot.descriptor.n_features, "wall_time_s": time.perf_counter() - t0,
-        "model": pot.config(), "train_config": cfg.to_dict(),
+        "model": pot.config(), "train_config": cfg.to_dict(), "backend": backend,
         "provenance": provenance(device, dtype=cfg.dtype, seed=seed), **(extra or {}),
     }
     if data is not None:                     # how the data was read: source, keys, units, index, files
@@ -280,24 +281,24 @@ def e0_reference_error(pred: dict, e0: dict) -> float:
 
 def train_unit(root, key: dict, kind: str, options: dict, kw: dict, cfg: TrainConfig, prep: Prepared, data: DataSpec,
                seed: int, n_train: int, device: str, desc: str, progress: bool, log, extra: dict | None = None,
-               evaluate: str = "test") -> list[dict]:
+               evaluate: str = "test", backend: str = "eager") -> list[dict]:
     """One training run as a unit of work (``bench.executor``): the seed's split of the prepared
     data, the first ``n_train`` of its training structures, trained, evaluated and recorded."""
     ss = seed_split(prep, data, seed)
     return fit_and_record(ResultsStore(root), key, kind=kind, options=options, kw=kw, cfg=cfg, prep=prep, ss=ss,
                           subset=ss.train_idx[:n_train], seed=seed, device=device, progress=progress, desc=desc,
-                          log=log, extra=extra, data=data, evaluate=evaluate)
+                          log=log, extra=extra, data=data, evaluate=evaluate, backend=backend)
 
 
 def training_unit(store: ResultsStore, key: dict, desc: str, kind: str, options: dict, kw: dict, cfg: TrainConfig,
                   prep, data: DataSpec, seed: int, n_train: int, device: str, progress: bool, log,
-                  extra: dict | None = None, evaluate: str = "test"):
+                  extra: dict | None = None, evaluate: str = "test", backend: str = "eager"):
     """``train_unit`` as a ``bench.executor.Unit`` under ``key`` (one GPU when ``device`` is CUDA);
     ``prep``: the prepared data, wrapped in ``executor.Shared``."""
     from ..executor import Unit
 
     return Unit(key, desc, train_unit, (str(store.root), key, kind, options, kw, cfg, prep, data, seed, n_train,
-                                        device, desc, progress, log, extra, evaluate),
+                                        device, desc, progress, log, extra, evaluate, backend),
                 num_gpus=1 if str(device).startswith("cuda") else 0)
 
 
@@ -328,7 +329,7 @@ def units(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log
                        "seed": seed, "setting": {"n_train": n_train}, "config_hash": cfg_hash}
                 desc = f"{kind} {data.label} s{seed} n{n_train}"
                 out.append(training_unit(store, key, desc, kind, {}, kw, spec.train, shared, data, seed, n_train,
-                                         spec.device, progress, log))
+                                         spec.device, progress, log, backend=spec.backend))
     return out
 
 
