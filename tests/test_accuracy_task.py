@@ -138,6 +138,7 @@ def test_report_has_every_section_and_damaged_files_are_clear_errors(data_file, 
     assert trained[0]["setting"]["n_train"] == 12 and trained[0]["setting"]["n_structures"] == 4
     html_path, md_path = build_report(tmp_path / "res", tmp_path / "rep")
     html, md = html_path.read_text(), md_path.read_text()
+    assert "run in training through" not in md                  # all eager: nothing to say
     for needle in ("Accuracy: tiny", "Caution: a short budget", "forces_mae (meV/A)", "energy_mae_per_atom", "learning curves",
                    "predicted against reference", "Speed against system size", "ratio sph/CACE", "Roofline", "Accuracy against speed", "Caution: some points have only 2 repeats", "commits:"):
         assert needle in html and needle in md, needle
@@ -403,3 +404,15 @@ def test_fused_training_gives_eagers_numbers_and_records_its_backend(data_file, 
     for metric in ("energy_mae_per_atom", "forces_mae", "forces_rmse"):
         a, b = runs["fused"][metric], runs["eager"][metric]
         assert abs(a - b) <= 1e-8 * abs(b), (metric, a, b)
+
+
+def test_report_names_a_training_backend_other_than_eager(data_file, tmp_path):
+    """Runs trained through the fused backend are named in the accuracy section (the records say so)."""
+    store = ResultsStore(tmp_path / "res")
+    accuracy.run(spec(data_file), store, progress=False, log=quiet)
+    for path in store.runs_dir.glob("*.json"):                  # as if CACE had trained with --train-backend fused
+        run = json.loads(path.read_text())
+        if run["key"]["descriptor"] == "cace":
+            path.write_text(json.dumps(run).replace('"backend": "eager"', '"backend": "fused"'))
+    _, md = build_report(tmp_path / "res", tmp_path / "rep")
+    assert "run in training through: cace fused (1 run); spherical eager (1 run)" in md.read_text()

@@ -135,6 +135,13 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra:
             if is_smoke(tc) or len(seeds) < 3:
                 doc.para("Caution: a short budget or fewer than 3 seeds (the --quick run). These numbers show the "
                          "pipeline working on real training runs; they are not a comparison to decide on.")
+        backends = top["backend"].fillna("eager") if "backend" in top else pd.Series("eager", index=top.index)
+        if set(backends) != {"eager"}:                 # records before --train-backend trained eager
+            runs = top.drop_duplicates(["descriptor", "seed"]).assign(backend=backends)
+            counts = runs.groupby(["descriptor", "backend"]).size()
+            doc.para("Descriptor run in training through: " + "; ".join(
+                f"{k} {b} ({n} run{'s' if n > 1 else ''})" for (k, b), n in counts.items())
+                + " (bench.backends: the same weights and numbers to rounding; training times differ).")
         shared = _concurrent_units(top)
         if shared > 1:
             doc.para(f"Training times were measured with up to {shared} trainings side by side on one machine "
