@@ -43,6 +43,10 @@
 # 1,119,744 atoms (supercells 8 and 18), fused and compile-fused; where eager does not fit in memory
 # it is recorded as out of memory and the others are checked against the fused eager backend
 # (the timing task's reference chain)                                                     -> OUT/timing/
+# --train (under 4 minutes): which backend should train on the GPU (issue #13). The fused
+# force-loss step's parity with eager on CUDA (the gpu tests of that name), then the descriptor,
+# energy + forces and training-step modes at 192 / 1,536 / 12,288 atoms, eager against fused
+# (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
 # --md (under 6 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
 # (neighbour lists on the device included), both descriptors, each backend of MD_BACKENDS (default
 # eager fused compile-fused compile-fused-cudagraphs; the CUDA-graph one pads its neighbour lists to
@@ -51,7 +55,7 @@
 # water64 accuracy comparison at the full budget (both descriptors, seeds 0 1 2, up to 500 epochs
 # each), all six trainings at once on the one GPU (--jobs, default ACC_JOBS=6), stopped by SIGINT
 # after ACC_SECONDS (default 420) so that every training keeps its last finished epoch (TRAIN_BACKEND:
-# eager, the default, or fused: the timing modes' training_step rows say which is faster); the next
+# eager, the default, or fused: --train's training_step rows say which is faster); the next
 # lease's call resumes them from STORE (default results/gpu/<device name>/water64-full: commit what
 # comes back there, so that it travels with the tree). Then the report of what has finished. The
 # data does not travel from ../shared: here, before the call,
@@ -79,11 +83,13 @@ quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--md" ] && { quick=7; shift; }
 [ "${1:-}" = "--million" ] && { quick=8; shift; }
 [ "${1:-}" = "--stability" ] && { quick=9; shift; }
+[ "${1:-}" = "--train" ] && { quick=10; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
 case $quick in                           # the folder archived: a run's own, not the device's whole history
   6|9) out=${1:-results/gpu/$name/water64-full} ;;   # the accuracy store, resumed by the next lease
   7) out=${1:-results/gpu/$name/md-run} ;;
   8) out=${1:-results/gpu/$name/million-run} ;;
+  10) out=${1:-results/gpu/$name/train-run} ;;
   *) out=${1:-results/gpu/$name} ;;
 esac
 if [ $quick = 6 ] || [ $quick = 9 ]; then
@@ -99,7 +105,13 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
          [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
-if [ $quick = 8 ]; then
+if [ $quick = 10 ]; then
+  step 60  python3 -m pytest -q -p no:cacheprovider -m gpu -k "training_step" tests/test_fused.py > "$out/gpu-tests.log" 2>&1
+  tail -3 "$out/gpu-tests.log"
+  step 150 python3 -m bench.benchmarks.gpu --part modes --backend eager fused --repeats 5 --out "$out/timing-train"
+  step 20  python3 -m bench.cli.main report "$out/timing-train" -o "$out/report-train"
+  exit 0
+elif [ $quick = 8 ]; then
   step 400 python3 -m bench.benchmarks.gpu --part sweep --sizes 8 18 --repeats 5 --max-seconds 5 \
       --backend fused compile-fused --out "$out/timing" > "$out/million.log" 2>&1
   grep -v Warning "$out/million.log" | tail -30
