@@ -177,7 +177,7 @@ elif [ $quick = 2 ]; then
   step 150 python3 -m bench.cli.main run --quick --device cuda --no-progress --out "$out/run-quick" > "$out/run-quick.log" 2>&1
   tail -3 "$out/run-quick.log"
 elif [ $quick = 1 ]; then
-  step 50  python3 -m pytest -q -p no:cacheprovider -m gpu -k "not compile" tests > "$out/gpu-tests.log" 2>&1
+  step 70  python3 -m pytest -q -p no:cacheprovider -m gpu -k "not compile" tests > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
   step 70  $gpu --backend eager fused --sizes 1 2 4 8 12 --out "$out/timing"
   # two compiles only (the dense compiled path was measured in first-run/): 4 did not fit 90 s on the H200
