@@ -20,11 +20,12 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def output_error(out, ref) -> dict:
     """{name: relative error} of a call's output against the reference's: a tensor (features) or
-    the potential's dict (energy, forces, stress where both have it)."""
+    a dict (the potential's energy, forces, stress; a training step's forces and force-loss
+    gradient): every tensor both have."""
     if isinstance(out, torch.Tensor):
         return {"output": relative_error(out, ref)}
-    return {k: relative_error(out[k], ref[k]) for k in ("energy", "forces", "stress")
-            if out.get(k) is not None and ref.get(k) is not None}
+    return {k: relative_error(out[k], ref[k]) for k in ref
+            if isinstance(ref[k], torch.Tensor) and isinstance(out.get(k), torch.Tensor)}
 
 
 def disagreement(out, ref, dtype: torch.dtype, reference: str = "eager") -> str | None:

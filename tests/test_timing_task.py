@@ -66,7 +66,8 @@ def test_a_backend_that_cannot_run_is_recorded_and_the_headline_uses_the_rest(tm
 
 def test_a_backend_with_wrong_results_is_recorded_and_never_timed(tmp_path, monkeypatch):
     """A backend whose forces differ from eager's (as compile-fused did on an H100, with wrong CSR
-    rows) gets a failure record naming the error, and no timing, no ratio."""
+    rows) gets a failure record naming the error, and no timing, no ratio; its training step too
+    (checked by its forces and the force loss's weight gradient, now that fused can train)."""
     import bench.backends
 
     class Skewed:                                  # a "compile" backend whose forces are 1% off
@@ -81,18 +82,27 @@ def test_a_backend_with_wrong_results_is_recorded_and_never_timed(tmp_path, monk
         def features(self, graph):
             return self.pot.features(graph)
 
+        def zero_grad(self, **kw):
+            self.pot.zero_grad(**kw)
+
     real = bench.backends.with_backend
     monkeypatch.setattr(bench.backends, "with_backend", lambda pot, b: Skewed(pot) if b == "compile" else real(pot, b))
     monkeypatch.setattr(timing, "setup", lambda kind, overrides=None, **kw: setup(kind, overrides={**SMALL, **(overrides or {})}, **kw))
-    spec = TimingSpec(sizes=(1,), modes=("descriptor", "energy_forces"), repeats=2, warmup=1, memory=False,
-                      backends=("eager", "compile"))
+    spec = TimingSpec(sizes=(1,), modes=("descriptor", "energy_forces", "training_step"), repeats=2, warmup=1,
+                      memory=False, backends=("eager", "compile"))
     records = timing.run(spec, ResultsStore(tmp_path), log=quiet)
     failed = [r for r in records if r["metric"] == "backend_unavailable"]
-    assert sorted((r["descriptor"], r["mode"]) for r in failed) == [("cace", "energy_forces"), ("spherical", "energy_forces")]
-    assert all("wrong result" in r["error"] and "forces 1.0e-02" in r["error"] for r in failed)
+    assert sorted((r["descriptor"], r["mode"]) for r in failed) == [
+        (k, m) for k in ("cace", "spherical") for m in ("energy_forces", "training_step")]
+    assert all("wrong result" in r["error"] for r in failed)
+    assert all("forces 1.0e-02" in r["error"] for r in failed if r["mode"] == "energy_forces")
+    # a training step is checked by its forces and the force loss's gradient with respect to the weights
+    assert all("forces 1.0e-02" in r["error"] and "force_loss_gradient" in r["error"]
+               for r in failed if r["mode"] == "training_step")
     timed = {(r["descriptor"], r["backend"], r["mode"]) for r in records if r["metric"].startswith("time_")
              and r["descriptor"] in ("cace", "spherical")}
     assert ("cace", "compile", "descriptor") in timed and ("cace", "compile", "energy_forces") not in timed
+    assert ("cace", "eager", "training_step") in timed and ("cace", "compile", "training_step") not in timed
 
 
 def test_headline_ratio_takes_each_side_at_its_fastest_backend():

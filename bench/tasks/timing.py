@@ -101,14 +101,33 @@ def mode_call(pot, graph, mode: str):
             return pot(graph)
     elif mode == "training_step":
         def call():
-            out = pot(graph, training=True)
-            loss = (out["energy"] ** 2).sum() + (out["forces"] ** 2).sum()
+            loss = training_loss(pot, graph)
             loss.backward()
             pot.zero_grad(set_to_none=True)
             return loss
     else:
         raise InputError(f"unknown timing mode {mode!r}; known: {MODES}")
     return call
+
+
+def training_loss(pot, graph) -> torch.Tensor:
+    """The training-step mode's loss: sum of squared energies and forces (a force loss, so its
+    gradient with respect to the weights is a double backward)."""
+    out = pot(graph, training=True)
+    return (out["energy"] ** 2).sum() + (out["forces"] ** 2).sum()
+
+
+def training_result(pot, graph, params) -> dict:
+    """What a training step computes, to check a backend against the reference: the energies and
+    forces it trains on, and the gradient of the force loss sum F^2 with respect to ``params`` (the
+    weights, shared by every backend of a potential; zeros where a weight gets none) as one vector:
+    the double backward itself. (The step's whole loss is dominated by the energies, so its
+    gradient would hide a force error.)"""
+    out = pot(graph, training=True)
+    grads = torch.autograd.grad((out["forces"] ** 2).sum(), params, allow_unused=True)
+    return {"energy": out["energy"].detach(), "forces": out["forces"].detach(),
+            "force_loss_gradient": torch.cat([(torch.zeros_like(p) if g is None else g).flatten()
+                                              for g, p in zip(grads, params)])}
 
 
 def _memory_child(argv) -> None:
@@ -156,6 +175,13 @@ def _backend_calls(setups: dict, spec: TimingSpec, runners: dict):
             runners[(k, b)] = with_backend(setups[k][0], b)
         return runners[(k, b)]
 
+    def result(k, b, m, out):
+        """What the call computed, to compare: its output, or for a training step its energies, forces
+        and force-loss gradient (``training_result``: the step's own call zeroes the gradients)."""
+        if m != "training_step":
+            return _detached(out)
+        return training_result(runner(k, b), setups[k][1], [p for p in setups[k][0].parameters() if p.requires_grad])
+
     def reference(k, m):
         """(backend, output) of the first of ``REFERENCES`` that computes (kind, mode) here, or None."""
         if (k, m) not in refs:
@@ -164,7 +190,7 @@ def _backend_calls(setups: dict, spec: TimingSpec, runners: dict):
                 if (k, b, m) in no_room:
                     continue
                 try:
-                    refs[(k, m)] = (b, _detached(mode_call(runner(k, b), setups[k][1], m)()))
+                    refs[(k, m)] = (b, result(k, b, m, mode_call(runner(k, b), setups[k][1], m)()))
                     break
                 except Exception as err:  # noqa: BLE001 -- out of memory, or unavailable here: try the next
                     if b == "eager" and not _is_oom(err):
@@ -190,8 +216,8 @@ def _backend_calls(setups: dict, spec: TimingSpec, runners: dict):
                         _free_device(spec.device)
                     continue
                 if b == "eager":
-                    refs[(k, m)] = ("eager", _detached(out))
-                elif m != "training_step":       # a backend is timed only where it computes what eager does
+                    refs[(k, m)] = ("eager", result(k, b, m, out))
+                else:                            # a backend is timed only where it computes what eager does
                     ref = reference(k, m)
                     if ref is None:
                         failures.append({"descriptor": k, "backend": b, "mode": m,
@@ -201,7 +227,7 @@ def _backend_calls(setups: dict, spec: TimingSpec, runners: dict):
                     if ref[0] == b:                # the reference here: checked at the smaller points
                         checked[f"{k}/{b}/{m}"] = f"{b} (the reference here)"
                     else:
-                        wrong = disagreement(_detached(out), ref[1], g.dtype, reference=ref[0])
+                        wrong = disagreement(result(k, b, m, out), ref[1], g.dtype, reference=ref[0])
                         if wrong:
                             failures.append({"descriptor": k, "backend": b, "mode": m, "error": wrong})
                             continue
