@@ -90,6 +90,21 @@ def check_backend(backend: str, device) -> None:
             raise BackendUnavailable(f"backend {backend!r}: {err}") from None
 
 
+TRAINING_BACKENDS = ("eager", "fused")     # those with a double backward (a force-loss training step)
+
+
+def check_training_backend(backend: str, device) -> None:
+    """Raise (one line, naming what to pass instead) where ``backend`` cannot train on ``device``:
+    checked before a training task starts, not at its first step."""
+    if backend not in TRAINING_BACKENDS:
+        raise InputError(f"training backend {backend!r}: only {' and '.join(TRAINING_BACKENDS)} can take a "
+                         "force-loss training step (the compiled backends have no double backward); pass one of those")
+    try:
+        check_backend(backend, device)
+    except BackendUnavailable as err:          # the user's choice, not our bug: an input error
+        raise InputError(f"training {err}") from None
+
+
 class _DescriptorRunner:
     """Callable running ``descriptor`` with its neighbour sums ``neighbor_sum``, eager or through
     ``torch.compile``; not an nn.Module, so the potential's modules, parameters and state dict stay

@@ -416,3 +416,20 @@ def test_report_names_a_training_backend_other_than_eager(data_file, tmp_path):
             path.write_text(json.dumps(run).replace('"backend": "eager"', '"backend": "fused"'))
     _, md = build_report(tmp_path / "res", tmp_path / "rep")
     assert "run in training through: cace fused (1 run); spherical eager (1 run)" in md.read_text()
+
+
+def test_a_backend_that_cannot_train_is_refused_before_any_training(data_file, tmp_path, monkeypatch):
+    """A compiled backend (no double backward), or fused where its kernels cannot run, is a one-line
+    error before the data is read or anything trained; nothing is written."""
+    from bench.errors import InputError
+    from bench.nn import neighbor_sum_triton as nst
+
+    store = ResultsStore(tmp_path)
+    with pytest.raises(InputError, match="only eager and fused can take a force-loss training step"):
+        accuracy.run(spec(data_file, backend="compile"), store, progress=False, log=quiet)
+    monkeypatch.setattr(nst, "interpreting", lambda: False)           # as on a CPU machine outside the tests
+    with pytest.raises(InputError, match="training backend 'fused': the fused neighbour sum runs on CUDA"):
+        accuracy.run(spec(data_file, backend="fused"), store, progress=False, log=quiet)
+    assert store.runs() == []
+    code = main(["accuracy", "--data", str(data_file), "--train-backend", "fused", "--out", str(tmp_path / "cli")])
+    assert code == 2                                                  # a one-line input error, not an internal one

@@ -312,6 +312,9 @@ def units(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log
     The data is read, and every seed's split checked, here, before any unit runs."""
     from ..executor import Shared
 
+    from ..backends import check_training_backend
+
+    check_training_backend(spec.backend, spec.device)
     data = spec.data
     kw = model_kwargs(spec.model)
     prep = prepare(data, kw["cutoff"])
