@@ -180,6 +180,7 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
         n_updates, best, best_epoch, best_state = st["n_updates"], st["best"], st["best_epoch"], st["best_state"]
         history, first_epoch = st["history"], st["epoch"] + 1
         start -= st["elapsed"]
+    ema_stepper = with_backend(ema.module, backend)      # validation, through the same backend
     bar = tqdm(range(first_epoch, cfg.max_epochs), desc=desc, disable=not progress, leave=False)
     epoch = first_epoch - 1
     try:
@@ -208,7 +209,7 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
                 ema.update_parameters(pot)
                 losses.append(loss.detach())       # kept on the device: no host sync per step
             ema.eval()
-            val = validation_loss(with_backend(ema.module, backend), valid_graphs, cfg)
+            val = validation_loss(ema_stepper, valid_graphs, cfg)
             if lr is None:                         # the plateau schedule, after any warm-up
                 sched.step(val)
             train_loss = float(torch.stack(losses).double().mean()) if losses else math.nan   # one sync an epoch

@@ -34,7 +34,7 @@ import functools
 
 import torch
 
-from .neighbor_sum_triton import check_device, triton
+from .neighbor_sum_triton import check_device, csr_rows, triton
 
 BLOCK = 256         # columns per program
 
@@ -160,7 +160,7 @@ def _backward_backward(ctx, v):
     """The module docstring's second derivative, in differentiable PyTorch ops: cotangent v [N, Q, KC]
     of dA to (dB, A)."""
     gB, A, bptr, bout, both, bn, bcoef = ctx.saved_tensors
-    q = torch.repeat_interleave(torch.arange(bptr.shape[0] - 1, device=bptr.device), bptr.diff())   # [P]
+    q = csr_rows(bptr)                                                           # [P] each pair's row of A
     coef_v = bcoef.to(A.dtype)[None, :, None] * v[:, q]                          # [N, P, KC]
     factors = [torch.where((f < bn)[None, :, None], A[:, both[:, f]], 1.0) for f in range(both.shape[1])]
 

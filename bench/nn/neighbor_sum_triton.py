@@ -307,6 +307,12 @@ def receiver_rowptr(receivers: torch.Tensor, n_atoms: int) -> torch.Tensor:
     return torch.searchsorted(receivers, atoms)
 
 
+def csr_rows(ptr: torch.Tensor) -> torch.Tensor:
+    """The row of every entry of a CSR table from its row pointers [rows + 1] -> [entries] (the
+    inverse of ``receiver_rowptr``: the receiver of every edge)."""
+    return torch.repeat_interleave(torch.arange(ptr.shape[0] - 1, device=ptr.device), ptr.diff())
+
+
 def edge_sum(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, senders: torch.Tensor, wl: torch.Tensor,
              rowptr: torch.Tensor, n_atoms: int) -> torch.Tensor:
     """out[i, q, n, c] = sum_{e = (j -> i)} Y[e, q] R[e, n] W[j, wl[q], c]  -> [N, Q, R, C] (module docstring).

@@ -310,9 +310,8 @@ def records_of(store: ResultsStore, keys: list) -> list[dict]:
 def units(spec: AccuracySpec, store: ResultsStore, *, progress: bool = True, log=print) -> list:
     """Every (seed, training-set size, descriptor) training run of ``spec`` as a unit of work.
     The data is read, and every seed's split checked, here, before any unit runs."""
-    from ..executor import Shared
-
     from ..backends import check_training_backend
+    from ..executor import Shared
 
     check_training_backend(spec.backend, spec.device)
     data = spec.data
