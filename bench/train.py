@@ -176,7 +176,7 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
         ema.load_state_dict(st["ema"])
-        gen.set_state(st["gen"])
+        gen.set_state(st["gen"].cpu())                    # the shuffling generator's state: a CPU byte tensor
         n_updates, best, best_epoch, best_state = st["n_updates"], st["best"], st["best_epoch"], st["best_state"]
         history, first_epoch = st["history"], st["epoch"] + 1
         start -= st["elapsed"]
