@@ -69,6 +69,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import ase, vesin" 2>/dev/null; then
+  # afresh: a warm machine keeps the ignored .site of an earlier call, and pip --target over it
+  # skips what exists and once left ase unimportable (H200, 2026-11-28)
+  rm -rf .site
   python3 -m pip install -q --no-index --no-deps --no-compile --target .site .whl/*.whl || exit 2
   export PYTHONPATH="$PWD/.site:$PWD"
 else
@@ -100,10 +103,12 @@ fi
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/device.csv" 2>&1 || true
 # after every step, the archive the device tool brings back (at most 8 files) is refreshed, so a
-# call cut short still returns what finished
+# call cut short still returns what finished; one archive per results folder, so that modes chained
+# in one call (--train, then --accuracy) do not overwrite each other's
+archive="$OUT/gpu-results-$(basename "$out").tar.gz"
 step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECONDS
          timeout "$limit" "$@"; echo "== rc=$? in $((SECONDS - t0))s"
-         [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-results.tar.gz" "$out" 2>/dev/null; }
+         [ -n "${OUT:-}" ] && tar czf "$archive" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
 if [ $quick = 10 ]; then
   step 60  python3 -m pytest -q -p no:cacheprovider -m gpu -k "training_step" tests/test_fused.py > "$out/gpu-tests.log" 2>&1
