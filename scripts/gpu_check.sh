@@ -43,10 +43,12 @@
 # 1,119,744 atoms (supercells 8 and 18), fused and compile-fused; where eager does not fit in memory
 # it is recorded as out of memory and the others are checked against the fused eager backend
 # (the timing task's reference chain)                                                     -> OUT/timing/
-# --train (under 4 minutes): which backend should train on the GPU (issue #13). The fused
-# force-loss step's parity with eager on CUDA (the gpu tests of that name), then the descriptor,
+# --train (under 5 minutes; its first three steps took 60 s on the H200): which backend should
+# train on the GPU (issue #13). The fused force-loss step's parity with eager on CUDA (the gpu
+# tests of that name), then the descriptor,
 # energy + forces and training-step modes at 192 / 1,536 / 12,288 atoms, eager against fused
 # (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
+# then the training step's kernel profile at 1,536 and 12,288 atoms, eager and fused   -> OUT/profile-train-*/
 # --md (under 6 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
 # (neighbour lists on the device included), both descriptors, each backend of MD_BACKENDS (default
 # eager fused compile-fused compile-fused-cudagraphs; the CUDA-graph one pads its neighbour lists to
@@ -115,6 +117,12 @@ if [ $quick = 10 ]; then
   tail -3 "$out/gpu-tests.log"
   step 150 python3 -m bench.benchmarks.gpu --part modes --backend eager fused --repeats 5 --out "$out/timing-train"
   step 20  python3 -m bench.cli.main report "$out/timing-train" -o "$out/report-train"
+  # where a training step's device time goes: at the full recipe's batch (1,536 atoms, bound by
+  # launches there) and at 12,288 atoms (bound by the device), eager and fused, with launches a step
+  step 45  python3 -m bench.profile --device cuda --mode training_step --repeat 2 --calls 4 --backend eager fused \
+      --out "$out/profile-train-1536"
+  step 60  python3 -m bench.profile --device cuda --mode training_step --repeat 4 --calls 3 --backend eager fused \
+      --out "$out/profile-train-12288"
   exit 0
 elif [ $quick = 8 ]; then
   step 400 python3 -m bench.benchmarks.gpu --part sweep --sizes 8 18 --repeats 5 --max-seconds 5 \

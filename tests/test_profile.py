@@ -20,3 +20,23 @@ def test_profile_writes_tables_and_a_consistent_summary(tmp_path, capsys):
         ("cace", "compile-cudagraphs"), ("spherical", "compile-cudagraphs")}
     assert "needs CUDA" in result["unavailable"][0]["error"]
     assert "ms/call" in capsys.readouterr().out
+
+
+def test_profile_of_the_training_step_counts_its_launches(tmp_path):
+    """--mode training_step profiles the force-loss step (forward, forces and the double backward):
+    its own table file and mode in the summary, and more launches a call than energy + forces (which
+    it contains), the same number every call (a whole count per call)."""
+    ef, step = tmp_path / "ef", tmp_path / "step"
+    assert main(["--device", "cpu", "--repeat", "1", "--calls", "2", "--backend", "eager", "--out", str(ef)]) == 0
+    assert main(["--device", "cpu", "--repeat", "1", "--calls", "2", "--backend", "eager", "--mode", "training_step",
+                 "--out", str(step)]) == 0
+    launches = {}
+    for folder in (ef, step):
+        result = json.loads((folder / "profile.json").read_text())
+        for case in result["cases"]:
+            n = case["launches_per_call"]
+            assert n > 0 and n == int(n), case
+            launches[(case["descriptor"], case["mode"])] = n
+    for kind in ("cace", "spherical"):
+        assert launches[(kind, "training_step")] > launches[(kind, "energy_forces")]
+        assert (step / f"profile-{kind}-eager-training_step.txt").is_file()
