@@ -53,6 +53,10 @@ class AtomsGraph:
     forces: torch.Tensor | None = None   # [N, 3] eV/A
     stress: torch.Tensor | None = None   # [G, 3, 3] eV/A^3
     edge_mask: torch.Tensor | None = None  # [E] bool, False on padding edges (``pad_edges``); None: no padding
+    # the atomic numbers present, known on the host where the graph was built from host data: the
+    # model checks them against its elements without reading ``numbers`` back from the device (a
+    # host sync on a GPU, once per call); None: not known, and the model reads them
+    elements: frozenset | None = None
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -125,6 +129,8 @@ class AtomsGraph:
         return dataclasses.replace(self, **changes)
 
     def replace(self, **changes) -> "AtomsGraph":
+        if "numbers" in changes and "elements" not in changes:   # new numbers: their elements are not known
+            changes["elements"] = None
         return dataclasses.replace(self, **changes)
 
     @property
@@ -173,13 +179,16 @@ def _single(atoms: Atoms, cutoff: float) -> AtomsGraph:
         energy=None if energy is None else torch.tensor([energy], dtype=f64),
         forces=None if forces is None else torch.tensor(forces, dtype=f64),
         stress=None if stress is None else torch.tensor(stress, dtype=f64).reshape(1, 3, 3),
+        elements=frozenset(int(z) for z in atoms.numbers),
     )
 
 
-def graph_from_tensors(positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc, cutoff: float) -> AtomsGraph:
+def graph_from_tensors(positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc, cutoff: float,
+                       elements=None) -> AtomsGraph:
     """The graph of one frame built on the positions' device (vesin-torch): the same conventions and
     edge set as ``AtomsGraph.from_atoms`` (edges sorted by receiver, slots, shifts), with no host
-    round trip of the positions. positions [n, 3], numbers [n], cell [3, 3] (rows), pbc [3] bool."""
+    round trip of the positions. positions [n, 3], numbers [n], cell [3, 3] (rows), pbc [3] bool;
+    ``elements``: the atomic numbers in ``numbers``, where the caller knows them on the host."""
     from .neighbors import neighbor_pairs_torch
 
     device, dtype = positions.device, positions.dtype
@@ -198,7 +207,8 @@ def graph_from_tensors(positions: torch.Tensor, numbers: torch.Tensor, cell: tor
         cell=cell.reshape(1, 3, 3).to(dtype), pbc=pbc_t.reshape(1, 3),
         edge_index=torch.stack([j, i]), cell_shifts=S.to(dtype), neighbor_slot=slot,
         receiver_ptr=ptr,
-        max_neighbors=int(counts.max()) if n else 0, cutoff=float(cutoff))
+        max_neighbors=int(counts.max()) if n else 0, cutoff=float(cutoff),
+        elements=None if elements is None else frozenset(int(z) for z in elements))
 
 
 def collate(graphs: Sequence[AtomsGraph]) -> AtomsGraph:
@@ -239,6 +249,7 @@ def collate(graphs: Sequence[AtomsGraph]) -> AtomsGraph:
         edge_mask=None if all(g.edge_mask is None for g in graphs) else torch.cat(
             [g.edge_mask if g.edge_mask is not None else torch.ones(g.n_edges, dtype=torch.bool, device=g.device)
              for g in graphs]),
+        elements=None if any(g.elements is None for g in graphs) else frozenset().union(*(g.elements for g in graphs)),
     )
 
 

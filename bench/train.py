@@ -206,7 +206,7 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
                 opt.step()
                 n_updates += 1
                 ema_decay["value"] = ema_decay_at(cfg, n_updates)
-                ema.update_parameters(pot)
+                ema_update(ema, pot, ema_step, first=n_updates == 1)     # no host sync
                 losses.append(loss.detach())       # kept on the device: no host sync per step
             ema.eval()
             val = validation_loss(ema_stepper, valid_graphs, cfg)
@@ -237,6 +237,28 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
         bar.close()
     pot.load_state_dict(best_state)
     return TrainResult(best_state, best_epoch, epoch + 1, time.perf_counter() - start, stopped_by, history)
+
+
+def ema_update(ema, model, step, *, first: bool) -> None:
+    """``AveragedModel.update_parameters(model)`` (``use_buffers=True``, ``multi_avg_fn=step``) without
+    its host sync: torch reads the update count, a device tensor, on the host to tell the first
+    update (a copy) from the others, which on a GPU waits for the whole training step. Here the
+    caller says which it is (it counts updates on the host). The same arithmetic, the same state:
+    a copy on the first update, then ``step(averaged, current, n)`` on each (device, dtype) group."""
+    averaged = [t.detach() for t in (*ema.module.parameters(), *ema.module.buffers())]
+    current = [t.detach() for t in (*model.parameters(), *model.buffers())]
+    if first:
+        for a, c in zip(averaged, current, strict=True):
+            a.copy_(c)
+    else:
+        groups: dict = {}
+        for a, c in zip(averaged, current, strict=True):
+            pair = groups.setdefault((a.device, a.dtype), ([], []))
+            pair[0].append(a)
+            pair[1].append(c.to(a.device))
+        for a_group, c_group in groups.values():
+            step(a_group, c_group, ema.n_averaged)
+    ema.n_averaged += 1
 
 
 def _save_state(path, **state) -> None:

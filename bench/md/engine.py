@@ -134,7 +134,8 @@ class BatchedMD:
         graphs, k = [], 0
         for a in self.frames:
             graphs.append(graph_from_tensors(pos[k:k + len(a)], torch.as_tensor(a.numbers, device=self.device),
-                                             torch.as_tensor(a.cell.array, **t), a.pbc, self.cutoff + self.skin))
+                                             torch.as_tensor(a.cell.array, **t), a.pbc, self.cutoff + self.skin,
+                                             elements=a.numbers))
             k += len(a)
         self.graph = collate(graphs)
         self._ref = pos.clone()

@@ -199,7 +199,7 @@ class AtomicClusterExpansion(nn.Module):
         ed.fc = self.envelope(r)                                     # [E]
         ed.radial = self.radial(r) * ed.fc[:, None]                  # [E, R]
         ed.angular = self.angular(vec / r[:, None])                  # [E, Q]
-        ed.theta = self.embedding(graph.numbers)                     # [N, e]
+        ed.theta = self.embedding(graph.numbers, graph.elements)     # [N, e]
         ed.senders, ed.receivers = graph.edge_index
         ed.n_atoms, ed.max_neighbors = graph.n_atoms, graph.max_neighbors
         ed._edge_basis = None

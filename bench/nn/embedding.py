@@ -33,14 +33,21 @@ class ElementEmbedding(nn.Module):
     def n_embed(self) -> int:
         return int(self.weight.shape[1])
 
-    def index(self, numbers: torch.Tensor) -> torch.Tensor:
-        """Row of each atom's element in the table [N]."""
+    def index(self, numbers: torch.Tensor, elements: frozenset | None = None) -> torch.Tensor:
+        """Row of each atom's element in the table [N]. ``elements``: the atomic numbers present,
+        where known on the host (``AtomsGraph.elements``): checked without reading ``numbers``,
+        which on a GPU would wait for the device (two host syncs a call)."""
         if torch.compiler.is_compiling():  # data-dependent check: done in eager mode only
             return self.lookup[numbers]
-        if numbers.numel() and (int(numbers.max()) >= self.lookup.numel() or bool((self.lookup[numbers] < 0).any())):
+        if elements is not None:
+            unknown = sorted(set(elements) - set(self.elements))
+        elif numbers.numel() and (int(numbers.max()) >= self.lookup.numel() or bool((self.lookup[numbers] < 0).any())):
             unknown = sorted(set(numbers.tolist()) - set(self.elements))
+        else:
+            unknown = []
+        if unknown:
             raise InputError(f"atomic numbers {unknown} are not among the model's elements {self.elements}")
         return self.lookup[numbers]
 
-    def forward(self, numbers: torch.Tensor) -> torch.Tensor:
-        return self.weight[self.index(numbers)]  # [N, n_embed]
+    def forward(self, numbers: torch.Tensor, elements: frozenset | None = None) -> torch.Tensor:
+        return self.weight[self.index(numbers, elements)]  # [N, n_embed]
