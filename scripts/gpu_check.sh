@@ -68,8 +68,20 @@
 # MD_BACKEND (default fused; compile-fused-cudagraphs pads its lists, see README), stopped by SIGINT
 # after ST_SECONDS (default 400): each potential's finished batch is kept, the next call runs the
 # rest. Then the report. The same data as --accuracy must be carried.
+# --lease (a whole 15-minute lease's call, LEASE_SECONDS default 540 of run): --train, then --accuracy
+# for the time left (at least 120 s), each with its own archive in $OUT. The same data as --accuracy
+# must be carried. This is what the H200 lease of 2026-11-28 ran by hand.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--lease" ]; then
+  t0=$SECONDS
+  bash scripts/gpu_check.sh --train
+  left=$(( ${LEASE_SECONDS:-540} - (SECONDS - t0) - 60 ))   # 60: workers' start, the report, the archive
+  [ $left -lt 120 ] && { echo "== --train left ${left}s: too little for an accuracy part"; exit 0; }
+  echo "== --train took $((SECONDS - t0))s; the accuracy part gets ${left}s"
+  ACC_SECONDS=$left bash scripts/gpu_check.sh --accuracy
+  exit 0
+fi
 if ! python3 -c "import ase, vesin" 2>/dev/null; then
   # afresh: a warm machine keeps the ignored .site of an earlier call, and pip --target over it
   # skips what exists and once left ase unimportable (H200, 2026-11-28)
@@ -90,11 +102,14 @@ quick=0; [ "${1:-}" = "--quick" ] && { quick=1; shift; }
 [ "${1:-}" = "--stability" ] && { quick=9; shift; }
 [ "${1:-}" = "--train" ] && { quick=10; shift; }
 name=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))") || { echo "no CUDA device"; exit 2; }
+# one-off measurements get a folder of their own per call: the timing store skips every point it
+# already holds, so a second call into a committed folder would measure nothing
+stamp=$(date -u +%Y%m%dT%H%M)
 case $quick in                           # the folder archived: a run's own, not the device's whole history
   6|9) out=${1:-results/gpu/$name/water64-full} ;;   # the accuracy store, resumed by the next lease
-  7) out=${1:-results/gpu/$name/md-run} ;;
-  8) out=${1:-results/gpu/$name/million-run} ;;
-  10) out=${1:-results/gpu/$name/train-run} ;;
+  7) out=${1:-results/gpu/$name/md-$stamp} ;;
+  8) out=${1:-results/gpu/$name/million-$stamp} ;;
+  10) out=${1:-results/gpu/$name/train-$stamp} ;;
   *) out=${1:-results/gpu/$name} ;;
 esac
 if [ $quick = 6 ] || [ $quick = 9 ]; then
