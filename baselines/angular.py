@@ -30,28 +30,75 @@ from torch import nn
 
 from bench.errors import InputError
 from bench.nn.contraction import InvariantTable
+from bench.nn.monomials import MonomialBasis
 
 MODES = ("matched", "complete")
 
 
-class SphericalBasis(nn.Module):
-    """u [E, 3] -> Y [E, (l_max + 1)^2]."""
+EVALUATIONS = ("monomials", "e3nn")
 
-    def __init__(self, l_max: int, mode: str = "matched"):
+
+def harmonic_coefficients(l_max: int, lvecs: list) -> torch.Tensor:
+    """C [n_monomials, (l_max + 1)^2] (float64) with e3nn's Y(u) = L(u) @ C for every u: a real
+    spherical harmonic of degree l (unnormalised input) is a homogeneous polynomial of degree l,
+    so a fixed combination of the degree-l monomials ``lvecs`` (``bench.nn.monomials`` order); C is
+    block-diagonal by degree. Solved per degree by least squares against e3nn on random vectors,
+    an exact fit (checked: a residual above 1e-12 relative raises)."""
+    rng = torch.Generator().manual_seed(0)
+    C = torch.zeros(len(lvecs), (l_max + 1) ** 2, dtype=torch.float64)
+    for l in range(l_max + 1):
+        rows = [q for q, lv in enumerate(lvecs) if sum(lv) == l]
+        x = torch.randn(4 * len(rows) + 8, 3, generator=rng, dtype=torch.float64)
+        M = torch.stack([x[:, 0] ** lv[0] * x[:, 1] ** lv[1] * x[:, 2] ** lv[2] for lv in (lvecs[q] for q in rows)], 1)
+        Y = o3.spherical_harmonics(l, x, normalize=False, normalization="norm")    # [n, 2l + 1]
+        c = torch.linalg.lstsq(M, Y).solution                                       # [n_l, 2l + 1]
+        if (M @ c - Y).norm() > 1e-12 * Y.norm():
+            raise RuntimeError(f"e3nn's degree-{l} harmonics are not a combination of the degree-{l} monomials")
+        C[rows, l * l:(l + 1) ** 2] = c
+    return C
+
+
+class SphericalBasis(nn.Module):
+    """u [E, 3] -> Y [E, (l_max + 1)^2], e3nn's real spherical harmonics.
+
+    ``evaluate="monomials"`` (default): Y = L(u) @ C, the Cartesian monomials (the same code as
+    CACE's angular basis, ``bench.nn.monomials``, with its compact backward) times the fixed table
+    of ``harmonic_coefficients``: one matrix product more than CACE, so both descriptors get the
+    same effort. ``"e3nn"``: ``o3.spherical_harmonics`` itself, the reference the tests hold the
+    polynomial form to (float64, 1e-12, values and first and second derivatives); it launches
+    about 60 small operators forward and three times that through the double backward, where the
+    polynomial form launches a dozen (on a GPU below a few thousand atoms, launches are the cost).
+    The table is kept in float64 and re-derived on every dtype change, like the coupling tables.
+    """
+
+    def __init__(self, l_max: int, mode: str = "matched", evaluate: str = "monomials"):
         super().__init__()
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")
-        self.l_max, self.mode = int(l_max), mode
+        if evaluate not in EVALUATIONS:
+            raise InputError(f"evaluate must be one of {EVALUATIONS}, got {evaluate!r}")
+        self.l_max, self.mode, self.evaluate = int(l_max), mode, evaluate
         self.ls = list(range(self.l_max + 1))  # plain ints (an Irreps attribute trips torch.compile's guards)
         l_of = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])
         self.register_buffer("l_of", l_of, persistent=False)
+        self.monomials = MonomialBasis(self.l_max)
+        self._coefficients64 = harmonic_coefficients(self.l_max, self.monomials.lvecs)   # float64 master
+        self.register_buffer("coefficients", self._coefficients64.to(torch.get_default_dtype()), persistent=False)
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self._coefficients64 = self._coefficients64.to(self.coefficients.device)
+        self.coefficients = self._coefficients64.to(self.coefficients.dtype)
+        return self
 
     @property
     def n_ang(self) -> int:
         return (self.l_max + 1) ** 2
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return o3.spherical_harmonics(self.ls, u, normalize=False, normalization="norm")
+        if self.evaluate == "e3nn":
+            return o3.spherical_harmonics(self.ls, u, normalize=False, normalization="norm")
+        return self.monomials(u) @ self.coefficients.to(u.dtype)                    # [E, Q_mono] @ [Q_mono, Q]
 
     def _start(self, l: int) -> int:
         return l * l

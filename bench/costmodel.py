@@ -8,7 +8,8 @@ body order o). Symbols: N atoms, E edges, nb = max neighbours (the dense neighbo
 channels, L = l_max + 1, M = N K C, F features, s bytes per element.
 
 Per stage (forward):
-    edge basis      E (3 + 10 + 8 R + a Q)          flops (a: per-component cost of the angular basis)
+    edge basis      E (3 + 10 + 8 R + a Q + t)      flops (a: per-component cost of the angular basis; t:
+                                                    its matrix product, 2 n Q for the spherical table)
     atomic basis    2 N nb (R e) Q                  matmul flops   (the neighbour sum, one bmm)
     radial mix      2 N Q C R K                     matmul flops   (per l and channel)
     symmetrize      sum_o (o - 1) T_o M  +  2 n_o T_o M      (products; coefficient matmul S @ P)
@@ -36,7 +37,18 @@ from dataclasses import dataclass
 import torch
 
 MODE_FACTORS = {"descriptor": 1.0, "energy_forces": 2.5, "training_step": 7.0}
-ANGULAR_FLOPS_PER_COMPONENT = {"cace": 1.0, "spherical": 4.0}  # CACE: one multiply per monomial (parent x component)
+ANGULAR_FLOPS_PER_COMPONENT = {"cace": 1.0}  # CACE: one multiply per monomial (parent x component)
+
+
+def angular_cost(kind: str, L: int, Q: int) -> tuple[float, float]:
+    """(a, t): the angular basis's elementwise flops per edge over Q, and its matrix-product flops
+    per edge. CACE: one multiply per monomial, no product. Spherical (polynomial form,
+    ``baselines.angular``): the n = L (L + 1) (L + 2) / 6 monomials, then the dense [n, Q] table,
+    a product of 2 n Q flops an edge."""
+    if kind == "spherical":
+        n = L * (L + 1) * (L + 2) // 6
+        return n / Q, 2.0 * n * Q
+    return ANGULAR_FLOPS_PER_COMPONENT.get(kind, 3.0), 0.0
 
 
 @dataclass(frozen=True)
@@ -87,18 +99,18 @@ def descriptor_stages(descriptor, graph, kind: str | None = None, neighbor_sum: 
     s = torch.empty((), dtype=graph.positions.dtype).element_size()
     kind = kind or getattr(descriptor, "descriptor_name", "cace")
     N, E, nb, R, e, C, K, Q, L = (z[k] for k in ("N", "E", "nb", "R", "e", "C", "K", "Q", "L"))
-    a = ANGULAR_FLOPS_PER_COMPONENT.get(kind, 3.0)
+    a, table = angular_cost(kind, L, Q)
     if fused:
         stages = [
             # edge shifts S @ cell: a broadcast product summed over 3 (9 multiplies + 6 adds an edge,
             # in the 28), not a matrix product
-            Stage("edge basis", E * (28 + 8 * R + a * Q), 0.0, s * (E * (3 + 2 + R + Q) + N * e)),
+            Stage("edge basis", E * (28 + 8 * R + a * Q + table), E * table, s * (E * (3 + 2 + R + Q) + N * e)),
             Stage("atomic basis (fused)", 3 * E * Q * R * e + N * Q * R * C, 0.0,
                   s * (E * (Q + R + 2) + N * e + N * Q * R * e + 2 * N * Q * R * C)),
         ]
     else:
         stages = [
-            Stage("edge basis", E * (28 + 8 * R + a * Q), 0.0,
+            Stage("edge basis", E * (28 + 8 * R + a * Q + table), E * table,
                   s * (E * (3 + 2 + R + Q) + 2 * E * (R * e + Q) + N * nb * (R * e + Q))),
             Stage("atomic basis", 2 * N * nb * R * e * Q + N * Q * R * C, 2 * N * nb * R * e * Q,
                   s * (N * nb * (R * e + Q) + N * R * e * Q + 2 * N * Q * R * C)),

@@ -15,7 +15,7 @@ from bench.testing import random_periodic
 from cace import CartesianBasis
 
 BASES = {"cace": lambda: CartesianBasis(4), "cace-traceless": lambda: CartesianBasis(4, traceless=True),
-         "spherical": lambda: SphericalBasis(4)}
+         "spherical": lambda: SphericalBasis(4), "spherical-e3nn": lambda: SphericalBasis(4, evaluate="e3nn")}
 
 
 @pytest.mark.parametrize("name", list(BASES))
