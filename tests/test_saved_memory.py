@@ -62,12 +62,13 @@ def test_emulated_kernels_give_the_interpreters_count_exactly(kind):
         assert float((out_emulated[key] - out_real[key]).abs().max()) < 1e-10
 
 
-@pytest.mark.parametrize("kind,counted", [("cace", 50.2), ("spherical", 47.1)])
+@pytest.mark.parametrize("kind,counted", [("cace", 50.2), ("spherical", 48.5)])
 def test_the_fused_path_peak_does_not_grow(kind, counted):
     """The fused path's peak during energy + forces (emulated kernels, water preset, 192 atoms,
-    float32) stays within 1% of its count when written: 50.2 kB an atom for CACE and 47.1 for
-    spherical (issue #12's target is 50). The count is of operators' outputs, so it moves only
-    when the code does."""
+    float32) stays within 1% of its count when written: 50.2 kB an atom for CACE and 48.5 for
+    spherical (issue #12's target is 50; spherical was 47.1 with e3nn's harmonics, whose backward
+    keeps less than the monomials the polynomial form keeps, as CACE's does). The count is of
+    operators' outputs, so it moves only when the code does."""
     from bench.benchmarks.saved_memory import peak_per_atom
 
     r = peak_per_atom(kind, "fused", emulate=True)
