@@ -44,8 +44,9 @@
 # it is recorded as out of memory and the others are checked against the fused eager backend
 # (the timing task's reference chain)                                                     -> OUT/timing/
 # --train (under 5 minutes; its first three steps took 60 s on the H200): which backend should
-# train on the GPU (issue #13). The fused force-loss step's parity with eager on CUDA (the gpu
-# tests of that name), then the descriptor,
+# train on the GPU (issue #13). The fused force-loss step's parity with eager on CUDA, no host
+# read in a call or a training step (eager and fused), a resumed training on CUDA (the gpu tests
+# of those names), then the descriptor,
 # energy + forces and training-step modes at 192 / 1,536 / 12,288 atoms, eager against fused
 # (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
 # then the training step's kernel profile at 1,536 and 12,288 atoms, eager and fused   -> OUT/profile-train-*/
@@ -128,7 +129,8 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          [ -n "${OUT:-}" ] && tar czf "$archive" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
 if [ $quick = 10 ]; then
-  step 60  python3 -m pytest -q -p no:cacheprovider -m gpu -k "training_step" tests/test_fused.py > "$out/gpu-tests.log" 2>&1
+  step 90  python3 -m pytest -q -p no:cacheprovider -m gpu -k "training_step or read_nothing_back or interrupted" \
+      tests/test_fused.py tests/test_host_syncs.py tests/test_front.py > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
   step 150 python3 -m bench.benchmarks.gpu --part modes --backend eager fused --repeats 5 --out "$out/timing-train"
   step 20  python3 -m bench.cli.main report "$out/timing-train" -o "$out/report-train"
