@@ -62,12 +62,18 @@ def test_energy_forces_and_a_training_step_read_nothing_back(kind, device, backe
     batch = collate(_labelled_graphs()).to(device=device)
     assert batch.elements == frozenset({1, 8})
     model(batch, forces=True)                                          # first call: kernels compiled
-    with HostReads() as reads:
-        out = model(batch, forces=True)
-        e, f = loss_terms(model, batch, training=True)
-        (0.1 * e + f).backward()
-        ema_update(ema, pot, ema.multi_avg_fn, first=True)
-        ema_update(ema, pot, ema.multi_avg_fn, first=False)
+    if device == "cuda":        # also the reads inside native kernels, which the mode cannot see
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        with HostReads() as reads:
+            out = model(batch, forces=True)
+            e, f = loss_terms(model, batch, training=True)
+            (0.1 * e + f).backward()
+            ema_update(ema, pot, ema.multi_avg_fn, first=True)
+            ema_update(ema, pot, ema.multi_avg_fn, first=False)
+    finally:
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(out["forces"]).all()
     assert reads.n == 0
     # the counter sees reads: a graph whose elements are not known on the host is checked by

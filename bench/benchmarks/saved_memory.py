@@ -129,12 +129,12 @@ def peak_of(pot, graph) -> dict:
 # --- the fused kernels' launches in PyTorch, for counting only --------------------------------------
 def _edge_sum_forward(Y, R, W, senders, wl, rowptr, out, **_):
     """out[i, q, n, c] = sum_{e = (j -> i)} Y[e, q] R[e, n] W[j, wl[q], c] (``launch_forward``'s result)."""
-    out.copy_(edge_sum_reference(Y, R, W, senders, wl, csr_rows(rowptr), rowptr.shape[0] - 1))
+    out.copy_(edge_sum_reference(Y, R, W, senders, wl, csr_rows(rowptr, senders.shape[0]), rowptr.shape[0] - 1))
 
 
 def _edge_sum_backward(grad, Y, R, W, senders, wl, rowptr, gY, gR, gW, **_):
     """The three gradients of that sum (``launch_backward``'s results), per edge."""
-    Ge = grad[csr_rows(rowptr)]                                      # [E, Q, R, C]
+    Ge = grad[csr_rows(rowptr, senders.shape[0])]                                    # [E, Q, R, C]
     Wq = W[senders][:, wl]                                           # [E, Q, C]
     gY.copy_(torch.einsum("eqnc,en,eqc->eq", Ge, R, Wq))
     gR.copy_(torch.einsum("eqnc,eq,eqc->en", Ge, Y, Wq))
@@ -153,13 +153,13 @@ def _products(A, idx, n_factors, first):
 def _contract_forward(A, fptr, fidx, ford, fcoef, out):
     """B[:, b] = sum_{t in row b} coef[t] prod_f A[:, idx[t, f]] (``contraction_triton.launch_forward``)."""
     P = _products(A, fidx, ford, fcoef.to(A.dtype)[None, :, None])
-    out.copy_(torch.zeros_like(out).index_add(1, csr_rows(fptr), P))
+    out.copy_(torch.zeros_like(out).index_add(1, csr_rows(fptr, fidx.shape[0]), P))
 
 
 def _contract_backward(gB, A, bptr, bout, both, bn, bcoef, gA):
     """gA[:, q] = sum_{pairs p of row q} coef[p] gB[:, out[p]] prod_f A[:, other[p, f]]."""
     P = _products(A, both, bn, gB[:, bout] * bcoef.to(A.dtype)[None, :, None])
-    gA.copy_(torch.zeros_like(gA).index_add(1, csr_rows(bptr), P))
+    gA.copy_(torch.zeros_like(gA).index_add(1, csr_rows(bptr, both.shape[0]), P))
 
 
 @contextlib.contextmanager

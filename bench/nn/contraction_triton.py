@@ -160,7 +160,7 @@ def _backward_backward(ctx, v):
     """The module docstring's second derivative, in differentiable PyTorch ops: cotangent v [N, Q, KC]
     of dA to (dB, A)."""
     gB, A, bptr, bout, both, bn, bcoef = ctx.saved_tensors
-    q = csr_rows(bptr)                                                           # [P] each pair's row of A
+    q = csr_rows(bptr, both.shape[0])                                            # [P] each pair's row of A
     coef_v = bcoef.to(A.dtype)[None, :, None] * v[:, q]                          # [N, P, KC]
     factors = [torch.where((f < bn)[None, :, None], A[:, both[:, f]], 1.0) for f in range(both.shape[1])]
 

@@ -307,10 +307,12 @@ def receiver_rowptr(receivers: torch.Tensor, n_atoms: int) -> torch.Tensor:
     return torch.searchsorted(receivers, atoms)
 
 
-def csr_rows(ptr: torch.Tensor) -> torch.Tensor:
+def csr_rows(ptr: torch.Tensor, entries: int | None = None) -> torch.Tensor:
     """The row of every entry of a CSR table from its row pointers [rows + 1] -> [entries] (the
-    inverse of ``receiver_rowptr``: the receiver of every edge)."""
-    return torch.repeat_interleave(torch.arange(ptr.shape[0] - 1, device=ptr.device), ptr.diff())
+    inverse of ``receiver_rowptr``: the receiver of every edge). ``entries``: their number where
+    the caller knows it (a tensor's shape); without it a GPU waits to read it (a host sync)."""
+    return torch.repeat_interleave(torch.arange(ptr.shape[0] - 1, device=ptr.device), ptr.diff(),
+                                   output_size=entries)
 
 
 def edge_sum(Y: torch.Tensor, R: torch.Tensor, W: torch.Tensor, senders: torch.Tensor, wl: torch.Tensor,
