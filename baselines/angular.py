@@ -26,10 +26,10 @@ import itertools
 
 import torch
 from e3nn import o3
-from torch import nn
 
 from bench.errors import InputError
 from bench.nn.contraction import InvariantTable
+from bench.nn.float64_tables import Float64Tables
 from bench.nn.monomials import MonomialBasis
 
 MODES = ("matched", "complete")
@@ -38,18 +38,19 @@ MODES = ("matched", "complete")
 EVALUATIONS = ("monomials", "e3nn")
 
 
-def harmonic_coefficients(l_max: int, lvecs: list) -> torch.Tensor:
-    """C [n_monomials, (l_max + 1)^2] (float64) with e3nn's Y(u) = L(u) @ C for every u: a real
+def harmonic_coefficients(basis: MonomialBasis) -> torch.Tensor:
+    """C [n_monomials, (l_max + 1)^2] (float64) with e3nn's Y(u) = basis(u) @ C for every u: a real
     spherical harmonic of degree l (unnormalised input) is a homogeneous polynomial of degree l,
-    so a fixed combination of the degree-l monomials ``lvecs`` (``bench.nn.monomials`` order); C is
-    block-diagonal by degree. Solved per degree by least squares against e3nn on random vectors,
-    an exact fit (checked: a residual above 1e-12 relative raises)."""
+    so a fixed combination of the degree-l monomials of ``basis``; C is block-diagonal by degree.
+    Solved per degree by least squares against e3nn on random vectors, an exact fit (checked: a
+    residual above 1e-12 relative raises)."""
     rng = torch.Generator().manual_seed(0)
-    C = torch.zeros(len(lvecs), (l_max + 1) ** 2, dtype=torch.float64)
+    l_max = basis.l_max
+    C = torch.zeros(basis.n_ang, (l_max + 1) ** 2, dtype=torch.float64)
     for l in range(l_max + 1):
-        rows = [q for q, lv in enumerate(lvecs) if sum(lv) == l]
+        rows = torch.nonzero(basis.l_of == l).flatten()                             # the degree-l monomials
         x = torch.randn(4 * len(rows) + 8, 3, generator=rng, dtype=torch.float64)
-        M = torch.stack([x[:, 0] ** lv[0] * x[:, 1] ** lv[1] * x[:, 2] ** lv[2] for lv in (lvecs[q] for q in rows)], 1)
+        M = basis(x)[:, rows]                                                       # [n, n_l]
         Y = o3.spherical_harmonics(l, x, normalize=False, normalization="norm")    # [n, 2l + 1]
         c = torch.linalg.lstsq(M, Y).solution                                       # [n_l, 2l + 1]
         if (M @ c - Y).norm() > 1e-12 * Y.norm():
@@ -58,7 +59,7 @@ def harmonic_coefficients(l_max: int, lvecs: list) -> torch.Tensor:
     return C
 
 
-class SphericalBasis(nn.Module):
+class SphericalBasis(Float64Tables):
     """u [E, 3] -> Y [E, (l_max + 1)^2], e3nn's real spherical harmonics.
 
     ``evaluate="monomials"`` (default): Y = L(u) @ C, the Cartesian monomials (the same code as
@@ -82,14 +83,7 @@ class SphericalBasis(nn.Module):
         l_of = torch.cat([torch.full((2 * l + 1,), l) for l in range(l_max + 1)])
         self.register_buffer("l_of", l_of, persistent=False)
         self.monomials = MonomialBasis(self.l_max)
-        self._coefficients64 = harmonic_coefficients(self.l_max, self.monomials.lvecs)   # float64 master
-        self.register_buffer("coefficients", self._coefficients64.to(torch.get_default_dtype()), persistent=False)
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        self._coefficients64 = self._coefficients64.to(self.coefficients.device)
-        self.coefficients = self._coefficients64.to(self.coefficients.dtype)
-        return self
+        self.register_table("coefficients", harmonic_coefficients(self.monomials), persistent=False)
 
     @property
     def n_ang(self) -> int:

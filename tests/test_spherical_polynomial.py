@@ -13,7 +13,7 @@ from e3nn import o3
 from baselines.angular import SphericalBasis, harmonic_coefficients
 from bench.errors import InputError
 from bench.graph import AtomsGraph
-from bench.nn.monomials import monomials
+from bench.nn.monomials import MonomialBasis, monomials
 from bench.potential import build
 from bench.testing import random_periodic
 
@@ -46,12 +46,12 @@ def test_polynomial_form_equals_e3nn_with_first_and_second_derivatives(l_max):
 
 
 def test_the_table_is_block_diagonal_by_degree_and_survives_dtype_round_trips():
-    C = harmonic_coefficients(3, monomials(3))
+    C = harmonic_coefficients(MonomialBasis(3))
     degree = torch.tensor([sum(lv) for lv in monomials(3)])
     l_of = torch.cat([torch.full((2 * l + 1,), l) for l in range(4)])
     assert (C[degree[:, None] != l_of[None, :]] == 0).all()
     basis = SphericalBasis(3).float().double()                       # a float32 copy would lose digits
-    assert torch.equal(basis.coefficients, basis._coefficients64) and basis.coefficients.dtype == torch.float64
+    assert torch.equal(basis.coefficients, basis._tables64["coefficients"]) and basis.coefficients.dtype == torch.float64
     with pytest.raises(InputError, match="evaluate must be one of"):
         SphericalBasis(3, evaluate="sympy")
 

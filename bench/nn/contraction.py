@@ -15,7 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+
+from .float64_tables import Float64Tables
 
 
 @dataclass
@@ -46,7 +47,7 @@ class InvariantTable:
         return idx, coeff, out
 
 
-class SparseProductContraction(nn.Module):
+class SparseProductContraction(Float64Tables):
     """A [N, n_ang, K, C] -> B [N, n_invariants, K, C] from one InvariantTable per body order.
 
     Internally angular-major: A^T [Q, M] with M = N K C, so every gather is a row gather; the
@@ -59,18 +60,14 @@ class SparseProductContraction(nn.Module):
         self.orders = [t.order for t in tables]
         self.counts = [len(t.labels) for t in tables]
         self.labels = [(t.order, lab) for t in tables for lab in t.labels]
-        # Coefficients (irrational for Clebsch-Gordan) are kept in a float64 master copy, and the
-        # buffer is re-derived from it on every .to()/.double()/.float(): a float32 round trip
-        # would otherwise cost the float64 model its last 8 digits.
-        self._coeff64 = {}                                           # buffer name -> float64 master
+        # coefficients (irrational for Clebsch-Gordan) as float64-master tables (Float64Tables)
         terms, offset = [], 0                                        # (row of B, factors, coeff) of every term
         for t, count in zip(tables, self.counts):
             idx, coeff, out = t.tensors()
             S = torch.zeros(count, len(coeff), dtype=torch.float64)
             S[out, torch.arange(len(coeff))] = coeff
-            self._coeff64[f"coeff{t.order}"] = S
             self.register_buffer(f"idx{t.order}", idx)
-            self.register_buffer(f"coeff{t.order}", S.to(torch.get_default_dtype()))
+            self.register_table(f"coeff{t.order}", S)
             terms += [(offset + int(b), tuple(int(q) for q in a), float(c)) for b, a, c in zip(out, idx, coeff)]
             offset += count
         # the same terms as the fused kernel's tables (contraction_triton.py), non-persistent
@@ -80,17 +77,9 @@ class SparseProductContraction(nn.Module):
         fused = ContractionTables(terms, self.n_invariants)
         for name, tensor in zip(ContractionTables.NAMES, fused.tensors()):
             if tensor.is_floating_point():
-                self._coeff64[f"fused_{name}"] = tensor
-                tensor = tensor.to(torch.get_default_dtype())
-            self.register_buffer(f"fused_{name}", tensor, persistent=False)
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        for name, master in self._coeff64.items():
-            buf = getattr(self, name)
-            self._coeff64[name] = master.to(buf.device)
-            setattr(self, name, self._coeff64[name].to(buf.dtype))
-        return self
+                self.register_table(f"fused_{name}", tensor, persistent=False)
+            else:
+                self.register_buffer(f"fused_{name}", tensor, persistent=False)
 
     @property
     def n_invariants(self) -> int:
