@@ -25,7 +25,9 @@ one side is offered to the other); the fused kernel takes either angular basis a
 backend cannot do is an error, raised at the first call and recorded by the timing task, never
 hidden: AOTAutograd has no double backward, so the compiled backends cannot take a force-loss
 training step (``training=True``); eager and fused can (the fused kernels' backward is itself
-differentiable: ``neighbor_sum_triton``, ``contraction_triton``).
+differentiable: ``neighbor_sum_triton``, ``contraction_triton``). Training has its own CUDA-graph
+backends, ``eager-cudagraphs`` and ``fused-cudagraphs``, that record the whole step, optimiser
+included (``TRAINING_BACKENDS``, ``bench.train_step``).
 
 ``with_backend`` returns a new ``Potential`` object that shares the parameter and buffer tensors
 of the original (a drop-in swap: no copy, no state-dict change); the original keeps running eager.
@@ -90,17 +92,30 @@ def check_backend(backend: str, device) -> None:
             raise BackendUnavailable(f"backend {backend!r}: {err}") from None
 
 
-TRAINING_BACKENDS = ("eager", "fused")     # those with a double backward (a force-loss training step)
+TRAINING_BACKENDS = ("eager", "fused", "eager-cudagraphs", "fused-cudagraphs")
+# eager and fused have a double backward (a force-loss training step); "-cudagraphs": the same
+# descriptor, and the whole step recorded and replayed as CUDA graphs (``bench.train_step``)
+
+
+def training_parts(backend: str) -> tuple[str, bool]:
+    """(descriptor backend "eager" | "fused", whether the step replays CUDA graphs) of a training
+    backend (``TRAINING_BACKENDS``)."""
+    graphed = backend.endswith("-cudagraphs")
+    return (backend[: -len("-cudagraphs")] if graphed else backend), graphed
 
 
 def check_training_backend(backend: str, device) -> None:
     """Raise (one line, naming what to pass instead) where ``backend`` cannot train on ``device``:
     checked before a training task starts, not at its first step."""
     if backend not in TRAINING_BACKENDS:
-        raise InputError(f"training backend {backend!r}: only {' and '.join(TRAINING_BACKENDS)} can take a "
+        raise InputError(f"training backend {backend!r}: only {', '.join(TRAINING_BACKENDS)} can take a "
                          "force-loss training step (the compiled backends have no double backward); pass one of those")
+    descriptor_backend, graphed = training_parts(backend)
+    if graphed and torch.device(device).type != "cuda":
+        raise InputError(f"training backend {backend!r} records CUDA graphs and needs CUDA (device is "
+                         f"{torch.device(device)}); pass --train-backend {descriptor_backend}")
     try:
-        check_backend(backend, device)
+        check_backend(descriptor_backend, device)
     except BackendUnavailable as err:          # the user's choice, not our bug: an input error
         raise InputError(f"training {err}") from None
 

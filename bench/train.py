@@ -140,21 +140,24 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
     ``checkpoint``: a path where the whole training state (weights, optimiser, scheduler, EMA,
     best weights so far, history, epoch, the shuffling generator) is written after every epoch, and
     from which an interrupted training resumes at the next epoch, ending as an uninterrupted one would.
-    ``backend``: how the descriptor runs in the training steps and validation (``bench.backends``: eager,
-    or fused, whose kernels are differentiable twice), with the same weights; checked here, before
-    any step."""
+    ``backend``: how the steps run (``bench.backends.TRAINING_BACKENDS``), with the same weights:
+    the descriptor eager or fused (whose kernels are differentiable twice), and with "-cudagraphs"
+    (CUDA only) each step replayed from a CUDA graph (``bench.train_step``); validation runs the
+    same descriptor backend, unrecorded. Checked here, before any step."""
     from torch.optim.swa_utils import AveragedModel
     from tqdm import tqdm
 
-    from .backends import with_backend
+    from .backends import check_training_backend, training_parts, with_backend
+    from .train_step import TrainStep, conform_optimizer, set_lr
 
+    check_training_backend(backend, device)
     dtype = getattr(torch, cfg.dtype)
     pot.to(device=device, dtype=dtype)
-    stepper = with_backend(pot, backend)                  # the same modules and tensors as pot
+    step = TrainStep(pot, lr=cfg.lr, force_weight=cfg.force_weight, clip_norm=cfg.clip_norm, backend=backend)
+    opt = step.opt
     train_graphs = [g.to(device=device, dtype=dtype) for g in train_graphs]
     valid_graphs = [g.to(device=device, dtype=dtype) for g in valid_graphs]
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(pot.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
     ema_decay = {"value": cfg.ema_decay}                 # this update's decay (ema_warmup: rises with the updates)
 
@@ -174,13 +177,14 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
         st = torch.load(checkpoint, map_location=device, weights_only=True)
         pot.load_state_dict(st["pot"])
         opt.load_state_dict(st["opt"])
+        conform_optimizer(opt, capturable=step.capturable)   # saved by an eager or a graphed training
         sched.load_state_dict(st["sched"])
         ema.load_state_dict(st["ema"])
         gen.set_state(st["gen"].cpu())                    # the shuffling generator's state: a CPU byte tensor
         n_updates, best, best_epoch, best_state = st["n_updates"], st["best"], st["best_epoch"], st["best_state"]
         history, first_epoch = st["history"], st["epoch"] + 1
         start -= st["elapsed"]
-    ema_stepper = with_backend(ema.module, backend)      # validation, through the same backend
+    ema_stepper = with_backend(ema.module, training_parts(backend)[0])   # validation: the same descriptor backend
     bar = tqdm(range(first_epoch, cfg.max_epochs), desc=desc, disable=not progress, leave=False)
     epoch = first_epoch - 1
     try:
@@ -193,28 +197,22 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
             final_stage = stage == len(cfg.energy_weights) - 1
             lr = cfg.lr_at(epoch)
             if lr is not None:
-                for group in opt.param_groups:
-                    group["lr"] = lr
+                set_lr(opt, lr)
+            step.set_energy_weight(w_e)
             pot.train()
             losses = []
             for batch in _batches(train_graphs, cfg.batch_size, gen):
-                e, f = loss_terms(stepper, batch, training=True)
-                loss = w_e * e + cfg.force_weight * f
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(pot.parameters(), cfg.clip_norm)
-                opt.step()
+                losses.append(step(batch))         # kept on the device: no host sync per step
                 n_updates += 1
                 ema_decay["value"] = ema_decay_at(cfg, n_updates)
                 ema_update(ema, pot, ema_step, first=n_updates == 1)     # no host sync
-                losses.append(loss.detach())       # kept on the device: no host sync per step
             ema.eval()
             val = validation_loss(ema_stepper, valid_graphs, cfg)
             if lr is None:                         # the plateau schedule, after any warm-up
                 sched.step(val)
             train_loss = float(torch.stack(losses).double().mean()) if losses else math.nan   # one sync an epoch
             history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": val,
-                            "lr": opt.param_groups[0]["lr"], "energy_weight": w_e})
+                            "lr": float(opt.param_groups[0]["lr"]), "energy_weight": w_e})
             bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{val:.4g}")
             if not final_stage:  # model selection only once the loss weights are final
                 best_state, best_epoch = copy.deepcopy(ema.module.state_dict()), epoch

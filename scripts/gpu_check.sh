@@ -43,10 +43,13 @@
 # 1,119,744 atoms (supercells 8 and 18), fused and compile-fused; where eager does not fit in memory
 # it is recorded as out of memory and the others are checked against the fused eager backend
 # (the timing task's reference chain)                                                     -> OUT/timing/
-# --train (under 5 minutes; its first three steps took 60 s on the H200): which backend should
+# --train (under 8 minutes; its first three steps took 60 s on the H200): which backend should
 # train on the GPU (issue #13). The fused force-loss step's parity with eager on CUDA, no host
-# read in a call or a training step (eager and fused), a resumed training on CUDA (the gpu tests
-# of those names), then the descriptor,
+# read in a call or a training step (eager and fused), a resumed training on CUDA (eager and
+# CUDA-graph steps), the recorded training step against the unrecorded one (the gpu tests of those
+# names and tests/test_train_step.py), then the whole training step under every training backend
+# (eager, fused, each with CUDA graphs; python -m bench.benchmarks.train_step)   -> OUT/train-step/
+# then the descriptor,
 # energy + forces and training-step modes at 192 / 1,536 / 12,288 atoms, eager against fused
 # (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
 # then the training step's kernel profile at 1,536 and 12,288 atoms, eager and fused   -> OUT/profile-train-*/
@@ -58,7 +61,8 @@
 # water64 accuracy comparison at the full budget (both descriptors, seeds 0 1 2, up to 500 epochs
 # each), all six trainings at once on the one GPU (--jobs, default ACC_JOBS=6), stopped by SIGINT
 # after ACC_SECONDS (default 420) so that every training keeps its last finished epoch (TRAIN_BACKEND:
-# eager, the default, or fused: --train's training_step rows say which is faster); the next
+# eager, the default, fused, eager-cudagraphs or fused-cudagraphs: --train's train-step rows say
+# which is fastest; a training resumed under another backend says so in its records); the next
 # lease's call resumes them from STORE (default results/gpu/<device name>/water64-full: commit what
 # comes back there, so that it travels with the tree). Then the report of what has finished. The
 # data does not travel from ../shared: here, before the call,
@@ -69,14 +73,15 @@
 # MD_BACKEND (default fused; compile-fused-cudagraphs pads its lists, see README), stopped by SIGINT
 # after ST_SECONDS (default 400): each potential's finished batch is kept, the next call runs the
 # rest. Then the report. The same data as --accuracy must be carried.
-# --lease (a whole 15-minute lease's call, LEASE_SECONDS default 540 of run): --train, then --accuracy
-# for the time left (at least 120 s), each with its own archive in $OUT. The same data as --accuracy
-# must be carried. This is what the H200 lease of 2026-11-28 ran by hand.
+# --lease (a whole 15-minute lease's call, LEASE_SECONDS default 540 of run): --train's tests and
+# train-step benchmark (TRAIN_SHORT=1: not its modes timing and profiles), then --accuracy for the
+# time left (at least 120 s), each with its own archive in $OUT. The same data as --accuracy must be
+# carried. This is what the H200 lease of 2026-11-28 ran by hand.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--lease" ]; then
   t0=$SECONDS
-  bash scripts/gpu_check.sh --train
+  TRAIN_SHORT=1 bash scripts/gpu_check.sh --train
   left=$(( ${LEASE_SECONDS:-540} - (SECONDS - t0) - 60 ))   # 60: workers' start, the report, the archive
   [ $left -lt 120 ] && { echo "== --train left ${left}s: too little for an accuracy part"; exit 0; }
   echo "== --train took $((SECONDS - t0))s; the accuracy part gets ${left}s"
@@ -129,10 +134,15 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          [ -n "${OUT:-}" ] && tar czf "$archive" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
 if [ $quick = 10 ]; then
-  step 90  python3 -m pytest -q -p no:cacheprovider -m gpu -k "training_step or read_nothing_back or interrupted" \
-      tests/test_fused.py tests/test_host_syncs.py tests/test_front.py > "$out/gpu-tests.log" 2>&1
+  step 120 python3 -m pytest -q -p no:cacheprovider -m gpu -k "training_step or read_nothing_back or interrupted or cuda" \
+      tests/test_fused.py tests/test_host_syncs.py tests/test_front.py tests/test_train_step.py > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
-  step 150 python3 -m bench.benchmarks.gpu --part modes --backend eager fused --repeats 5 --out "$out/timing-train"
+  # the whole training step (Adam included) under every training backend, CUDA graphs included
+  step 150 python3 -m bench.benchmarks.train_step --device cuda --frames 1 8 64 --repeats 10 --out "$out/train-step" \
+      > "$out/train-step.log" 2>&1
+  grep -v Warning "$out/train-step.log" | tail -16
+  [ -n "${TRAIN_SHORT:-}" ] && exit 0
+  step 120 python3 -m bench.benchmarks.gpu --part modes --backend eager fused --repeats 5 --out "$out/timing-train"
   step 20  python3 -m bench.cli.main report "$out/timing-train" -o "$out/report-train"
   # where a training step's device time goes: at the full recipe's batch (1,536 atoms, bound by
   # launches there) and at 12,288 atoms (bound by the device), eager and fused, with launches a step

@@ -425,8 +425,10 @@ def test_a_backend_that_cannot_train_is_refused_before_any_training(data_file, t
     from bench.nn import neighbor_sum_triton as nst
 
     store = ResultsStore(tmp_path)
-    with pytest.raises(InputError, match="only eager and fused can take a force-loss training step"):
+    with pytest.raises(InputError, match="only eager, fused, .* can take a force-loss training step"):
         accuracy.run(spec(data_file, backend="compile"), store, progress=False, log=quiet)
+    with pytest.raises(InputError, match="'eager-cudagraphs' records CUDA graphs and needs CUDA .*pass --train-backend eager$"):
+        accuracy.run(spec(data_file, backend="eager-cudagraphs"), store, progress=False, log=quiet)
     monkeypatch.setattr(nst, "interpreting", lambda: False)           # as on a CPU machine outside the tests
     with pytest.raises(InputError, match="training backend 'fused': the fused neighbour sum runs on CUDA"):
         accuracy.run(spec(data_file, backend="fused"), store, progress=False, log=quiet)

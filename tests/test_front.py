@@ -138,13 +138,15 @@ def test_ema_decay_warms_up_so_a_short_training_does_not_average_in_its_first_st
     assert ema_decay_at(TrainConfig(ema_decay=0.99, ema_warmup=False), 1) == 0.99
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
-def test_an_interrupted_training_resumes_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch, device):
+@pytest.mark.parametrize("device,backend", [("cpu", "eager"), pytest.param("cuda", "eager", marks=pytest.mark.gpu),
+                                            pytest.param("cuda", "eager-cudagraphs", marks=pytest.mark.gpu)])
+def test_an_interrupted_training_resumes_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch, device, backend):
     """Interrupted (Ctrl-C) in epoch 3 of 6, then run again with the same checkpoint: the final
     weights, best epoch and history equal those of one uninterrupted training (float64; on CUDA,
     whose scatter sums are not deterministic, to 1e-9 relative). On CUDA the checkpoint's tensors
     load onto the device, the shuffling generator's state among them, which must go back to the
-    CPU (the first GPU resume failed there: "RNG state must be a torch.ByteTensor")."""
+    CPU (the first GPU resume failed there: "RNG state must be a torch.ByteTensor"). Graphed
+    (``eager-cudagraphs``), the resumed training records its steps again, over Adam's loaded state."""
     import torch
 
     import bench.train as tr
@@ -159,7 +161,7 @@ def test_an_interrupted_training_resumes_and_ends_as_an_uninterrupted_one(tmp_pa
         return build("cace", elements=[1, 8], cutoff=3.0, n_rbf=3, n_embed=2, n_radial=2, l_max=2, nu_max=2,
                      n_layers=0, readout=(4,))
 
-    whole = tr.train(fresh(), graphs[:5], graphs[5:], cfg, seed=1, progress=False, device=device)
+    whole = tr.train(fresh(), graphs[:5], graphs[5:], cfg, seed=1, progress=False, device=device, backend=backend)
     state = tmp_path / "train-state.pt"
     real, calls = tr.validation_loss, {"n": 0}
 
@@ -170,10 +172,12 @@ def test_an_interrupted_training_resumes_and_ends_as_an_uninterrupted_one(tmp_pa
         return real(*a, **k)
 
     monkeypatch.setattr(tr, "validation_loss", interrupt_in_epoch_3)
-    cut = tr.train(fresh(), graphs[:5], graphs[5:], cfg, seed=1, progress=False, checkpoint=state, device=device)
+    cut = tr.train(fresh(), graphs[:5], graphs[5:], cfg, seed=1, progress=False, checkpoint=state, device=device,
+                   backend=backend)
     assert cut.stopped_by == "interrupt" and state.is_file()
     monkeypatch.setattr(tr, "validation_loss", real)
-    resumed = tr.train(fresh(), graphs[:5], graphs[5:], cfg, seed=1, progress=False, checkpoint=state, device=device)
+    resumed = tr.train(fresh(), graphs[:5], graphs[5:], cfg, seed=1, progress=False, checkpoint=state, device=device,
+                       backend=backend)
     assert resumed.stopped_by == whole.stopped_by and resumed.best_epoch == whole.best_epoch
     if device == "cpu":
         assert [h["valid_loss"] for h in resumed.history] == [h["valid_loss"] for h in whole.history]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, TRAINING_BACKENDS
 
 from ..errors import InputError
 from .data_cmd import add_read_options, read_options
@@ -64,10 +64,11 @@ def add_parser(sub) -> None:
 
 
 def _train_options(p) -> None:
-    p.add_argument("--train-backend", default="eager", choices=("eager", "fused"),
-                   help="how the descriptor runs in training (bench.backends): eager, or fused (the Triton "
-                        "kernels, differentiable twice; CUDA). The same weights and numbers; every training "
-                        "record names it (default eager)")
+    p.add_argument("--train-backend", default="eager", choices=TRAINING_BACKENDS,
+                   help="how training steps run (bench.backends): the descriptor eager, or fused (the Triton "
+                        "kernels, differentiable twice; CUDA); '-cudagraphs' (CUDA): each whole step, Adam "
+                        "included, replayed from a CUDA graph (bench.train_step). The same weights and "
+                        "numbers; every training record names it (default eager)")
 
 
 def _common(p) -> None:
