@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .backends import training_parts, with_backend
+from .backends import BackendUnavailable, training_parts, with_backend
 from .graph import AtomsGraph, pad_edges
 
 MAX_GRAPHS = 8      # recordings kept; water64 batches of 8 frames need 2-4 (edge buckets, the last batch)
@@ -124,6 +124,7 @@ class TrainStep:
     def __init__(self, pot, *, lr: float, force_weight: float, clip_norm: float, backend: str = "eager",
                  record: bool | None = None, capturable: bool | None = None, max_graphs: int = MAX_GRAPHS):
         descriptor_backend, self.graphed = training_parts(backend)
+        self.backend, self.descriptor_backend = backend, descriptor_backend
         self.stepper = with_backend(pot, descriptor_backend)   # the same modules and tensors as pot
         self.params = list(pot.parameters())
         device = self.params[0].device
@@ -203,7 +204,13 @@ class TrainStep:
         self.opt.zero_grad(set_to_none=True)                      # gradients allocated in the recording
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
-        with torch.cuda.graph(graph, pool=self._pool):
-            out = self._step(static)                              # recorded, not run
+        try:
+            with torch.cuda.graph(graph, pool=self._pool):
+                out = self._step(static)                          # recorded, not run
+        except Exception as err:    # an operation CUDA graphs cannot record: say so, and what to pass instead
+            first = (str(err).splitlines() or [""])[0][:200]
+            raise BackendUnavailable(f"training backend {self.backend!r}: recording the step as a CUDA graph failed "
+                                     f"({type(err).__name__}: {first}); train with --train-backend "
+                                     f"{self.descriptor_backend}") from err
         self._recordings[key] = _Recording(static, graph, out)
         return loss
