@@ -15,6 +15,9 @@ Two independent choices, named together:
     fused                     fused, eager
     compile-fused             fused, torch.compile (the kernels are custom operators it compiles around)
     compile-fused-cudagraphs  fused, compile + CUDA graphs (CUDA only)
+    eager-cudagraphs          dense, eager, each whole energy + forces call recorded as a CUDA graph per
+                              padded shape and replayed (``bench.cuda_graphs``; no compiler: CUDA only)
+    fused-cudagraphs          fused, the same
 
 Shapes under compile: static on the first call, and after a call with other atom / edge /
 neighbour counts one dynamic-shape graph serves every size (``dynamic=None``, PyTorch's automatic
@@ -41,7 +44,9 @@ import torch
 
 from .errors import InputError
 
-BACKENDS = ("eager", "compile", "compile-cudagraphs", "fused", "compile-fused", "compile-fused-cudagraphs")
+BACKENDS = ("eager", "compile", "compile-cudagraphs", "fused", "compile-fused", "compile-fused-cudagraphs",
+            "eager-cudagraphs", "fused-cudagraphs")
+RECORDED = ("eager-cudagraphs", "fused-cudagraphs")   # whole calls recorded as CUDA graphs, no compiler
 DEFAULT_CPU = "eager"       # Inductor's CPU code was slower than eager on 2 threads (README, "Backends")
 DEFAULT_CUDA = "compile"
 RECOMPILE_LIMIT = 64        # compiled graphs per code object (see _CompiledDescriptor.__call__)
@@ -64,15 +69,16 @@ def timed_backends(device) -> tuple:
 def _parts(backend: str) -> tuple[str, str | None]:
     """(neighbour sum "dense" | "triton", compile mode None (eager) | "default" | "reduce-overhead")."""
     neighbor_sum = "triton" if "fused" in backend else "dense"
-    mode = None if backend in ("eager", "fused") else ("reduce-overhead" if backend.endswith("cudagraphs") else "default")
-    return neighbor_sum, mode
+    if backend in ("eager", "fused", *RECORDED):
+        return neighbor_sum, None
+    return neighbor_sum, ("reduce-overhead" if backend.endswith("cudagraphs") else "default")
 
 
 def replays_fixed_shapes(backend: str) -> bool:
     """Whether ``backend`` replays recorded CUDA graphs, each for one input shape: a caller whose
     edge count changes call to call (MD, at every neighbour-list rebuild) pads its graphs to bucketed
     sizes for it (``bench.graph.pad_edges``), so that a few recordings serve the whole run."""
-    return _parts(backend)[1] == "reduce-overhead"
+    return _parts(backend)[1] == "reduce-overhead" or backend in RECORDED
 
 
 def check_backend(backend: str, device) -> None:
@@ -82,7 +88,7 @@ def check_backend(backend: str, device) -> None:
     device = torch.device(device)
     if backend.endswith("cudagraphs") and device.type != "cuda":
         raise BackendUnavailable(f"backend {backend!r} needs CUDA (device is {device}); "
-                                 "pass --backend compile or eager")
+                                 f"pass --backend {backend[: -len('-cudagraphs')]} or eager")
     if "fused" in backend:
         from .nn.neighbor_sum_triton import check_device
 
@@ -150,10 +156,39 @@ class _DescriptorRunner:
 def with_backend(potential, backend: str):
     """``potential`` running its descriptor through ``backend`` (see the module docstring)."""
     check_backend(backend, potential.scale.device)
-    if backend == "eager":
+    plain = getattr(potential, "_descriptor_runner", None) is None and getattr(potential, "_call_graphs", None) is None
+    if backend == "eager" and plain:
         return potential
     new = copy.copy(potential)                      # a new object over the same modules and tensors
     neighbor_sum, mode = _parts(backend)
-    object.__setattr__(new, "_descriptor_runner", _DescriptorRunner(potential.descriptor, neighbor_sum, mode))
+    runner = None if backend == "eager" else _DescriptorRunner(potential.descriptor, neighbor_sum, mode)
+    object.__setattr__(new, "_descriptor_runner", runner)
+    object.__setattr__(new, "_call_graphs", None)   # a copy of a recording potential records nothing of its
     object.__setattr__(new, "backend", backend)
+    if backend in RECORDED:
+        return recorded_calls(new, record=True)
+    return new
+
+
+def recorded_calls(potential, *, record: bool):
+    """``potential`` (a copy: the same modules and tensors) whose energy + forces (and stress) calls
+    go through ``bench.cuda_graphs.ShapeGraphs``: recorded per padded shape and replayed where
+    ``record`` (CUDA), or the same padded, static-input path run eagerly (tests on a CPU). Its
+    ``features`` are its descriptor backend's, unrecorded; a force-loss training step is refused
+    (the training backends of the same names record the whole step, ``bench.train_step``)."""
+    from .cuda_graphs import ShapeGraphs
+
+    new = copy.copy(potential)
+    base = getattr(potential, "backend", "eager")
+    base = base[: -len("-cudagraphs")] if base in RECORDED else base
+
+    def call(graph, forces, stress):
+        return new._forward(graph, forces=forces, stress=stress, training=False)
+
+    def weights():
+        return tuple(t.data_ptr() for t in (*new.parameters(), *new.buffers()))
+
+    graphs = ShapeGraphs(call, record=record, name=f"backend {new.backend!r}", instead=f"--backend {base}",
+                         max_graphs=16, watched=weights)
+    object.__setattr__(new, "_call_graphs", graphs)
     return new

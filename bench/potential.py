@@ -86,13 +86,28 @@ class Potential(nn.Module):
         B = self.features(graph, double_backward=double_backward)                # [N, F]
         return self.scale * self.readout(B).squeeze(-1) + self.e0_table.to(B.dtype)[graph.numbers]
 
+    _call_graphs = None          # bench.backends.recorded_calls: calls replayed from CUDA graphs
+
     def forward(self, graph, *, forces: bool = True, stress: bool = False, training: bool = False) -> dict:
         """{'energy': [G], 'forces': [N, 3], 'stress': [G, 3, 3] (eV/A^3)} as asked.
 
         ``training=True`` keeps the graph of the force computation for a force loss (double backward).
         Forces or stress with ``training=False`` are inference: the parameters are not differentiated
         (their gradients are neither computed nor prepared for); train with ``training=True``.
+        Under a backend that records calls (``eager-cudagraphs``, ``fused-cudagraphs``) inference
+        calls are replayed from CUDA graphs (``bench.cuda_graphs``).
         """
+        if self._call_graphs is not None:
+            if training:
+                from .backends import BackendUnavailable
+
+                raise BackendUnavailable(f"backend {self.backend!r} records inference calls, not a force-loss "
+                                         "training step; train with --train-backend of the same name, which records "
+                                         "the whole step (bench.train_step)")
+            return self._call_graphs(graph, forces, stress)
+        return self._forward(graph, forces=forces, stress=stress, training=training)
+
+    def _forward(self, graph, *, forces: bool, stress: bool, training: bool) -> dict:
         pos = graph.positions
         cell = graph.cell
         inputs = []

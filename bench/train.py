@@ -142,12 +142,12 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
     from which an interrupted training resumes at the next epoch, ending as an uninterrupted one would.
     ``backend``: how the steps run (``bench.backends.TRAINING_BACKENDS``), with the same weights:
     the descriptor eager or fused (whose kernels are differentiable twice), and with "-cudagraphs"
-    (CUDA only) each step replayed from a CUDA graph (``bench.train_step``); validation runs the
-    same descriptor backend, unrecorded. Checked here, before any step."""
+    (CUDA only) each step replayed from a CUDA graph (``bench.train_step``), and validation's
+    energy + forces calls too (``bench.backends.recorded_calls``). Checked here, before any step."""
     from torch.optim.swa_utils import AveragedModel
     from tqdm import tqdm
 
-    from .backends import check_training_backend, training_parts, with_backend
+    from .backends import check_training_backend, with_backend
     from .train_step import TrainStep, conform_optimizer, set_lr
 
     check_training_backend(backend, device)
@@ -184,7 +184,9 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
         n_updates, best, best_epoch, best_state = st["n_updates"], st["best"], st["best_epoch"], st["best_state"]
         history, first_epoch = st["history"], st["epoch"] + 1
         start -= st["elapsed"]
-    ema_stepper = with_backend(ema.module, training_parts(backend)[0])   # validation: the same descriptor backend
+    # validation through the same backend: with "-cudagraphs", its energy + forces calls replayed
+    # (the EMA weights are updated in place, so the recordings stay valid)
+    ema_stepper = with_backend(ema.module, backend)
     bar = tqdm(range(first_epoch, cfg.max_epochs), desc=desc, disable=not progress, leave=False)
     epoch = first_epoch - 1
     try:

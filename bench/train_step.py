@@ -12,39 +12,26 @@ runs eager or fused) record the whole step (forward, forces, the double backward
 once per input shape as a CUDA graph and replay it: one launch a step. torch.compile's
 ``reduce-overhead`` cannot do this, as AOTAutograd has no double backward.
 
-Shapes: each batch's edges are padded to bucketed counts (``bench.graph.pad_edges``: a padding edge
-adds exact zeros to energies, forces and every gradient), so batches of one size need a few
-recordings. A batch is keyed by (atoms, graphs, edges, neighbour slots, which targets it has).
-The step runs eagerly, with the same arithmetic, past ``max_graphs`` recordings, and for a batch
-whose elements are unknown on the host or not among those its recording checked (a replay runs no
-element check).
-
-What recording needs is what PyTorch's whole-network capture needs:
+Shapes and replays are ``bench.cuda_graphs.ShapeGraphs``'s: each batch's edges padded to
+bucketed counts (exact zeros), one recording per (atoms, graphs, edges, neighbour slots), the
+eager fall-backs, the shared memory pool. What recording a training step needs besides is what
+PyTorch's whole-network capture needs:
 - no host read in the step (there is none: ``tests/test_host_syncs.py``);
-- static inputs (each batch is copied into its recording's tensors);
 - Adam with ``capturable=True`` (its step counts and learning rate on the device, the rate a tensor
-  that the schedules fill in place);
-- gradients allocated inside the recording (set to None just before it);
-- one eager step first, on a side stream (Adam's state, cuBLAS handles, Triton's compiled kernels).
-That first step of a shape is a real step of the training on its batch, so every batch is trained
-on exactly once either way.
-
-Memory: the recordings share one pool, so the step's temporaries (a few hundred MB at the recipe's
-batch) are held once, not once per shape. Replays come in any order, which is safe here because
-every tensor read outside a replay lives outside the pool (the static inputs, the weights, Adam's
-state: made before any recording) or is read right after its own replay (the loss, cloned at once);
-the gradients are written and read within each replay.
+  that the schedules fill in place), and the energy weight a device tensor filled each epoch;
+- gradients allocated inside the recording (the step sets them to None first);
+- one eager step first (Adam's state, cuBLAS handles, Triton's compiled kernels). That first step
+  of a shape is a real step of the training on its batch, so every batch is trained on exactly
+  once either way. The gradients are written and read within each replay.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-
 import torch
 
-from .backends import BackendUnavailable, training_parts, with_backend
-from .graph import AtomsGraph, pad_edges
+from .backends import training_parts, with_backend
+from .cuda_graphs import ShapeGraphs
+from .graph import AtomsGraph
 
 MAX_GRAPHS = 8      # recordings kept; water64 batches of 8 frames need 2-4 (edge buckets, the last batch)
 
@@ -90,25 +77,6 @@ def conform_optimizer(opt: torch.optim.Adam, *, capturable: bool) -> None:
                                  else step.detach().cpu().to(torch.float32))
 
 
-@dataclass
-class _Recording:
-    inputs: AtomsGraph                        # the static tensors each batch of this shape is copied into
-    graph: "torch.cuda.CUDAGraph | None"      # None where nothing is recorded (``record=False``)
-    loss: torch.Tensor | None                 # the recorded step's loss (static output)
-
-
-def _copy_into(static: AtomsGraph, batch: AtomsGraph) -> None:
-    for f in dataclasses.fields(AtomsGraph):
-        v = getattr(static, f.name)
-        if isinstance(v, torch.Tensor):
-            v.copy_(getattr(batch, f.name))
-
-
-def _shape_key(g: AtomsGraph) -> tuple:
-    targets = tuple(getattr(g, name) is not None for name in ("energy", "forces", "stress"))
-    return g.n_atoms, g.n_graphs, g.n_edges, g.max_neighbors, targets
-
-
 class TrainStep:
     """``step(batch) -> loss`` (detached, on the device): one optimisation step of ``pot`` (its
     weights updated in place) under ``backend`` (``bench.backends.TRAINING_BACKENDS``).
@@ -136,13 +104,12 @@ class TrainStep:
         if self.record and not self.capturable:
             raise ValueError("a recorded step needs a capturable optimiser")
         self.opt = make_optimizer(self.params, lr, capturable=self.capturable)
-        self.force_weight, self.clip_norm, self.max_graphs = float(force_weight), float(clip_norm), int(max_graphs)
+        self.force_weight, self.clip_norm = float(force_weight), float(clip_norm)
         # w_E: a device tensor where a recording reads it, filled in place each epoch
         self._w_e = torch.zeros((), dtype=self.params[0].dtype, device=device) if self.graphed else 0.0
-        self._recordings: dict[tuple, _Recording] = {}
-        self._pool = None                                         # the recordings' shared memory pool
-        self.eager_steps = 0                                      # steps a graphed backend ran eagerly
-        self.replays = 0                                          # steps replayed over a shape's tensors
+        self._graphs = ShapeGraphs(self._step, record=self.record, max_graphs=max_graphs,
+                                   name=f"training backend {backend!r}", instead=f"--train-backend {descriptor_backend}",
+                                   watched=lambda: tuple(p.data_ptr() for p in self.params))
 
     def set_energy_weight(self, w: float) -> None:
         if isinstance(self._w_e, torch.Tensor):
@@ -152,7 +119,15 @@ class TrainStep:
 
     @property
     def n_recordings(self) -> int:
-        return len(self._recordings)
+        return self._graphs.n_recordings
+
+    @property
+    def replays(self) -> int:
+        return self._graphs.replays
+
+    @property
+    def eager_steps(self) -> int:
+        return self._graphs.eager_calls
 
     def _step(self, batch: AtomsGraph) -> torch.Tensor:
         """The step itself, [] loss: what is run eagerly or recorded."""
@@ -167,50 +142,4 @@ class TrainStep:
         return loss.detach()
 
     def __call__(self, batch: AtomsGraph) -> torch.Tensor:
-        if not self.graphed:
-            return self._step(batch)
-        padded = pad_edges(batch)                                 # exact zeros: the same step
-        key = _shape_key(padded)
-        rec = self._recordings.get(key)
-        if rec is None:
-            if len(self._recordings) >= self.max_graphs or padded.elements is None:
-                self.eager_steps += 1
-                return self._step(padded)
-            return self._new_recording(key, padded)
-        if padded.elements is None or not padded.elements <= rec.inputs.elements:
-            self.eager_steps += 1                                 # the eager call checks the elements
-            return self._step(padded)
-        _copy_into(rec.inputs, padded)
-        self.replays += 1
-        if rec.graph is None:
-            return self._step(rec.inputs)
-        rec.graph.replay()
-        return rec.loss.clone()                                   # the next replay overwrites it
-
-    def _new_recording(self, key: tuple, padded: AtomsGraph) -> torch.Tensor:
-        """This batch's step, run eagerly (on a side stream where a recording follows), then recorded."""
-        static = dataclasses.replace(padded, **{f.name: getattr(padded, f.name).clone()
-                                                for f in dataclasses.fields(AtomsGraph)
-                                                if isinstance(getattr(padded, f.name), torch.Tensor)})
-        if not self.record:
-            self._recordings[key] = _Recording(static, None, None)
-            return self._step(static)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            loss = self._step(static)                             # the real step of this batch
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        self.opt.zero_grad(set_to_none=True)                      # gradients allocated in the recording
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        try:
-            with torch.cuda.graph(graph, pool=self._pool):
-                out = self._step(static)                          # recorded, not run
-        except Exception as err:    # an operation CUDA graphs cannot record: say so, and what to pass instead
-            first = (str(err).splitlines() or [""])[0][:200]
-            raise BackendUnavailable(f"training backend {self.backend!r}: recording the step as a CUDA graph failed "
-                                     f"({type(err).__name__}: {first}); train with --train-backend "
-                                     f"{self.descriptor_backend}") from err
-        self._recordings[key] = _Recording(static, graph, out)
-        return loss
+        return self._graphs(batch) if self.graphed else self._step(batch)

@@ -50,12 +50,13 @@
 # names and tests/test_train_step.py), then the whole training step under every training backend
 # (eager, fused, each with CUDA graphs; python -m bench.benchmarks.train_step)   -> OUT/train-step/
 # then the descriptor,
-# energy + forces and training-step modes at 192 / 1,536 / 12,288 atoms, eager against fused
+# energy + forces and training-step modes at 192 / 1,536 / 12,288 atoms, eager against fused, and
+# energy + forces replayed from CUDA graphs without a compiler (eager-cudagraphs, fused-cudagraphs)
 # (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
 # then the training step's kernel profile at 1,536 and 12,288 atoms, eager and fused   -> OUT/profile-train-*/
 # --md (under 6 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
 # (neighbour lists on the device included), both descriptors, each backend of MD_BACKENDS (default
-# eager fused compile-fused compile-fused-cudagraphs; the CUDA-graph one pads its neighbour lists to
+# eager fused fused-cudagraphs compile-fused compile-fused-cudagraphs; the CUDA-graph ones pad their lists to
 # bucketed sizes) (python -m bench.benchmarks.md_step)                                   -> OUT/md-step.json
 # --accuracy [STORE] (one lease's part of issue #13's full-budget comparison; under 9 minutes): the
 # water64 accuracy comparison at the full budget (both descriptors, seeds 0 1 2, up to 500 epochs
@@ -135,14 +136,16 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
 if [ $quick = 10 ]; then
   step 120 python3 -m pytest -q -p no:cacheprovider -m gpu -k "training_step or read_nothing_back or interrupted or cuda" \
-      tests/test_fused.py tests/test_host_syncs.py tests/test_front.py tests/test_train_step.py > "$out/gpu-tests.log" 2>&1
+      tests/test_fused.py tests/test_host_syncs.py tests/test_front.py tests/test_train_step.py tests/test_recorded_calls.py \
+      > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
   # the whole training step (Adam included) under every training backend, CUDA graphs included
   step 150 python3 -m bench.benchmarks.train_step --device cuda --frames 1 8 64 --repeats 10 --out "$out/train-step" \
       > "$out/train-step.log" 2>&1
   grep -v Warning "$out/train-step.log" | tail -16
   [ -n "${TRAIN_SHORT:-}" ] && exit 0
-  step 120 python3 -m bench.benchmarks.gpu --part modes --backend eager fused --repeats 5 --out "$out/timing-train"
+  step 150 python3 -m bench.benchmarks.gpu --part modes --backend eager fused eager-cudagraphs fused-cudagraphs \
+      --repeats 5 --out "$out/timing-train"
   step 20  python3 -m bench.cli.main report "$out/timing-train" -o "$out/report-train"
   # where a training step's device time goes: at the full recipe's batch (1,536 atoms, bound by
   # launches there) and at 12,288 atoms (bound by the device), eager and fused, with launches a step
@@ -159,7 +162,7 @@ elif [ $quick = 8 ]; then
   exit 0
 elif [ $quick = 7 ]; then
   step 330 python3 -m bench.benchmarks.md_step --repeat 5 \
-      --backend ${MD_BACKENDS:-eager fused compile-fused compile-fused-cudagraphs} \
+      --backend ${MD_BACKENDS:-eager fused fused-cudagraphs compile-fused compile-fused-cudagraphs} \
       --out "$out/md-step.json" > "$out/md-step.log" 2>&1
   grep -v Warning "$out/md-step.log" | tail -12
   exit 0

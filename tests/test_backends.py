@@ -77,13 +77,15 @@ def test_backend_choice_is_checked():
     pot = build("cace", elements=[1, 8], readout=(8,), **KW)
     assert with_backend(pot, "eager") is pot
     assert set(BACKENDS) == {"eager", "compile", "compile-cudagraphs", "fused", "compile-fused",
-                             "compile-fused-cudagraphs"}
+                             "compile-fused-cudagraphs", "eager-cudagraphs", "fused-cudagraphs"}
+    with pytest.raises(BackendUnavailable, match="'fused-cudagraphs' needs CUDA .*pass --backend fused or eager"):
+        check_backend("fused-cudagraphs", "cpu")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
-@pytest.mark.parametrize("backend", ["compile", "compile-cudagraphs"])
+@pytest.mark.parametrize("backend", ["compile", "compile-cudagraphs", "eager-cudagraphs", "fused-cudagraphs"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_backends_equal_eager(kind, backend, dtype):
     """One graph size (each compile costs 10-20 s on the GPU machine; the dynamic-shape recompile is

@@ -131,7 +131,8 @@ def test_fused_kernels_on_a_padded_graph_equal_eager_on_the_unpadded(kind):
 
 
 def test_only_cuda_graph_backends_ask_for_padding():
-    assert {b for b in BACKENDS if replays_fixed_shapes(b)} == {"compile-cudagraphs", "compile-fused-cudagraphs"}
+    assert {b for b in BACKENDS if replays_fixed_shapes(b)} == {"compile-cudagraphs", "compile-fused-cudagraphs",
+                                                                 "eager-cudagraphs", "fused-cudagraphs"}
 
 
 def _water(seed=0):

@@ -93,6 +93,12 @@ def setup(kind: str, *, preset: str = "water", overrides: dict | None = None, re
 def mode_call(pot, graph, mode: str):
     """A no-argument callable doing one ``mode`` evaluation."""
     if mode == "descriptor":
+        if getattr(pot, "_call_graphs", None) is not None:
+            from ..backends import BackendUnavailable
+
+            raise BackendUnavailable(f"backend {pot.backend!r} records energy + forces calls; the descriptor alone "
+                                     "is its base backend's (timed under that name)")
+
         def call():
             with torch.no_grad():
                 return pot.features(graph)
