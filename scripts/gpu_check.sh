@@ -53,7 +53,8 @@
 # energy + forces and training-step modes at 192 / 1,536 / 12,288 atoms, eager against fused, and
 # energy + forces replayed from CUDA graphs without a compiler (eager-cudagraphs, fused-cudagraphs)
 # (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
-# then the training step's kernel profile at 1,536 and 12,288 atoms, eager and fused   -> OUT/profile-train-*/
+# then the training step's kernel profile at 1,536 atoms (PROFILE_12288=1: and 12,288), eager and
+# fused                                                                                 -> OUT/profile-train-*/
 # --md (under 6 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
 # (neighbour lists on the device included), both descriptors, each backend of MD_BACKENDS (default
 # eager fused fused-cudagraphs compile-fused compile-fused-cudagraphs; the CUDA-graph ones pad their lists to
@@ -144,15 +145,16 @@ if [ $quick = 10 ]; then
       > "$out/train-step.log" 2>&1
   grep -v Warning "$out/train-step.log" | tail -16
   [ -n "${TRAIN_SHORT:-}" ] && exit 0
-  step 150 python3 -m bench.benchmarks.gpu --part modes --backend eager fused eager-cudagraphs fused-cudagraphs \
+  step 120 python3 -m bench.benchmarks.gpu --part modes --backend eager fused eager-cudagraphs fused-cudagraphs \
       --repeats 5 --out "$out/timing-train"
   step 20  python3 -m bench.cli.main report "$out/timing-train" -o "$out/report-train"
-  # where a training step's device time goes: at the full recipe's batch (1,536 atoms, bound by
-  # launches there) and at 12,288 atoms (bound by the device), eager and fused, with launches a step
+  # where a training step's device time goes at the full recipe's batch (1,536 atoms, bound by
+  # launches there), eager and fused, with launches a step (PROFILE_12288=1: also at 12,288 atoms,
+  # where the fused step was no faster than eager; 60 s more)
   step 45  python3 -m bench.profile --device cuda --mode training_step --repeat 2 --calls 4 --backend eager fused \
       --out "$out/profile-train-1536"
-  step 60  python3 -m bench.profile --device cuda --mode training_step --repeat 4 --calls 3 --backend eager fused \
-      --out "$out/profile-train-12288"
+  [ -n "${PROFILE_12288:-}" ] && step 60 python3 -m bench.profile --device cuda --mode training_step --repeat 4 \
+      --calls 3 --backend eager fused --out "$out/profile-train-12288"
   exit 0
 elif [ $quick = 8 ]; then
   step 400 python3 -m bench.benchmarks.gpu --part sweep --sizes 8 18 --repeats 5 --max-seconds 5 \
