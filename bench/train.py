@@ -99,7 +99,7 @@ class TrainResult:
     epochs: int
     wall_time_s: float
     stopped_by: str                       # "max_epochs", "early_stopping", "time", "interrupt"
-    history: list = field(default_factory=list)   # per epoch: train loss, valid loss, lr, energy weight
+    history: list = field(default_factory=list)   # per epoch: train loss, valid loss, lr, energy weight, wall time
 
     @property
     def interrupted(self) -> bool:
@@ -214,7 +214,8 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
                 sched.step(val)
             train_loss = float(torch.stack(losses).double().mean()) if losses else math.nan   # one sync an epoch
             history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": val,
-                            "lr": float(opt.param_groups[0]["lr"]), "energy_weight": w_e})
+                            "lr": float(opt.param_groups[0]["lr"]), "energy_weight": w_e,
+                            "wall_s": time.perf_counter() - start})   # since the training began, resumes included
             bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{val:.4g}")
             if not final_stage:  # model selection only once the loss weights are final
                 best_state, best_epoch = copy.deepcopy(ema.module.state_dict()), epoch

@@ -102,6 +102,8 @@ def test_training_follows_the_step_schedule():
                 readout=(4,))
     result = train(pot, frames[:4], frames[4:], cfg, progress=False)
     assert [h["lr"] for h in result.history] == pytest.approx([5e-3, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3])
+    walls = [h["wall_s"] for h in result.history]                 # each epoch's end, for epoch times
+    assert walls == sorted(walls) and walls[0] > 0
 
 
 def _emt_graphs(seed: int, n: int) -> list:
