@@ -434,8 +434,11 @@ def sweep_unit(root, spec: TimingSpec, dtype: str, sweep: str, points: list, log
     work (``bench.executor``): every point not yet stored is timed and written at once. The atoms
     sweep stops before a call predicted over ``spec.max_seconds_per_call`` (the cost is linear in
     the atom count: from the last point timed, or stored by an earlier run) or at out of memory;
-    its potentials (and compiled graphs) are kept from point to point."""
+    its potentials (and compiled graphs) are kept from point to point, but not the CUDA-graph
+    recordings of the recording backends (a shape of one point never recurs)."""
     from dataclasses import replace
+
+    from ..backends import RECORDED
 
     store = ResultsStore(root)
     torch.set_num_threads(spec.threads)
@@ -446,6 +449,11 @@ def sweep_unit(root, spec: TimingSpec, dtype: str, sweep: str, points: list, log
     for overrides, repeat in points:
         if sweep != "atoms":
             runners = {}                      # another model: new potentials (and compiled graphs)
+        recorded = [rk for rk in runners if rk[1] in RECORDED]
+        for rk in recorded:                   # a sweep's shapes never recur: free the recordings' memory
+            del runners[rk]                   # (their pools), which would crowd the next, larger point
+        if recorded:
+            _free_device(spec.device)
         key = _key(spec, sweep, overrides, repeat, dtype)
         label = f"timing {sweep} {overrides or ''} x{repeat} {dtype}"
         skipped = {b: f"not timed: out of memory at {n} atoms in this sweep" for b, n in no_room.items()}
