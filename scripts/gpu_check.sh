@@ -136,7 +136,7 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          [ -n "${OUT:-}" ] && tar czf "$archive" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
 if [ $quick = 10 ]; then
-  step 120 python3 -m pytest -q -p no:cacheprovider -m gpu -k "training_step or read_nothing_back or interrupted or cuda" \
+  step 120 python3 -m pytest -q -p no:cacheprovider -m gpu -k "(training_step or read_nothing_back or interrupted or on_cuda) and not compile" \
       tests/test_fused.py tests/test_host_syncs.py tests/test_front.py tests/test_train_step.py tests/test_recorded_calls.py \
       > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
