@@ -7,9 +7,9 @@ backend, both descriptors, side by side: eager against CUDA-graph replay (``benc
 A batch of ``frames`` water boxes (192 atoms each, ``water_box`` with its own random displacement
 seed, random targets): 1 frame is 192 atoms, 8 the full recipe's batch (1,536), 64 is 12,288. Each
 (descriptor, backend) has its own copy of the water preset from the same seed, float32, and takes
-steps on the same batch; the calls are timed round-robin after warm-up (``time_round_robin``: CUDA
-events on a GPU), so a graphed backend's first call (its eager step and recording) is a warm-up
-call. What ``TrainStep`` does is timed, padding and copying into the recording included; building the
+steps on the same batch. Each case is warmed up on its own (a graphed backend's first call is its
+eager step and recording; on CUDA the memory the case then holds is read), then all are timed
+round-robin (``time_round_robin``: CUDA events on a GPU). What ``TrainStep`` does is timed, padding and copying into the recording included; building the
 batch (``collate``) and the EMA update are not, being the same for every backend. Writes
 DIR/train-step.json (medians, IQRs, per-round ratios against eager, provenance) and prints a table.
 A benchmark: nothing passes or fails by time.
@@ -41,32 +41,49 @@ def batch_of(frames: int, cutoff: float, device, dtype, seed: int = 0):
 
 def measure(kinds, backends, frames, *, device, repeats: int, warmup: int = 3, preset: str = "water") -> list[dict]:
     """One row per (frames, descriptor, backend): median and IQR of a step, the paired ratio against
-    the same descriptor's eager step, and the recordings a graphed backend made."""
+    the same descriptor's eager step, the recordings a graphed backend made, and on CUDA the memory
+    the case holds between steps (``held_mb``: the allocator's reserved memory, its free cache
+    returned, after the case's warm-up against before it was built: Adam's state and, graphed, the
+    recordings' pool and static inputs; the weights are built before)."""
     from ..potential import build
     from ..tasks.measure import paired_ratio, time_round_robin
     from ..train import TrainConfig
     from ..train_step import TrainStep
 
     cfg = TrainConfig()
+    cuda = torch.device(device).type == "cuda"
+
+    def reserved() -> int:           # what the allocator holds once its free cache is returned
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        return torch.cuda.memory_reserved()
+
     rows = []
     for n in frames:
-        steps, batches = {}, {}
+        steps, batches, held = {}, {}, {}
         for kind in kinds:
             for backend in backends:
                 torch.manual_seed(0)
                 pot = build(kind, elements=[1, 8], preset=preset).to(device=device, dtype=torch.float32)
                 if kind not in batches:
                     batches[kind] = batch_of(n, pot.descriptor.cutoff, device, torch.float32)
+                before = reserved() if cuda else 0
                 step = TrainStep(pot, lr=cfg.lr, force_weight=cfg.force_weight, clip_norm=cfg.clip_norm, backend=backend)
                 step.set_energy_weight(cfg.energy_weights[0])
+                for _ in range(warmup):     # warm-up here, one case at a time, so that what it holds is its own
+                    step(batches[kind])
+                if cuda:
+                    held[(kind, backend)] = reserved() - before
                 steps[(kind, backend)] = step
         calls = {f"{k}/{b}": (lambda s=s, g=batches[k]: s(g)) for (k, b), s in steps.items()}
-        timing = time_round_robin(calls, device=device, warmup=warmup, repeats=repeats)
+        timing = time_round_robin(calls, device=device, warmup=1, repeats=repeats)
         for (kind, backend), step in steps.items():
             name = f"{kind}/{backend}"
             row = {"frames": n, "atoms": batches[kind].n_atoms, "edges": batches[kind].n_edges, "descriptor": kind,
                    "backend": backend, "median_ms": 1e3 * timing[name]["median_s"], "iqr_ms": 1e3 * timing[name]["iqr_s"],
                    "recordings": step.n_recordings, "eager_steps": step.eager_steps}
+            if (kind, backend) in held:      # Adam's state and, graphed, the recordings' pool
+                row["held_mb"] = held[(kind, backend)] / 2**20
             if f"{kind}/eager" in timing and backend != "eager":
                 row["ratio_to_eager"] = paired_ratio(timing, name, f"{kind}/eager")
             if kind == "spherical" and f"cace/{backend}" in timing:
@@ -109,12 +126,14 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "train-step.json",
                       {"rows": rows, "repeats": args.repeats, "provenance": provenance(args.device, dtype="float32")})
-    print(f"{'atoms':>7} {'descriptor':>10} {'backend':>17} {'median ms':>10} {'IQR':>7} {'/eager':>7} {'sph/cace':>9} rec")
+    print(f"{'atoms':>7} {'descriptor':>10} {'backend':>17} {'median ms':>10} {'IQR':>7} {'/eager':>7} {'sph/cace':>9} "
+          "rec held MB")
     for r in rows:
         ratio = r.get("ratio_to_eager", {}).get("median")
         sc = r.get("ratio_spherical_over_cace", {}).get("median")
         print(f"{r['atoms']:>7} {r['descriptor']:>10} {r['backend']:>17} {r['median_ms']:>10.2f} {r['iqr_ms']:>7.2f} "
-              f"{'' if ratio is None else f'{ratio:.3f}':>7} {'' if sc is None else f'{sc:.3f}':>9} {r['recordings']}")
+              f"{'' if ratio is None else f'{ratio:.3f}':>7} {'' if sc is None else f'{sc:.3f}':>9} {r['recordings']:>3} "
+              f"{r.get('held_mb', float('nan')):.0f}")
     print(f"wrote {out / 'train-step.json'}")
     return 0
 
