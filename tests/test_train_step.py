@@ -183,3 +183,23 @@ def test_the_train_step_benchmark_writes_a_row_per_descriptor_and_backend(tmp_pa
     assert rows[("spherical", "eager")]["ratio_spherical_over_cace"]["median"] > 0
     assert data["provenance"]["device"] == "cpu"
     assert main(["--device", "cpu", "--backend", "fused-cudagraphs", "--out", str(tmp_path)]) == 2   # a clear refusal
+
+
+def test_a_backend_failing_in_the_benchmark_is_a_row_and_the_others_are_timed(monkeypatch):
+    """A graphed case whose recording fails on the device (here: made to fail) is an error row with
+    its reason; the eager case is still timed (a lease's measurement is not lost to one backend)."""
+    import bench.train_step as ts
+    from bench.benchmarks import train_step as bench_step
+
+    real = ts.TrainStep.__call__
+
+    def failing(self, batch):
+        if self.backend == "eager-cudagraphs":
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return real(self, batch)
+
+    monkeypatch.setattr(ts.TrainStep, "__call__", failing)
+    rows = bench_step.measure(["cace"], ["eager", "eager-cudagraphs"], [1], device="cpu", repeats=1, warmup=1)
+    by = {r["backend"]: r for r in rows}
+    assert by["eager-cudagraphs"]["error"] == "RuntimeError: operation not permitted when stream is capturing"
+    assert by["eager"]["median_ms"] > 0 and "error" not in by["eager"]

@@ -70,8 +70,15 @@ def measure(kinds, backends, frames, *, device, repeats: int, warmup: int = 3, p
                 before = reserved() if cuda else 0
                 step = TrainStep(pot, lr=cfg.lr, force_weight=cfg.force_weight, clip_norm=cfg.clip_norm, backend=backend)
                 step.set_energy_weight(cfg.energy_weights[0])
-                for _ in range(warmup):     # warm-up here, one case at a time, so that what it holds is its own
-                    step(batches[kind])
+                try:
+                    for _ in range(warmup):  # warm-up here, one case at a time, so that what it holds is its own
+                        step(batches[kind])
+                except Exception as err:     # noqa: BLE001 -- a backend that fails here is a row, not the end
+                    if backend == "eager":
+                        raise
+                    rows.append({"frames": n, "atoms": batches[kind].n_atoms, "descriptor": kind, "backend": backend,
+                                 "error": f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"})
+                    continue
                 if cuda:
                     held[(kind, backend)] = reserved() - before
                 steps[(kind, backend)] = step
@@ -129,6 +136,9 @@ def main(argv=None) -> int:
     print(f"{'atoms':>7} {'descriptor':>10} {'backend':>17} {'median ms':>10} {'IQR':>7} {'/eager':>7} {'sph/cace':>9} "
           "rec held MB")
     for r in rows:
+        if "error" in r:
+            print(f"{r['atoms']:>7} {r['descriptor']:>10} {r['backend']:>17} failed: {r['error']}")
+            continue
         ratio = r.get("ratio_to_eager", {}).get("median")
         sc = r.get("ratio_spherical_over_cace", {}).get("median")
         print(f"{r['atoms']:>7} {r['descriptor']:>10} {r['backend']:>17} {r['median_ms']:>10.2f} {r['iqr_ms']:>7.2f} "
