@@ -153,8 +153,9 @@ def test_recorded_step_is_the_unrecorded_step_on_cuda(kind, backend):
 @pytest.mark.gpu
 def test_graphed_training_is_eager_training_on_cuda():
     """``train`` with ``eager-cudagraphs`` against ``eager`` on CUDA, float64: the same history to
-    1e-6 relative (capturable Adam computes its bias corrections in float32 on the device, eager Adam
-    in float64 on the host)."""
+    1e-5 relative (capturable Adam computes its bias corrections in float32 on the device, eager Adam
+    in float64 on the host: each update differs by about 1e-7 of itself; a replay over a stale input
+    would differ at order one)."""
     import bench.train as tr
 
     frames = _rattled_frames(9)
@@ -165,7 +166,7 @@ def test_graphed_training_is_eager_training_on_cuda():
                                  backend=backend)
     for key in ("train_loss", "valid_loss"):
         assert [h[key] for h in runs["eager-cudagraphs"].history] == \
-            pytest.approx([h[key] for h in runs["eager"].history], rel=1e-6)
+            pytest.approx([h[key] for h in runs["eager"].history], rel=1e-5)
 
 
 def test_the_train_step_benchmark_writes_a_row_per_descriptor_and_backend(tmp_path):
