@@ -11,7 +11,7 @@ steps on the same batch. Each case is warmed up on its own (a graphed backend's 
 eager step and recording; on CUDA the memory the case then holds is read), then all are timed
 round-robin (``time_round_robin``: CUDA events on a GPU). What ``TrainStep`` does is timed, padding and copying into the recording included; building the
 batch (``collate``) and the EMA update are not, being the same for every backend. Writes
-DIR/train-step.json (medians, IQRs, per-round ratios against eager, provenance) and prints a table.
+DIR/train-step.json after each size (medians, IQRs, per-round ratios against eager, provenance) and prints a table.
 A benchmark: nothing passes or fails by time.
 """
 
@@ -128,11 +128,13 @@ def main(argv=None) -> int:
         return 2
     if "eager" not in backends:
         backends = ["eager", *backends]          # the reference every ratio is taken against
-    rows = measure(args.kinds, backends, args.frames, device=args.device, repeats=args.repeats)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "train-step.json",
-                      {"rows": rows, "repeats": args.repeats, "provenance": provenance(args.device, dtype="float32")})
+    prov, rows = provenance(args.device, dtype="float32"), []
+    for n in args.frames:            # written after each size: a run cut short keeps what it timed
+        rows += measure(args.kinds, backends, [n], device=args.device, repeats=args.repeats)
+        write_json_atomic(out / "train-step.json", {"rows": rows, "repeats": args.repeats, "provenance": prov})
+        print(f"{n} frames timed", flush=True)
     print(f"{'atoms':>7} {'descriptor':>10} {'backend':>17} {'median ms':>10} {'IQR':>7} {'/eager':>7} {'sph/cace':>9} "
           "rec held MB")
     for r in rows:
