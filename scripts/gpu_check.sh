@@ -72,7 +72,9 @@
 # --stability [STORE] (under 8 minutes; after --accuracy has finished): issue #13's full stability
 # sweep (water64: 300/900/1500 K, 5 velocity seeds, 2 starts, 10 ps) with the trained potentials of
 # STORE (default as --accuracy), every potential's 30 replicas as one batch on the GPU, forces through
-# MD_BACKEND (default fused; compile-fused-cudagraphs pads its lists, see README), stopped by SIGINT
+# MD_BACKEND (default fused; fused-cudagraphs replays each force call without a compiler and
+# compile-fused-cudagraphs compiles, both pad their lists, see README: at 30 x 192 atoms a call is
+# bound by launches, so fused-cudagraphs once --train's recorded-call tests pass), stopped by SIGINT
 # after ST_SECONDS (default 400): each potential's finished batch is kept, the next call runs the
 # rest. Then the report. The same data as --accuracy must be carried.
 # --lease (a whole 15-minute lease's call, LEASE_SECONDS default 540 of run): --train's tests and
