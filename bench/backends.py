@@ -66,6 +66,11 @@ def timed_backends(device) -> tuple:
     return BACKENDS if torch.device(device).type == "cuda" else ("eager",)
 
 
+def without_cudagraphs(backend: str) -> str:
+    """``backend`` less its "-cudagraphs" suffix: what runs the same calls without CUDA graphs."""
+    return backend[: -len("-cudagraphs")] if backend.endswith("-cudagraphs") else backend
+
+
 def _parts(backend: str) -> tuple[str, str | None]:
     """(neighbour sum "dense" | "triton", compile mode None (eager) | "default" | "reduce-overhead")."""
     neighbor_sum = "triton" if "fused" in backend else "dense"
@@ -88,7 +93,7 @@ def check_backend(backend: str, device) -> None:
     device = torch.device(device)
     if backend.endswith("cudagraphs") and device.type != "cuda":
         raise BackendUnavailable(f"backend {backend!r} needs CUDA (device is {device}); "
-                                 f"pass --backend {backend[: -len('-cudagraphs')]} or eager")
+                                 f"pass --backend {without_cudagraphs(backend)} or eager")
     if "fused" in backend:
         from .nn.neighbor_sum_triton import check_device
 
@@ -106,8 +111,7 @@ TRAINING_BACKENDS = ("eager", "fused", "eager-cudagraphs", "fused-cudagraphs")
 def training_parts(backend: str) -> tuple[str, bool]:
     """(descriptor backend "eager" | "fused", whether the step replays CUDA graphs) of a training
     backend (``TRAINING_BACKENDS``)."""
-    graphed = backend.endswith("-cudagraphs")
-    return (backend[: -len("-cudagraphs")] if graphed else backend), graphed
+    return without_cudagraphs(backend), backend.endswith("-cudagraphs")
 
 
 def check_training_backend(backend: str, device) -> None:
@@ -179,8 +183,7 @@ def recorded_calls(potential, *, record: bool):
     from .cuda_graphs import ShapeGraphs
 
     new = copy.copy(potential)
-    base = getattr(potential, "backend", "eager")
-    base = base[: -len("-cudagraphs")] if base in RECORDED else base
+    base = without_cudagraphs(getattr(potential, "backend", "eager"))
 
     def call(graph, forces, stress):
         return new._forward(graph, forces=forces, stress=stress, training=False)

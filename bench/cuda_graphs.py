@@ -32,6 +32,7 @@ from typing import Callable
 
 import torch
 
+from .backends import BackendUnavailable      # backends imports this module only inside recorded_calls
 from .graph import AtomsGraph, pad_edges
 
 MAX_GRAPHS = 8
@@ -116,8 +117,6 @@ class ShapeGraphs:
 
     def _new_recording(self, key: tuple, padded: AtomsGraph, mode: tuple):
         """This call run eagerly (on a side stream where a recording follows), then recorded."""
-        from .backends import BackendUnavailable
-
         static = _static_copy(padded)
         if not self.record:
             self._recordings[key] = _Recording(static, None)

@@ -32,6 +32,7 @@ import torch
 from .backends import training_parts, with_backend
 from .cuda_graphs import ShapeGraphs
 from .graph import AtomsGraph
+from . import train                 # its loss_terms, read at each step (train imports this module only inside train())
 
 MAX_GRAPHS = 8      # recordings kept; water64 batches of 8 frames need 2-4 (edge buckets, the last batch)
 
@@ -63,7 +64,7 @@ def conform_optimizer(opt: torch.optim.Adam, *, capturable: bool) -> None:
     """After ``load_state_dict``: the saved groups replace this optimiser's settings, so a state
     saved by an eager training and resumed graphed (or the other way round) is brought to this
     optimiser's form: ``capturable``, the rate a device tensor or a float, the step counts on the
-    device (float32, as torch keeps them) or on the host."""
+    device (float32, as torch keeps them there) or on the host (in their dtype)."""
     for group in opt.param_groups:
         p = group["params"][0]
         lr = float(group["lr"])
@@ -74,7 +75,7 @@ def conform_optimizer(opt: torch.optim.Adam, *, capturable: bool) -> None:
             if state and "step" in state:
                 step = state["step"]
                 state["step"] = (step.to(device=q.device, dtype=torch.float32) if capturable
-                                 else step.detach().cpu().to(torch.float32))
+                                 else step.detach().cpu())
 
 
 class TrainStep:
@@ -131,10 +132,8 @@ class TrainStep:
 
     def _step(self, batch: AtomsGraph) -> torch.Tensor:
         """The step itself, [] loss: what is run eagerly or recorded."""
-        from .train import loss_terms
-
         self.opt.zero_grad(set_to_none=True)
-        e, f = loss_terms(self.stepper, batch, training=True)
+        e, f = train.loss_terms(self.stepper, batch, training=True)
         loss = self._w_e * e + self.force_weight * f
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.clip_norm)
