@@ -56,18 +56,20 @@ def main():
     from bench.nn import contraction_triton as ct
 
     fwd, bwd = ct._kernels()
-    pointers = {"fwd": (["A", "B"], ["FPTR", "FIDX", "FORD"], ["FCOEF"]),
-                "bwd": (["GB", "A", "GA"], ["BPTR", "BOUT", "BOTH", "BN"], ["BCOEF"])}
+    pointers = {"fwd": (["A", "V", "B"], ["FPTR", "FIDX", "FORD"], ["FCOEF"]),
+                "bwd": (["GB", "A", "V", "GA"], ["BPTR", "BOUT", "BOTH", "BN"], ["BCOEF"])}
     scalars = {"fwd": ["M", "KC", "Q", "NINV"], "bwd": ["M", "KC", "Q", "NINV", "ROWS"]}
     for ty in ("fp32", "fp64"):
         for which, fn in (("fwd", fwd), ("bwd", bwd)):
-            data, index, coeff = pointers[which]
-            sig = {**{a: f"*{ty}" for a in data + coeff}, **{a: "*i64" for a in index},
-                   **{a: "i32" for a in scalars[which]}, "MAXF": "constexpr", "BLOCK": "constexpr"}
-            src = ASTSource(fn=fn, signature=sig, constexprs={"MAXF": 4, "BLOCK": ct.BLOCK})
-            kernel = triton.compile(src, target=GPUTarget("cuda", args.arch, 32), options=dict(num_warps=4))
-            print(f"{ty} symmetrisation {which} 4 warps  {resources(kernel.asm['cubin'])}", flush=True)
-
+            for tangent in (False, True):
+                data, index, coeff = pointers[which]
+                sig = {**{a: f"*{ty}" for a in data + coeff}, **{a: "*i64" for a in index},
+                       **{a: "i32" for a in scalars[which]}, "MAXF": "constexpr", "BLOCK": "constexpr",
+                       "TANGENT": "constexpr"}
+                src = ASTSource(fn=fn, signature=sig, constexprs={"MAXF": 4, "BLOCK": ct.BLOCK, "TANGENT": tangent})
+                kernel = triton.compile(src, target=GPUTarget("cuda", args.arch, 32), options=dict(num_warps=4))
+                name = which + (" tangent" if tangent else "")
+                print(f"{ty} symmetrisation {name:11s} 4 warps  {resources(kernel.asm['cubin'])}", flush=True)
 
 if __name__ == "__main__":
     main()

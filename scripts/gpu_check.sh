@@ -47,9 +47,10 @@
 # train on the GPU (issue #13). The fused force-loss step's parity with eager on CUDA, no host
 # read in a call or a training step (eager and fused), a resumed training on CUDA (eager and
 # CUDA-graph steps), the recorded training step against the unrecorded one (the gpu tests of those
-# names and tests/test_train_step.py), then the whole training step under every training backend
-# (eager, fused, each with CUDA graphs; python -m bench.benchmarks.train_step)   -> OUT/train-step/
-# then the descriptor,
+# names, tests/test_train_step.py and the symmetrisation kernels' second derivatives), then the whole
+# training step under every training backend (eager, fused, each with CUDA graphs;
+# python -m bench.benchmarks.train_step)                                        -> OUT/train-step/
+# then the symmetrisation alone, its second derivative included (OUT/contraction.json), the descriptor,
 # energy + forces and training-step modes at 192 / 1,536 / 12,288 atoms, eager against fused, and
 # energy + forces replayed from CUDA graphs without a compiler (eager-cudagraphs, fused-cudagraphs)
 # (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
@@ -138,16 +139,21 @@ step() { local limit=$1; shift; echo "== $* (limit ${limit}s)"; local t0=$SECOND
          [ -n "${OUT:-}" ] && tar czf "$archive" "$out" 2>/dev/null; }
 gpu="python3 -m bench.benchmarks.gpu --part sweep --repeats 5 --max-seconds 1.5"
 if [ $quick = 10 ]; then
-  step 120 python3 -m pytest -q -p no:cacheprovider -m gpu -k "(training_step or read_nothing_back or interrupted or on_cuda) and not compile" \
+  step 120 python3 -m pytest -q -p no:cacheprovider -m gpu \
+      -k "(training_step or read_nothing_back or interrupted or on_cuda or second_derivatives) and not compile" \
       tests/test_fused.py tests/test_host_syncs.py tests/test_front.py tests/test_train_step.py tests/test_recorded_calls.py \
-      > "$out/gpu-tests.log" 2>&1
+      tests/test_contraction_kernel.py > "$out/gpu-tests.log" 2>&1
   tail -3 "$out/gpu-tests.log"
   # the whole training step (Adam included) under every training backend, CUDA graphs included
   step 150 python3 -m bench.benchmarks.train_step --device cuda --frames 1 8 64 --repeats 10 --out "$out/train-step" \
       > "$out/train-step.log" 2>&1
   grep -v Warning "$out/train-step.log" | tail -16
   [ -n "${TRAIN_SHORT:-}" ] && exit 0
-  step 120 python3 -m bench.benchmarks.gpu --part modes --backend eager fused eager-cudagraphs fused-cudagraphs \
+  # the symmetrisation alone at 12,288 atoms: PyTorch form against the kernels, forward, backward and
+  # the second derivative (the tangent launches a fused training step runs)
+  step 25  python3 -m bench.benchmarks.contraction --out "$out/contraction.json" > "$out/contraction.log" 2>&1
+  grep -v Warning "$out/contraction.log" | tail -6
+  step 110 python3 -m bench.benchmarks.gpu --part modes --backend eager fused eager-cudagraphs fused-cudagraphs \
       --repeats 5 --out "$out/timing-train"
   step 20  python3 -m bench.cli.main report "$out/timing-train" -o "$out/report-train"
   # where a training step's device time goes at the full recipe's batch (1,536 atoms, bound by

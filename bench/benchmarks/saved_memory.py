@@ -63,8 +63,9 @@ def saved_per_atom(kind: str, backend: str = "eager", repeat: int = 1, device: s
 
 
 def peak_per_atom(kind: str, backend: str = "eager", repeat: int = 1, device: str = "cpu",
-                  emulate: bool = False) -> dict:
-    """{"kb_per_atom": the largest total of live storages made during one energy + forces call,
+                  emulate: bool = False, mode: str = "energy_forces") -> dict:
+    """{"kb_per_atom": the largest total of live storages made during one energy + forces call
+    (or another timing ``mode``: ``training_step``, the timing task's force-loss step),
     "n_atoms", "at": the operator that reached it, "top": [(kB per atom, shape, operator), ...] the
     storages live then, largest first}. Inputs, parameters and anything made before the call are
     not counted (the allocator's peak above its start). ``emulate``: ``emulated_kernels`` (the
@@ -74,18 +75,21 @@ def peak_per_atom(kind: str, backend: str = "eager", repeat: int = 1, device: st
 
     pot, graph = setup(kind, repeat=repeat, dtype="float32", device=device)
     with emulated_kernels() if emulate else contextlib.nullcontext():
-        return peak_of(with_backend(pot, backend), graph)
+        return peak_of(with_backend(pot, backend), graph, mode)
 
 
-def peak_of(pot, graph) -> dict:
-    """``peak_per_atom``'s count for one energy + forces call of ``pot`` on ``graph``."""
+def peak_of(pot, graph, mode: str = "energy_forces") -> dict:
+    """``peak_per_atom``'s count for one ``mode`` call (``tasks.timing.mode_call``) of ``pot`` on ``graph``."""
     import gc
     import weakref
 
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
-    pot(graph)                                                       # the first call's one-off work
+    from ..tasks.timing import mode_call
+
+    call = mode_call(pot, graph, mode)
+    call()                                                           # the first call's one-off work
 
     class Live(TorchDispatchMode):
         def __init__(self):
@@ -117,12 +121,12 @@ def peak_of(pot, graph) -> dict:
                     self.peak, self.at = self.total, (str(func), list(self.live.values()))
             return out
 
-    mode = Live()
-    with mode:
-        pot(graph)
+    live = Live()
+    with live:
+        call()
     n = graph.n_atoms
-    top = sorted(mode.at[1], key=lambda v: -v[0]) if mode.at else []
-    return {"kb_per_atom": mode.peak / n / 1e3, "n_atoms": n, "at": mode.at[0] if mode.at else None,
+    top = sorted(live.at[1], key=lambda v: -v[0]) if live.at else []
+    return {"kb_per_atom": live.peak / n / 1e3, "n_atoms": n, "at": live.at[0] if live.at else None,
             "top": [(b / n / 1e3, shape, op) for b, shape, op in top]}
 
 
@@ -143,22 +147,30 @@ def _edge_sum_backward(grad, Y, R, W, senders, wl, rowptr, gY, gR, gW, **_):
     gW.copy_(torch.zeros_like(W).index_add(0, senders, gW_edge))
 
 
-def _products(A, idx, n_factors, first):
-    """first * prod_{f < n_factors[t]} A[:, idx[t, f]]  [N, T, KC] (a loop over factor positions)."""
+def _products(A, idx, n_factors, first, V=None):
+    """first * prod_{f < n_factors[t]} A[:, idx[t, f]]  [N, T, KC] (a loop over factor positions);
+    with V, its derivative along V (dual numbers, as the kernels' ``TANGENT`` form)."""
+    tangent = torch.zeros_like(first) if V is not None else None
     for f in range(idx.shape[1]):
-        first = first * torch.where((f < n_factors)[None, :, None], A[:, idx[:, f]], 1.0)
-    return first
+        used = (f < n_factors)[None, :, None]
+        a = torch.where(used, A[:, idx[:, f]], 1.0)
+        if V is not None:
+            tangent = tangent * a + first * torch.where(used, V[:, idx[:, f]], 0.0)
+        first = first * a
+    return first if V is None else tangent
 
 
-def _contract_forward(A, fptr, fidx, ford, fcoef, out):
-    """B[:, b] = sum_{t in row b} coef[t] prod_f A[:, idx[t, f]] (``contraction_triton.launch_forward``)."""
-    P = _products(A, fidx, ford, fcoef.to(A.dtype)[None, :, None])
+def _contract_forward(A, fptr, fidx, ford, fcoef, out, V=None):
+    """B[:, b] = sum_{t in row b} coef[t] prod_f A[:, idx[t, f]] (``contraction_triton.launch_forward``;
+    with V its derivative along V)."""
+    P = _products(A, fidx, ford, fcoef.to(A.dtype)[None, :, None], V)
     out.copy_(torch.zeros_like(out).index_add(1, csr_rows(fptr, fidx.shape[0]), P))
 
 
-def _contract_backward(gB, A, bptr, bout, both, bn, bcoef, gA):
-    """gA[:, q] = sum_{pairs p of row q} coef[p] gB[:, out[p]] prod_f A[:, other[p, f]]."""
-    P = _products(A, both, bn, gB[:, bout] * bcoef.to(A.dtype)[None, :, None])
+def _contract_backward(gB, A, bptr, bout, both, bn, bcoef, gA, V=None):
+    """gA[:, q] = sum_{pairs p of row q} coef[p] gB[:, out[p]] prod_f A[:, other[p, f]] (with V its
+    derivative along V)."""
+    P = _products(A, both, bn, gB[:, bout] * bcoef.to(A.dtype)[None, :, None], V)
     gA.copy_(torch.zeros_like(gA).index_add(1, csr_rows(bptr, both.shape[0]), P))
 
 
@@ -197,6 +209,8 @@ def main(argv=None) -> int:
     p.add_argument("--top", type=int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--peak", action="store_true", help="the peak of live storages, not what autograd saves")
+    p.add_argument("--mode", default="energy_forces", choices=["energy_forces", "training_step"],
+                   help="with --peak: the call counted (training_step: the timing task's force-loss step)")
     p.add_argument("--emulate", action="store_true",
                    help="with --peak --backend fused: the kernels' launches as PyTorch code writing the same "
                         "outputs (the same count, in seconds instead of the interpreter's tens of minutes)")
@@ -204,8 +218,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     for kind in COMPARED:
         if args.peak:
-            r = peak_per_atom(kind, args.backend, args.repeat, args.device, emulate=args.emulate)
-            print(f"{kind} {args.backend}: peak {r['kb_per_atom']:.1f} kB an atom during energy + forces "
+            r = peak_per_atom(kind, args.backend, args.repeat, args.device, emulate=args.emulate, mode=args.mode)
+            what = "energy + forces" if args.mode == "energy_forces" else "a force-loss training step"
+            print(f"{kind} {args.backend}: peak {r['kb_per_atom']:.1f} kB an atom during {what} "
                   f"({r['n_atoms']} atoms), reached at {r['at']}; live then:", flush=True)
             for kb, shape, op in r["top"][:args.top]:
                 print(f"  {kb:6.1f}  {str(shape):22s} {op}")

@@ -9,13 +9,20 @@ of column m at n Q KC + q KC + j. Every column is independent, so program k owns
 scalars), each product formed in registers from rows of A that the program reads again and again
 from its cache. No [terms, M] product and no transposed copy of A or B is written. Offsets are
 int64 (N Q KC passes 2^31 near a million atoms).
+
+With ``TANGENT`` each kernel writes instead its output's derivative along V [N, Q, KC] (a tangent
+of A, in A's layout): every product is carried as a dual number, (p, dp) <- (p a, dp a + p v) for
+each factor a of A and its tangent v, and the dp are summed. These are the second derivatives of
+the symmetrisation (``contraction_triton``'s module docstring); V is not read otherwise.
 """
 
 import triton.language as tl
 
 
-def contract_fwd(A, B, FPTR, FIDX, FORD, FCOEF, M, KC, Q, NINV, MAXF: tl.constexpr, BLOCK: tl.constexpr):
-    """B[n, b, j] = sum_{t in FPTR[b]:FPTR[b+1]} FCOEF[t] prod_{f < FORD[t]} A[n, FIDX[t, f], j]."""
+def contract_fwd(A, V, B, FPTR, FIDX, FORD, FCOEF, M, KC, Q, NINV, MAXF: tl.constexpr, BLOCK: tl.constexpr,
+                 TANGENT: tl.constexpr):
+    """B[n, b, j] = sum_{t in FPTR[b]:FPTR[b+1]} FCOEF[t] prod_{f < FORD[t]} A[n, FIDX[t, f], j]
+    (``TANGENT``: its derivative along V, sum_t FCOEF[t] sum_f V[.., FIDX[t, f], ..] prod_{g != f} A[.., FIDX[t, g], ..])."""
     m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mm = m < M
     n = m // KC
@@ -27,18 +34,26 @@ def contract_fwd(A, B, FPTR, FIDX, FORD, FCOEF, M, KC, Q, NINV, MAXF: tl.constex
         acc = tl.zeros((BLOCK,), dtype=A.dtype.element_ty)
         for t in range(start, end):
             prod = tl.zeros((BLOCK,), dtype=A.dtype.element_ty) + tl.load(FCOEF + t)
+            dprod = tl.zeros((BLOCK,), dtype=A.dtype.element_ty)
             for f in range(tl.load(FORD + t)):
                 row = tl.load(FIDX + t * MAXF + f)
-                prod *= tl.load(A + a_col + row * KC, mask=mm, other=0.0)
-            acc += prod
+                a = tl.load(A + a_col + row * KC, mask=mm, other=0.0)
+                if TANGENT:
+                    dprod = dprod * a + prod * tl.load(V + a_col + row * KC, mask=mm, other=0.0)
+                prod *= a
+            if TANGENT:
+                acc += dprod
+            else:
+                acc += prod
         tl.store(B + b_col + b * KC, acc, mask=mm)
 
 
-def contract_bwd(GB, A, GA, BPTR, BOUT, BOTH, BN, BCOEF, M, KC, Q, NINV, ROWS,
-                 MAXF: tl.constexpr, BLOCK: tl.constexpr):
+def contract_bwd(GB, A, V, GA, BPTR, BOUT, BOTH, BN, BCOEF, M, KC, Q, NINV, ROWS,
+                 MAXF: tl.constexpr, BLOCK: tl.constexpr, TANGENT: tl.constexpr):
     """GA[n, q, j] = sum_{p in BPTR[q]:BPTR[q+1]} BCOEF[p] GB[n, BOUT[p], j] prod_{g < BN[p]} A[n, BOTH[p, g], j]
     for q < ROWS (each pair p is one factor q of one term, BOTH its other factors: the product rule);
-    rows ROWS..Q-1, which no term reads, are written as zeros."""
+    rows ROWS..Q-1, which no term reads, are written as zeros. ``TANGENT``: GA's derivative along V
+    (A's tangent; GB held fixed), each product of other factors a dual number."""
     m = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mm = m < M
     n = m // KC
@@ -52,8 +67,15 @@ def contract_bwd(GB, A, GA, BPTR, BOUT, BOTH, BN, BCOEF, M, KC, Q, NINV, ROWS,
             for p in range(start, end):
                 out = tl.load(BOUT + p)
                 val = tl.load(GB + b_col + out * KC, mask=mm, other=0.0) * tl.load(BCOEF + p)
+                dval = tl.zeros((BLOCK,), dtype=A.dtype.element_ty)
                 for g in range(tl.load(BN + p)):
                     row = tl.load(BOTH + p * MAXF + g)
-                    val *= tl.load(A + a_col + row * KC, mask=mm, other=0.0)
-                acc += val
+                    a = tl.load(A + a_col + row * KC, mask=mm, other=0.0)
+                    if TANGENT:
+                        dval = dval * a + val * tl.load(V + a_col + row * KC, mask=mm, other=0.0)
+                    val *= a
+                if TANGENT:
+                    acc += dval
+                else:
+                    acc += val
         tl.store(GA + a_col + q * KC, acc, mask=mm)

@@ -17,15 +17,17 @@ forward (CSR ``fptr`` over terms) and by angular row for the backward (CSR ``bpt
 (term, factor), each with the term's other factors). Both descriptors run it: the tables come from
 either angular basis (multinomial weights for CACE, Clebsch-Gordan coefficients for the baseline).
 
-The backward is differentiable (a force-loss training step's second derivative) through PyTorch
-ops on the backward table, with P the pairs (term, factor) and q_p a pair's row of A:
+The backward is differentiable (a force-loss training step's second derivative) through the same
+two kernels run on dual numbers (``TANGENT``): with v [N, Q, KC] the cotangent of dA,
 
-    d/dgB[n, b, j] = sum_{p : out[p] = b} coeff[p] v[n, q_p, j] prod_{f} A[n, other[p, f], j]
-    d/dA[n, r, j]  = sum_{(p, f) : other[p, f] = r} coeff[p] dB[n, out[p], j] v[n, q_p, j]
-                                                     prod_{f' != f} A[n, other[p, f'], j]
+    d/dgB = J(A) v                  the derivative of B along v: the forward kernel, tangent form
+    d/dA  = d/dt J(A + t v)^T gB    the derivative of dA along v (gB fixed): the backward kernel, tangent form
 
-which form [N, P, KC] tensors (training batches are small; energy + forces never runs it). On CPU
-tensors the kernels run in Triton's interpreter (``TRITON_INTERPRET=1``; tests).
+(the Hessian of each invariant is symmetric, so <v, J^T gB>'s gradient in A is the backward's
+derivative along v). Two launches, each column again in registers: no [N, pairs, KC] tensor is
+formed (the PyTorch form of the same second derivative, before, formed several: the likely, not
+profiled, reason the fused training step was no faster than eager at 12,288 atoms on an H200). A third derivative is not provided. On CPU tensors the kernels run in
+Triton's interpreter (``TRITON_INTERPRET=1``; tests).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import functools
 
 import torch
 
-from .neighbor_sum_triton import check_device, csr_rows, triton
+from .neighbor_sum_triton import check_device, triton
 
 BLOCK = 256         # columns per program
 
@@ -87,23 +89,25 @@ class ContractionTables:
         return tuple(getattr(self, n) for n in self.NAMES)
 
 
-def launch_forward(A, fptr, fidx, ford, fcoef, out) -> None:
-    """Write out [N, n_inv, KC] (every element) from contiguous A [N, Q, KC]."""
+def launch_forward(A, fptr, fidx, ford, fcoef, out, V=None) -> None:
+    """Write out [N, n_inv, KC] (every element) from contiguous A [N, Q, KC]; with V (A's layout,
+    contiguous) the derivative of B along V instead."""
     N, Q, KC = A.shape
     fwd, _ = _kernels()
     M = N * KC
-    fwd[(triton.cdiv(M, BLOCK),)](A, out, fptr, fidx, ford, fcoef, M, KC, Q, out.shape[1],
-                                  MAXF=fidx.shape[1], BLOCK=BLOCK)
+    fwd[(triton.cdiv(M, BLOCK),)](A, A if V is None else V, out, fptr, fidx, ford, fcoef, M, KC, Q, out.shape[1],
+                                  MAXF=fidx.shape[1], BLOCK=BLOCK, TANGENT=V is not None)
 
 
-def launch_backward(gB, A, bptr, bout, both, bn, bcoef, gA) -> None:
+def launch_backward(gB, A, bptr, bout, both, bn, bcoef, gA, V=None) -> None:
     """Write gA [N, Q, KC] (every element: rows past the table's are zeros) from contiguous
-    gB [N, n_inv, KC] and A [N, Q, KC]."""
+    gB [N, n_inv, KC] and A [N, Q, KC]; with V (A's layout, contiguous) gA's derivative along V."""
     N, Q, KC = A.shape
     _, bwd = _kernels()
     M = N * KC
-    bwd[(triton.cdiv(M, BLOCK),)](gB, A, gA, bptr, bout, both, bn, bcoef, M, KC, Q, gB.shape[1], bptr.shape[0] - 1,
-                                  MAXF=both.shape[1], BLOCK=BLOCK)
+    bwd[(triton.cdiv(M, BLOCK),)](gB, A, A if V is None else V, gA, bptr, bout, both, bn, bcoef, M, KC, Q,
+                                  gB.shape[1], bptr.shape[0] - 1, MAXF=both.shape[1], BLOCK=BLOCK,
+                                  TANGENT=V is not None)
 
 
 # One operator takes both tables, so that its autograd keeps the backward's (a custom operator's
@@ -125,7 +129,8 @@ def _(A, fptr, fidx, ford, fcoef, bptr, bout, both, bn, bcoef):
 
 
 @torch.library.custom_op("cace_bench::contract_backward", mutates_args=())
-def _contract_backward_op(gB: torch.Tensor, A: torch.Tensor, bptr: torch.Tensor, bout: torch.Tensor,
+def _contract_backward_op(gB: torch.Tensor, A: torch.Tensor, fptr: torch.Tensor, fidx: torch.Tensor,
+                          ford: torch.Tensor, fcoef: torch.Tensor, bptr: torch.Tensor, bout: torch.Tensor,
                           both: torch.Tensor, bn: torch.Tensor, bcoef: torch.Tensor) -> torch.Tensor:
     A = A.contiguous()
     gA = torch.empty_like(A)                                                         # [N, Q, KC]
@@ -135,13 +140,45 @@ def _contract_backward_op(gB: torch.Tensor, A: torch.Tensor, bptr: torch.Tensor,
 
 
 @_contract_backward_op.register_fake
-def _(gB, A, bptr, bout, both, bn, bcoef):
+def _(gB, A, fptr, fidx, ford, fcoef, bptr, bout, both, bn, bcoef):
+    return torch.empty_like(A)
+
+
+@torch.library.custom_op("cace_bench::contract_tangent", mutates_args=())
+def _contract_tangent_op(A: torch.Tensor, V: torch.Tensor, fptr: torch.Tensor, fidx: torch.Tensor,
+                         ford: torch.Tensor, fcoef: torch.Tensor) -> torch.Tensor:
+    """J(A) V: B's derivative along V [N, Q, KC]  -> [N, n_inv, KC]."""
+    A = A.contiguous()
+    out = A.new_empty(A.shape[0], fptr.shape[0] - 1, A.shape[2])                     # [N, n_inv, KC]
+    if out.numel():
+        launch_forward(A, fptr, fidx, ford, fcoef.to(A.dtype), out, V=V.contiguous())
+    return out
+
+
+@_contract_tangent_op.register_fake
+def _(A, V, fptr, fidx, ford, fcoef):
+    return A.new_empty(A.shape[0], fptr.shape[0] - 1, A.shape[2])
+
+
+@torch.library.custom_op("cace_bench::contract_backward_tangent", mutates_args=())
+def _contract_backward_tangent_op(gB: torch.Tensor, A: torch.Tensor, V: torch.Tensor, bptr: torch.Tensor,
+                                  bout: torch.Tensor, both: torch.Tensor, bn: torch.Tensor,
+                                  bcoef: torch.Tensor) -> torch.Tensor:
+    """d/dt J(A + t V)^T gB: the backward's derivative along V [N, Q, KC]  -> [N, Q, KC]."""
+    A = A.contiguous()
+    out = torch.empty_like(A)                                                        # [N, Q, KC]
+    if out.numel():
+        launch_backward(gB.contiguous(), A, bptr, bout, both, bn, bcoef.to(A.dtype), out, V=V.contiguous())
+    return out
+
+
+@_contract_backward_tangent_op.register_fake
+def _(gB, A, V, bptr, bout, both, bn, bcoef):
     return torch.empty_like(A)
 
 
 def _setup_context(ctx, inputs, output):
-    A, _, _, _, _, bptr, bout, both, bn, bcoef = inputs
-    ctx.save_for_backward(A, bptr, bout, both, bn, bcoef)
+    ctx.save_for_backward(*inputs)
 
 
 def _backward(ctx, gB):
@@ -157,32 +194,12 @@ def _setup_backward_context(ctx, inputs, output):
 
 
 def _backward_backward(ctx, v):
-    """The module docstring's second derivative, in differentiable PyTorch ops: cotangent v [N, Q, KC]
-    of dA to (dB, A)."""
-    gB, A, bptr, bout, both, bn, bcoef = ctx.saved_tensors
-    q = csr_rows(bptr, both.shape[0])                                            # [P] each pair's row of A
-    coef_v = bcoef.to(A.dtype)[None, :, None] * v[:, q]                          # [N, P, KC]
-    factors = [torch.where((f < bn)[None, :, None], A[:, both[:, f]], 1.0) for f in range(both.shape[1])]
-
-    def product(skip: int = -1):
-        out = None
-        for f, x in enumerate(factors):
-            if f != skip:
-                out = x if out is None else out * x
-        return out
-
-    d_gB = d_A = None
-    if ctx.needs_input_grad[0]:
-        term = coef_v if not factors else coef_v * product()
-        d_gB = torch.zeros_like(gB).index_add(1, bout, term)                      # [N, n_inv, KC]
-    if ctx.needs_input_grad[1] and factors:
-        base = coef_v * gB[:, bout]                                              # [N, P, KC]
-        d_A = torch.zeros_like(A)
-        for f in range(len(factors)):
-            others = product(skip=f)
-            term = base if others is None else base * others
-            d_A = d_A.index_add(1, both[:, f], torch.where((f < bn)[None, :, None], term, 0.0))
-    return d_gB, d_A, None, None, None, None, None
+    """The module docstring's second derivative, two tangent launches: cotangent v [N, Q, KC] of dA
+    to (dB, A)."""
+    gB, A, fptr, fidx, ford, fcoef, bptr, bout, both, bn, bcoef = ctx.saved_tensors
+    d_gB = _contract_tangent_op(A, v, fptr, fidx, ford, fcoef) if ctx.needs_input_grad[0] else None
+    d_A = _contract_backward_tangent_op(gB, A, v, bptr, bout, both, bn, bcoef) if ctx.needs_input_grad[1] else None
+    return (d_gB, d_A) + (None,) * 9
 
 
 _contract_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
