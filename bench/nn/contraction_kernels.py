@@ -16,7 +16,18 @@ each factor a of A and its tangent v, and the dp are summed. These are the secon
 the symmetrisation (``contraction_triton``'s module docstring); V is not read otherwise.
 """
 
+import triton
 import triton.language as tl
+
+
+@triton.jit
+def _times_row(prod, dprod, A, V, offs, mm, TANGENT: tl.constexpr):
+    """The dual number (prod, dprod) times the factor A[offs], whose tangent is V[offs] (with
+    ``TANGENT``; else dprod is returned as given)."""
+    a = tl.load(A + offs, mask=mm, other=0.0)
+    if TANGENT:
+        dprod = dprod * a + prod * tl.load(V + offs, mask=mm, other=0.0)
+    return prod * a, dprod
 
 
 def contract_fwd(A, V, B, FPTR, FIDX, FORD, FCOEF, M, KC, Q, NINV, MAXF: tl.constexpr, BLOCK: tl.constexpr,
@@ -37,10 +48,7 @@ def contract_fwd(A, V, B, FPTR, FIDX, FORD, FCOEF, M, KC, Q, NINV, MAXF: tl.cons
             dprod = tl.zeros((BLOCK,), dtype=A.dtype.element_ty)
             for f in range(tl.load(FORD + t)):
                 row = tl.load(FIDX + t * MAXF + f)
-                a = tl.load(A + a_col + row * KC, mask=mm, other=0.0)
-                if TANGENT:
-                    dprod = dprod * a + prod * tl.load(V + a_col + row * KC, mask=mm, other=0.0)
-                prod *= a
+                prod, dprod = _times_row(prod, dprod, A, V, a_col + row * KC, mm, TANGENT)
             if TANGENT:
                 acc += dprod
             else:
@@ -70,10 +78,7 @@ def contract_bwd(GB, A, V, GA, BPTR, BOUT, BOTH, BN, BCOEF, M, KC, Q, NINV, ROWS
                 dval = tl.zeros((BLOCK,), dtype=A.dtype.element_ty)
                 for g in range(tl.load(BN + p)):
                     row = tl.load(BOTH + p * MAXF + g)
-                    a = tl.load(A + a_col + row * KC, mask=mm, other=0.0)
-                    if TANGENT:
-                        dval = dval * a + val * tl.load(V + a_col + row * KC, mask=mm, other=0.0)
-                    val *= a
+                    val, dval = _times_row(val, dval, A, V, a_col + row * KC, mm, TANGENT)
                 if TANGENT:
                     acc += dval
                 else:
