@@ -108,9 +108,31 @@ class TrainStep:
         self.force_weight, self.clip_norm = float(force_weight), float(clip_norm)
         # w_E: a device tensor where a recording reads it, filled in place each epoch
         self._w_e = torch.zeros((), dtype=self.params[0].dtype, device=device) if self.graphed else 0.0
+        # the rate tensors a recording reads (capturable): kept in the groups by ``_keep_rates``
+        self._rates = [g["lr"] for g in self.opt.param_groups]
         self._graphs = ShapeGraphs(self._step, record=self.record, max_graphs=max_graphs,
                                    name=f"training backend {backend!r}", instead=f"--train-backend {descriptor_backend}",
-                                   watched=lambda: tuple(p.data_ptr() for p in self.params))
+                                   watched=self._watched)
+
+    def _watched(self) -> tuple:
+        """The addresses a recording reads besides its inputs: the weights and the rate tensors (a
+        new one, as after loading a checkpoint, drops the recordings)."""
+        return (tuple(p.data_ptr() for p in self.params)
+                + tuple(r.data_ptr() for r in self._rates if isinstance(r, torch.Tensor)))
+
+    def _keep_rates(self) -> None:
+        """Each group's rate stays a tensor where the optimiser is capturable: a schedule that assigns
+        a float in its place (``ReduceLROnPlateau`` in older torch releases; torch>=2.2 is allowed)
+        would leave a recorded step reading the old tensor, its rate never changed, so the float is
+        written into that tensor and the tensor put back. A new tensor is adopted (and, through
+        ``_watched``, drops the recordings)."""
+        for i, group in enumerate(self.opt.param_groups):
+            lr = group["lr"]
+            if isinstance(lr, torch.Tensor):
+                self._rates[i] = lr
+            elif isinstance(self._rates[i], torch.Tensor):
+                self._rates[i].fill_(float(lr))
+                group["lr"] = self._rates[i]
 
     def set_energy_weight(self, w: float) -> None:
         if isinstance(self._w_e, torch.Tensor):
@@ -141,4 +163,6 @@ class TrainStep:
         return loss.detach()
 
     def __call__(self, batch: AtomsGraph) -> torch.Tensor:
+        if self.capturable:
+            self._keep_rates()
         return self._graphs(batch) if self.graphed else self._step(batch)

@@ -125,6 +125,28 @@ def test_an_optimiser_state_round_trips_between_the_eager_and_the_capturable_for
         assert torch.equal(a, b)
 
 
+def test_a_recorded_step_keeps_reading_the_rate_the_schedules_set():
+    """A capturable step's rate stays the tensor its recordings read: a schedule that writes a float
+    into the group (as ReduceLROnPlateau did in older torch releases) is written into that tensor
+    instead, and the plateau schedule of this torch reduces it in place; a new rate tensor (a loaded
+    checkpoint's) is adopted and changes what the recordings watch, so they are made again."""
+    step = TrainStep(_pot("cace"), backend="eager-cudagraphs", record=False, capturable=True, **RECIPE)
+    group = step.opt.param_groups[0]
+    rate, watched = group["lr"], step._watched()
+    assert isinstance(rate, torch.Tensor)
+    group["lr"] = 4e-3                                   # an old scheduler's assignment
+    step._keep_rates()
+    assert group["lr"] is rate and float(rate) == pytest.approx(4e-3) and step._watched() == watched
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(step.opt, factor=0.5, patience=0)
+    for loss in (1.0, 2.0):
+        sched.step(loss)
+    step._keep_rates()
+    assert group["lr"] is rate and float(rate) == pytest.approx(2e-3)
+    group["lr"] = torch.tensor(1e-3)                     # as conform_optimizer makes after a load
+    step._keep_rates()
+    assert step._rates[0] is group["lr"] and step._watched() != watched
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["eager-cudagraphs", "fused-cudagraphs"])
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
