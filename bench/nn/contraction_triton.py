@@ -26,8 +26,9 @@ two kernels run on dual numbers (``TANGENT``): with v [N, Q, KC] the cotangent o
 (the Hessian of each invariant is symmetric, so <v, J^T gB>'s gradient in A is the backward's
 derivative along v). Two launches, each column again in registers: no [N, pairs, KC] tensor is
 formed (the PyTorch form of the same second derivative, before, formed several: the likely, not
-profiled, reason the fused training step was no faster than eager at 12,288 atoms on an H200). A third derivative is not provided. On CPU tensors the kernels run in
-Triton's interpreter (``TRITON_INTERPRET=1``; tests).
+profiled, reason the fused training step was no faster than eager at 12,288 atoms on an H200).
+A third derivative is not provided. On CPU tensors the kernels run in Triton's interpreter
+(``TRITON_INTERPRET=1``; tests).
 """
 
 from __future__ import annotations
