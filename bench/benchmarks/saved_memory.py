@@ -3,6 +3,7 @@ grows with the system and that a change of the model's code can remove; with ``-
 itself, counted on the CPU.
 
     python -m bench.benchmarks.saved_memory [--backend eager|fused] [--repeat 1] [--top 8] [--peak]
+                                            [--mode energy_forces|training_step] [--emulate]
 
 Counts every tensor saved for the backward (``torch.autograd.graph.saved_tensors_hooks``) of one
 energy + forces call of each descriptor (water preset, the water box repeated ``repeat`` times per
