@@ -27,10 +27,12 @@ def test_a_front_better_beyond_the_seed_spread_wins_and_noise_does_not():
     noise = _front([(1, (10.5, 1.0), (20.5, 1.0)), (100, (4.8, 0.5), (29.0, 1.0))])   # inside the spread
     win = compare_fronts(cace, clear)
     assert win == {"a": [1, 100], "b": [], "even": [], "trade": []}
-    assert front_verdict("t", "cace", "spherical", win, "b").winner == "cace"
+    v = front_verdict("t", "cace", "spherical", win, "b")
+    assert v.winner == "cace" and v.effect == "CACE better at w_E 1, 100"    # no "spherical better at none"
     even = compare_fronts(cace, noise)
     assert even["even"] == [1, 100]
-    assert front_verdict("t", "cace", "spherical", even, "b").winner is None
+    v = front_verdict("t", "cace", "spherical", even, "b")
+    assert v.winner is None and v.effect == "within the seed spread at w_E 1, 100"
 
 
 def test_a_trade_off_names_no_winner():

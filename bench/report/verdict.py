@@ -110,9 +110,11 @@ def survival_verdict(task: str, cace_ttf, sph_ttf, length_fs: float, basis: str)
 
 def front_verdict(task: str, a: str, b: str, comparison: dict, basis: str, smoke: bool = False) -> Verdict:
     """``comparison``: ``bench.tasks.front.compare_fronts`` of variant ``a``'s front against ``b``'s."""
-    ws = lambda key: ", ".join(f"{w:g}" for w in comparison[key]) or "none"          # noqa: E731
-    effect = (f"{NAMES[a]} better at w_E {ws('a')}; {NAMES[b]} better at {ws('b')}; "
-              f"within the seed spread at {ws('even')}; a trade-off (one error better, the other worse) at {ws('trade')}")
+    parts = [(f"{NAMES[a]} better", "a"), (f"{NAMES[b]} better", "b"), ("within the seed spread", "even"),
+             ("a trade-off (one error better, the other worse)", "trade")]
+    # only the outcomes that occur, each with its weights ("CACE better at w_E none" read as a weight)
+    effect = "; ".join(f"{text} at w_E {', '.join(f'{w:g}' for w in comparison[key])}"
+                       for text, key in parts if comparison[key])
     winner = None
     if comparison["a"] and not comparison["b"] and not comparison["trade"]:
         winner = a
