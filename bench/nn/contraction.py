@@ -113,10 +113,44 @@ def term_products(At: torch.Tensor, idx: torch.Tensor, skip: int = -1) -> torch.
     return At.new_ones(idx.shape[0], At.shape[1]) if prod is None else prod
 
 
+def leave_one_out_gradient(At: torch.Tensor, idx: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """dAt[q] = sum_{t, f : idx[t, f] = q} g[t] prod_{h != f} At[idx[t, h]]  -> [Q, M], not
+    differentiable (the backward of energy + forces, where no second derivative is taken).
+    ``g`` [T, M] is consumed (overwritten).
+
+    One gather of every factor row, r [o, T, M] (the differentiable backward gathers o^2 - o
+    times); r[0] takes g in place (r[0] <- g r[0]: every leave-one-out product but the first holds
+    g through it), g's buffer becomes the first product c_0 = g r[1] ... r[o-1] and then the work
+    buffer of each c_f = prod_{h != f} r[h]; each c_f is added into the gradient in place (the
+    differentiable backward copies At's gradient per factor). Alive beside the gradient: r and g.
+    """
+    T, o = idx.shape
+    grad = At.new_zeros(At.shape)
+    if o == 1:
+        return grad.index_add_(0, idx[:, 0], g)
+    r = At.index_select(0, idx.t().reshape(-1)).view(o, T, At.shape[1])   # r[f] = At[idx[:, f]]
+    r[0].mul_(g)
+    c = g                                                            # c_0 = g prod_{h > 0} r[h]
+    for h in range(1, o):
+        c.mul_(r[h])
+    grad.index_add_(0, idx[:, 0], c)
+    for f in range(1, o):
+        others = [h for h in range(o) if h != f]                     # r[0] among them: g is in
+        if len(others) == 1:
+            c = r[others[0]]
+        else:
+            torch.mul(r[others[0]], r[others[1]], out=c)
+            for h in others[2:]:
+                c.mul_(r[h])
+        grad.index_add_(0, idx[:, f], c)
+    return grad
+
+
 class _SparseProduct(torch.autograd.Function):
     """Bt = S @ term_products(At), saving only At: the products are recomputed in backward, so
-    autograd keeps no [T, M] intermediates alive. The backward is written in differentiable ops
-    (``_TermProducts`` likewise), so second derivatives (force training) work through it.
+    autograd keeps no [T, M] intermediates alive. Where a second derivative is asked for (force
+    training: the backward runs with grad enabled), the backward is written in differentiable ops
+    (``_TermProducts`` likewise); else (energy + forces) it is ``leave_one_out_gradient``.
 
         dL/dAt[q] = sum_{t, f : idx[t, f] = q} (S^T dL/dBt)[t] prod_{g != f} At[idx[t, g]]
     """
@@ -130,6 +164,8 @@ class _SparseProduct(torch.autograd.Function):
     def backward(ctx, grad_Bt):
         At, idx, S = ctx.saved_tensors
         g = S.to(At.dtype).t() @ grad_Bt                             # [T, M]
+        if not torch.is_grad_enabled():                              # no create_graph: no double backward
+            return leave_one_out_gradient(At, idx, g), None, None
         grad = torch.zeros_like(At)
         for f in range(idx.shape[1]):
             grad = grad.index_add(0, idx[:, f], g * _TermProducts.apply(At, idx, f))
