@@ -98,6 +98,9 @@ def _duration(s: float) -> str:
 def run_unit(unit_fn, num_cpus: int | None, *args):
     """What a worker runs: the unit's function, with ``num_cpus`` torch threads where given (the
     arguments are passed one by one, so that Ray resolves the shared ones from its object store)."""
+    from .malloc import keep_freed_memory
+
+    keep_freed_memory()
     if num_cpus:
         import torch
 
@@ -170,8 +173,10 @@ def _pool_init(values: dict, threads: int, jobs: int, stop) -> None:
     times are shared-machine times)."""
     import torch
 
+    from .malloc import keep_freed_memory
     from .provenance import CONCURRENT_ENV
 
+    keep_freed_memory()
     _worker.update(shared=values, stop=stop)
     torch.set_num_threads(threads)
     os.environ[CONCURRENT_ENV] = str(jobs)

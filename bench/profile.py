@@ -73,6 +73,9 @@ _VIEW_OPS = {f"aten::{n}" for n in ("view", "_unsafe_view", "as_strided", "selec
 
 
 def main(argv=None) -> int:
+    from .malloc import keep_freed_memory
+
+    keep_freed_memory()                # as the command line does: freed tensors reused (bench/malloc.py)
     from .backends import BACKENDS, BackendUnavailable, check_backend, timed_backends
     from .provenance import provenance
 

@@ -87,8 +87,10 @@ def config_hash(config: dict) -> str:
 
 def provenance(device="cpu", **settings) -> dict:
     """Everything a record needs to say where it came from; ``settings`` (dtype, seed...) are added."""
+    from .malloc import state
+
     return {"git": git_state(), "versions": versions(), **device_info(device), "host": platform.node(),
-            "pid": os.getpid(), **machine_load(), **concurrency(), **settings}
+            "pid": os.getpid(), **machine_load(), **concurrency(), "malloc": state(), **settings}
 
 
 CONCURRENT_ENV = "CACE_BENCH_CONCURRENT_UNITS"     # set in a worker of the local pool (bench.executor)

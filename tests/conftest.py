@@ -17,6 +17,16 @@ def _interpret_triton_without_cuda() -> None:
 
 
 _interpret_triton_without_cuda()
+
+
+def _keep_freed_memory() -> None:
+    """As the command line does (``bench.malloc``): freed tensors reused, not page-faulted anew."""
+    from bench.malloc import keep_freed_memory
+
+    keep_freed_memory()
+
+
+_keep_freed_memory()
 SHARED_DATA = SHARED / "data"
 
 

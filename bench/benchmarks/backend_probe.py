@@ -105,6 +105,9 @@ def probe(kind: str, backend: str, repeat: int, calls: int, device: str = "cuda"
 
 
 def main(argv=None) -> int:
+    from ..malloc import keep_freed_memory
+
+    keep_freed_memory()                # as the command line does: freed tensors reused (bench/malloc.py)
     p = argparse.ArgumentParser(prog="python -m bench.benchmarks.backend_probe", description=__doc__.splitlines()[0])
     p.add_argument("--kind", default="cace", choices=list(COMPARED))
     p.add_argument("--repeat", type=int, default=4, help="water box repeated this many times per axis")

@@ -21,7 +21,17 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "threads": int(os.environ.get("CACE_BENCH_THREADS", "2")),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "malloc": __import__("bench.malloc", fromlist=["state"]).state(),
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _keep_freed_memory():
+    """As the command line does (``bench.malloc``); the machine info's provenance says so."""
+    from bench.malloc import keep_freed_memory
+
+    keep_freed_memory()
+    yield
 
 
 @pytest.fixture(scope="session", autouse=True)

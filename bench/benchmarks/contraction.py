@@ -81,6 +81,9 @@ def run(atoms: int = 12288, preset: str = "water", device: str = "cuda") -> list
 
 
 def main(argv=None) -> int:
+    from ..malloc import keep_freed_memory
+
+    keep_freed_memory()                # as the command line does: freed tensors reused (bench/malloc.py)
     p = argparse.ArgumentParser(prog="python -m bench.benchmarks.contraction", description=__doc__.splitlines()[0])
     p.add_argument("--atoms", type=int, default=12288)
     p.add_argument("--preset", default="water")

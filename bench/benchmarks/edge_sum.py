@@ -126,6 +126,9 @@ def median_ms(fn, device) -> float:
 
 
 def main(argv=None) -> int:
+    from ..malloc import keep_freed_memory
+
+    keep_freed_memory()                # as the command line does: freed tensors reused (bench/malloc.py)
     from ..nn import neighbor_sum_triton as nst
 
     p = argparse.ArgumentParser(prog="python -m bench.benchmarks.edge_sum", description=__doc__.splitlines()[0])

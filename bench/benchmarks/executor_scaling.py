@@ -40,6 +40,9 @@ def _sweep(executor: str, seeds: int, epochs: int) -> float:
 
 
 def main(argv=None) -> int:
+    from ..malloc import keep_freed_memory
+
+    keep_freed_memory()                # as the command line does: freed tensors reused (bench/malloc.py)
     import os
 
     import ray

@@ -36,6 +36,9 @@ def specs(part: str, device: str, sizes: tuple, repeats: int, max_seconds: float
 
 
 def main(argv=None) -> int:
+    from ..malloc import keep_freed_memory
+
+    keep_freed_memory()                # as the command line does: freed tensors reused (bench/malloc.py)
     from ..backends import BACKENDS
     from ..results.store import ResultsStore
     from ..tasks import timing

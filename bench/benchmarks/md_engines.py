@@ -22,6 +22,9 @@ import torch
 
 
 def main(argv=None) -> int:
+    from ..malloc import keep_freed_memory
+
+    keep_freed_memory()                # as the command line does: freed tensors reused (bench/malloc.py)
     from ..results.store import ResultsStore
     from ..tasks import accuracy, stability
     from ..tasks.presets import accuracy_spec, stability_spec

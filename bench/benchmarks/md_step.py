@@ -117,6 +117,9 @@ def format_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
+    from ..malloc import keep_freed_memory
+
+    keep_freed_memory()                # as the command line does: freed tensors reused (bench/malloc.py)
     import torch
 
     p = argparse.ArgumentParser(prog="python -m bench.benchmarks.md_step", description=__doc__.splitlines()[0])

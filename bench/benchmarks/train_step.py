@@ -103,6 +103,9 @@ def measure(kinds, backends, frames, *, device, repeats: int, warmup: int = 3, p
 
 
 def main(argv=None) -> int:
+    from ..malloc import keep_freed_memory
+
+    keep_freed_memory()                # as the command line does: freed tensors reused (bench/malloc.py)
     from ..atomic import write_json_atomic
     from ..backends import TRAINING_BACKENDS, check_training_backend
     from ..errors import InputError

@@ -28,7 +28,10 @@ def main(argv=None) -> int:
     from ..data.read import DataWarning
     from ..provenance import git_state
 
+    from ..malloc import keep_freed_memory
+
     git_state()                     # the code version of this run, read once as it starts
+    keep_freed_memory()             # freed tensors reused, not page-faulted anew at every call
     # Ctrl-C (or `timeout -s INT`) stops a run and keeps what it finished, also when this process was
     # started with SIGINT ignored (a background job of a non-interactive shell inherits that)
     signal.signal(signal.SIGINT, signal.default_int_handler)
