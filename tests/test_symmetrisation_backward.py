@@ -1,11 +1,11 @@
 """The symmetrisation's two backwards (bench/nn/contraction.py): the one energy + forces runs
-(``leave_one_out_gradient``: one gather, prefix and suffix products, one scatter-add) against the
+(``add_leave_one_out_gradient``: one gather, products in place, added in place) against the
 differentiable one force training runs (``create_graph``), both descriptors, body orders 1-4."""
 
 import pytest
 import torch
 
-from bench.nn.contraction import leave_one_out_gradient
+from bench.nn.contraction import add_leave_one_out_gradient
 from bench.parity import relative_error
 from bench.potential import build
 
@@ -30,9 +30,12 @@ def test_the_energy_forces_backward_equals_the_differentiable_one(kind, l_max, n
 
 
 def test_leave_one_out_gradient_by_hand():
-    """Two terms of order 3 on rows (0, 1, 2) and (1, 1, 3): every factor left out once."""
+    """Two terms of order 3 on rows (0, 1, 2) and (1, 1, 3): every factor left out once, added to
+    what the gradient held."""
     At = torch.tensor([[2.0], [3.0], [5.0], [7.0]], dtype=torch.float64)
     idx = torch.tensor([[0, 1, 2], [1, 1, 3]])
     g = torch.tensor([[1.0], [10.0]], dtype=torch.float64)
     want = torch.tensor([[3 * 5], [2 * 5 + 10 * (3 * 7 + 3 * 7)], [2 * 3], [10 * 3 * 3]], dtype=torch.float64)
-    assert torch.equal(leave_one_out_gradient(At, idx, g), want)
+    grad = torch.full_like(At, 0.5)
+    add_leave_one_out_gradient(grad, At, idx, g)
+    assert torch.equal(grad, want + 0.5)

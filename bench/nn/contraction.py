@@ -98,8 +98,8 @@ class SparseProductContraction(Float64Tables):
             tables = tuple(getattr(self, f"fused_{n}") for n in ContractionTables.NAMES)
             return contract(A.reshape(N, Q, K * C), tables).view(N, self.n_invariants, K, C)
         At = A.transpose(0, 1).reshape(Q, N * K * C)                  # [Q, M] (one copy)
-        Bt = torch.cat([_SparseProduct.apply(At, getattr(self, f"idx{o}"), getattr(self, f"coeff{o}"))
-                        for o in self.orders], dim=0)                # [n_inv, M]
+        tables = [t for o in self.orders for t in (getattr(self, f"idx{o}"), getattr(self, f"coeff{o}"))]
+        Bt = _SparseProduct.apply(At, *tables)                       # [n_inv, M], every body order
         return Bt.view(self.n_invariants, N, K, C).transpose(0, 1)   # [N, n_inv, K, C]
 
 
@@ -113,10 +113,10 @@ def term_products(At: torch.Tensor, idx: torch.Tensor, skip: int = -1) -> torch.
     return At.new_ones(idx.shape[0], At.shape[1]) if prod is None else prod
 
 
-def leave_one_out_gradient(At: torch.Tensor, idx: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """dAt[q] = sum_{t, f : idx[t, f] = q} g[t] prod_{h != f} At[idx[t, h]]  -> [Q, M], not
-    differentiable (the backward of energy + forces, where no second derivative is taken).
-    ``g`` [T, M] is consumed (overwritten).
+def add_leave_one_out_gradient(grad: torch.Tensor, At: torch.Tensor, idx: torch.Tensor, g: torch.Tensor) -> None:
+    """grad[q] += sum_{t, f : idx[t, f] = q} g[t] prod_{h != f} At[idx[t, h]]  (grad [Q, M], in
+    place; not differentiable: the backward of energy + forces, where no second derivative is
+    taken). ``g`` [T, M] is consumed (overwritten).
 
     One gather of every factor row, r [o, T, M] (the differentiable backward gathers o^2 - o
     times); r[0] takes g in place (r[0] <- g r[0]: every leave-one-out product but the first holds
@@ -125,9 +125,9 @@ def leave_one_out_gradient(At: torch.Tensor, idx: torch.Tensor, g: torch.Tensor)
     differentiable backward copies At's gradient per factor). Alive beside the gradient: r and g.
     """
     T, o = idx.shape
-    grad = At.new_zeros(At.shape)
     if o == 1:
-        return grad.index_add_(0, idx[:, 0], g)
+        grad.index_add_(0, idx[:, 0], g)
+        return
     r = At.index_select(0, idx.t().reshape(-1)).view(o, T, At.shape[1])   # r[f] = At[idx[:, f]]
     r[0].mul_(g)
     c = g                                                            # c_0 = g prod_{h > 0} r[h]
@@ -143,33 +143,46 @@ def leave_one_out_gradient(At: torch.Tensor, idx: torch.Tensor, g: torch.Tensor)
             for h in others[2:]:
                 c.mul_(r[h])
         grad.index_add_(0, idx[:, f], c)
-    return grad
 
 
 class _SparseProduct(torch.autograd.Function):
-    """Bt = S @ term_products(At), saving only At: the products are recomputed in backward, so
-    autograd keeps no [T, M] intermediates alive. Where a second derivative is asked for (force
-    training: the backward runs with grad enabled), the backward is written in differentiable ops
-    (``_TermProducts`` likewise); else (energy + forces) it is ``leave_one_out_gradient``.
+    """Bt = [S_o @ term_products(At, idx_o)]_o stacked over the body orders o, ``apply(At, idx_1,
+    S_1, idx_2, S_2, ...)``, saving only At: the products are recomputed in backward, so autograd
+    keeps no [T, M] intermediates alive. One function for every order: one output written in
+    place (no concatenation) and one gradient of At (no sum of one per order). Where a second
+    derivative is asked for (force training: the backward runs with grad enabled), the backward is
+    written in differentiable ops (``_TermProducts`` likewise); else (energy + forces) it is
+    ``add_leave_one_out_gradient``.
 
-        dL/dAt[q] = sum_{t, f : idx[t, f] = q} (S^T dL/dBt)[t] prod_{g != f} At[idx[t, g]]
+        dL/dAt[q] = sum_o sum_{t, f : idx_o[t, f] = q} (S_o^T dL/dBt_o)[t] prod_{g != f} At[idx_o[t, g]]
     """
 
     @staticmethod
-    def forward(ctx, At, idx, S):
-        ctx.save_for_backward(At, idx, S)
-        return S.to(At.dtype) @ term_products(At, idx)
+    def forward(ctx, At, *tables):
+        ctx.save_for_backward(At, *tables)
+        pairs = list(zip(tables[0::2], tables[1::2]))                # (idx_o [T_o, o], S_o [n_o, T_o])
+        Bt = At.new_empty(sum(S.shape[0] for _, S in pairs), At.shape[1])   # [n_inv, M]
+        row = 0
+        for idx, S in pairs:
+            torch.mm(S.to(At.dtype), term_products(At, idx), out=Bt[row:row + S.shape[0]])
+            row += S.shape[0]
+        return Bt
 
     @staticmethod
     def backward(ctx, grad_Bt):
-        At, idx, S = ctx.saved_tensors
-        g = S.to(At.dtype).t() @ grad_Bt                             # [T, M]
-        if not torch.is_grad_enabled():                              # no create_graph: no double backward
-            return leave_one_out_gradient(At, idx, g), None, None
-        grad = torch.zeros_like(At)
-        for f in range(idx.shape[1]):
-            grad = grad.index_add(0, idx[:, f], g * _TermProducts.apply(At, idx, f))
-        return grad, None, None
+        At, *tables = ctx.saved_tensors
+        fast = not torch.is_grad_enabled()                           # no create_graph: no double backward
+        grad, row = (At.new_zeros(At.shape) if fast else None), 0
+        for idx, S in zip(tables[0::2], tables[1::2]):
+            g = S.to(At.dtype).t() @ grad_Bt[row:row + S.shape[0]]   # [T_o, M]
+            row += S.shape[0]
+            if fast:
+                add_leave_one_out_gradient(grad, At, idx, g)
+                continue
+            for f in range(idx.shape[1]):
+                term = g * _TermProducts.apply(At, idx, f)
+                grad = torch.zeros_like(At).index_add(0, idx[:, f], term) if grad is None else grad.index_add(0, idx[:, f], term)
+        return (grad,) + (None,) * len(tables)
 
 
 class _TermProducts(torch.autograd.Function):
