@@ -81,4 +81,10 @@ def state() -> str:
     """The allocator regime of this process, for provenance."""
     if _state["value"] is not None:
         return _state["value"]
+    return uncalled_state()
+
+
+def uncalled_state() -> str:
+    """The regime of a process started from this one's environment that does not call
+    ``keep_freed_memory`` (the regression check's speed probe)."""
     return _left_to_environment() or "system default"

@@ -126,11 +126,15 @@ def probe_front(workdir, *, log=print) -> dict:
 
 
 def snapshot(figures: dict, **extra) -> dict:
+    from .malloc import uncalled_state
     from .provenance import provenance
     from .tasks.reference import VERSION
 
     return {"format": FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "reference_version": VERSION, "provenance": provenance("cpu"), "figures": figures, **extra}
+            "reference_version": VERSION, "provenance": provenance("cpu"), "figures": figures,
+            # the speed probe is its own fresh process, which leaves glibc's malloc as it is (it does
+            # not call bench.malloc): the speed figures keep the regime every stored baseline had
+            "speed_probe_malloc": uncalled_state(), **extra}
 
 
 def measure_against(baseline: dict | None, *, repeats: int = 21, threads: int = 2, accuracy: dict | None = None,

@@ -61,3 +61,15 @@ def test_records_say_which_regime_they_ran_under():
     from bench.provenance import provenance
 
     assert provenance("cpu")["malloc"] == state()
+
+
+def test_the_regression_snapshot_names_its_speed_probes_regime(monkeypatch):
+    """The probe is a fresh process that does not call keep_freed_memory, so it runs under the
+    environment's regime, whatever this process did."""
+    from bench.regression import snapshot
+
+    for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES", "CACE_BENCH_SYSTEM_MALLOC"):
+        monkeypatch.delenv(key, raising=False)
+    assert snapshot({})["speed_probe_malloc"] == "system default"
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+    assert snapshot({})["speed_probe_malloc"] == "as the environment sets it (MALLOC_TRIM_THRESHOLD_)"
