@@ -4,11 +4,13 @@ PyTorch's CPU tensors come from ``malloc``. glibc serves a block above its mmap 
 first, raised as blocks are freed, up to 32 MiB) as a mapping of its own and unmaps it when it is
 freed, and it gives the free top of its heap back to the system above its trim threshold. The next
 tensor of that size is then new pages, and each page is a fault (the kernel zeroes it) at its first
-write. One energy + forces call of the water preset at 192 atoms made about 1,600 such faults; the
-symmetrisation alone (three body orders, [24, 20,736] float32 rows) spent half its time in them.
+write. One energy + forces call of the water preset made 2,271 such faults at 192 atoms and 70,223
+at 1,536 atoms in one process (how many varies from process to process with the heap's layout);
+the symmetrisation alone (three body orders, [24, 20,736] float32 rows) once spent half its time
+in them.
 
 ``keep_freed_memory`` raises both thresholds with ``mallopt``, so freed blocks stay in the heap and
-are reused: about 40 faults a call. The resident set then stays near its peak instead of following
+are reused: after warm-up, a few hundred faults a call at most. The resident set then stays near its peak instead of following
 the live tensors (memory that is measured, ``bench.tasks.measure.peak_memory_subprocess``, is measured
 in a child process with its own thresholds). Both descriptors run in the same process, so a timing
 comparison is unchanged in kind; every record says which regime it ran under (``state``, in
