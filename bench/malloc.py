@@ -9,12 +9,12 @@ at 1,536 atoms in one process (how many varies from process to process with the 
 the symmetrisation alone (three body orders, [24, 20,736] float32 rows) once spent half its time
 in them.
 
-``keep_freed_memory`` raises both thresholds with ``mallopt``, so freed blocks stay in the heap and
-are reused: after warm-up, a few hundred faults a call at most. The resident set then stays near its peak instead of following
-the live tensors (memory that is measured, ``bench.tasks.measure.peak_memory_subprocess``, is measured
-in a child process with its own thresholds). Both descriptors run in the same process, so a timing
-comparison is unchanged in kind; every record says which regime it ran under (``state``, in
-``bench.provenance``).
+``keep_freed_memory`` raises both thresholds with ``mallopt``, so freed blocks stay in the heap
+and are reused: after warm-up, a few hundred faults a call at most. The resident set then stays
+near its peak instead of following the live tensors (memory that is measured,
+``bench.tasks.measure.peak_memory_subprocess``, is measured in a child process with its own
+thresholds). Both descriptors run in the same process, so a timing comparison is unchanged in
+kind; every record says which regime it ran under (``state``, in ``bench.provenance``).
 
 It is called where a process of this project starts work (the command line, a pool worker, a Ray
 unit, the test and benchmark suites); importing ``bench`` changes nothing. It does nothing where
