@@ -39,3 +39,15 @@ def test_leave_one_out_gradient_by_hand():
     grad = torch.full_like(At, 0.5)
     add_leave_one_out_gradient(grad, At, idx, g)
     assert torch.equal(grad, want + 0.5)
+
+
+@pytest.mark.parametrize("kind,l_max,nu_max", CASES)
+def test_second_derivatives_against_finite_differences(kind, l_max, nu_max):
+    """Force training differentiates the symmetrisation twice: its differentiable backward
+    (``_LeaveOneOutGradient``) checked by gradgradcheck, float64, body orders up to 4."""
+    pot = build(kind, elements=[1, 8], cutoff=4.0, n_rbf=4, n_embed=2, n_radial=3, l_max=l_max, nu_max=nu_max,
+                n_layers=0, messages=())
+    sym, Q = pot.descriptor.symmetrize.double(), pot.descriptor.angular.n_ang
+    gen = torch.Generator().manual_seed(l_max + 7 * nu_max)
+    A = torch.randn(3, Q, 1, 2, dtype=torch.float64, generator=gen).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(sym, (A,), eps=1e-6, atol=1e-6, rtol=1e-5)

@@ -151,7 +151,7 @@ class _SparseProduct(torch.autograd.Function):
     keeps no [T, M] intermediates alive. One function for every order: one output written in
     place (no concatenation) and one gradient of At (no sum of one per order). Where a second
     derivative is asked for (force training: the backward runs with grad enabled), the backward is
-    written in differentiable ops (``_TermProducts`` likewise); else (energy + forces) it is
+    ``_LeaveOneOutGradient``, differentiable once more; else (energy + forces) it is
     ``add_leave_one_out_gradient``.
 
         dL/dAt[q] = sum_o sum_{t, f : idx_o[t, f] = q} (S_o^T dL/dBt_o)[t] prod_{g != f} At[idx_o[t, g]]
@@ -179,30 +179,60 @@ class _SparseProduct(torch.autograd.Function):
             if fast:
                 add_leave_one_out_gradient(grad, At, idx, g)
                 continue
-            for f in range(idx.shape[1]):
-                term = g * _TermProducts.apply(At, idx, f)
-                grad = torch.zeros_like(At).index_add(0, idx[:, f], term) if grad is None else grad.index_add(0, idx[:, f], term)
+            term = _LeaveOneOutGradient.apply(At, g, idx)
+            grad = term if grad is None else grad + term
         return (grad,) + (None,) * len(tables)
 
 
-class _TermProducts(torch.autograd.Function):
-    """term_products(At, idx, skip) saving only At (for the second derivative)."""
+def _product(r: torch.Tensor, factors) -> torch.Tensor | None:
+    """prod_{k in factors} r[k] (None for no factor)."""
+    out = None
+    for k in factors:
+        out = r[k] if out is None else out * r[k]
+    return out
+
+
+class _LeaveOneOutGradient(torch.autograd.Function):
+    """F(At, g) = sum_f index_add(idx[:, f], g prod_{h != f} r_h), r_h = At[idx[:, h]]  -> [Q, M]:
+    the symmetrisation's backward where a second derivative is taken (force training), computed
+    as ``add_leave_one_out_gradient`` and saving only At and g [T, M]. Its backward, for v = dL/dF
+    and V_f = v[idx[:, f]]:
+
+        dL/dg   = sum_f V_f prod_{k != f} r_k
+        dL/dr_h = g sum_{f != h} V_f prod_{k != f, h} r_k,   dL/dAt = sum_h index_add(idx[:, h], dL/dr_h)
+
+    written in out-of-place ops, so it is differentiable again (a third derivative, slowly).
+    """
 
     @staticmethod
-    def forward(ctx, At, idx, skip):
-        ctx.save_for_backward(At, idx)
-        ctx.skip = skip
-        return term_products(At, idx, skip)
+    def forward(ctx, At, g, idx):
+        ctx.save_for_backward(At, g, idx)
+        grad = At.new_zeros(At.shape)
+        add_leave_one_out_gradient(grad, At, idx, g.clone())          # it overwrites its g
+        return grad
 
     @staticmethod
-    def backward(ctx, grad_P):
-        At, idx = ctx.saved_tensors
-        grad = torch.zeros_like(At)
-        for f in range(idx.shape[1]):
-            if f != ctx.skip:
-                prod = grad_P
-                for h in range(idx.shape[1]):
-                    if h not in (f, ctx.skip):
-                        prod = prod * At.index_select(0, idx[:, h])
-                grad = grad.index_add(0, idx[:, f], prod)
-        return grad, None, None
+    def backward(ctx, v):
+        At, g, idx = ctx.saved_tensors
+        T, o = idx.shape
+        rows = idx.t().reshape(-1)
+        r = At.index_select(0, rows).view(o, T, At.shape[1])          # r[f] = At[idx[:, f]]
+        V = v.index_select(0, rows).view(o, T, At.shape[1])           # V[f] = v[idx[:, f]]
+        dg = None
+        for f in range(o):
+            rest = _product(r, [k for k in range(o) if k != f])
+            term = V[f] if rest is None else V[f] * rest
+            dg = term if dg is None else dg + term
+        dAt = None
+        for h in range(o):
+            acc = None
+            for f in range(o):
+                if f == h:
+                    continue
+                rest = _product(r, [k for k in range(o) if k not in (f, h)])
+                term = V[f] if rest is None else V[f] * rest
+                acc = term if acc is None else acc + term
+            if acc is not None:
+                dAt = torch.zeros_like(At) if dAt is None else dAt
+                dAt = dAt.index_add(0, idx[:, h], g * acc)
+        return (torch.zeros_like(At) if dAt is None else dAt), dg, None
