@@ -103,14 +103,13 @@ class SparseProductContraction(Float64Tables):
         return Bt.view(self.n_invariants, N, K, C).transpose(0, 1)   # [N, n_inv, K, C]
 
 
-def term_products(At: torch.Tensor, idx: torch.Tensor, skip: int = -1) -> torch.Tensor:
-    """P[t] = prod_{f != skip} At[idx[t, f]]  -> [T, M] (order <= 4: a loop over factors, not terms)."""
+def term_products(At: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """P[t] = prod_f At[idx[t, f]]  -> [T, M] (order <= 4: a loop over factors, not terms)."""
     prod = None
     for f in range(idx.shape[1]):
-        if f != skip:
-            row = At.index_select(0, idx[:, f])
-            prod = row if prod is None else prod * row
-    return At.new_ones(idx.shape[0], At.shape[1]) if prod is None else prod
+        row = At.index_select(0, idx[:, f])
+        prod = row if prod is None else prod * row
+    return prod
 
 
 def add_leave_one_out_gradient(grad: torch.Tensor, At: torch.Tensor, idx: torch.Tensor, g: torch.Tensor) -> None:
@@ -118,11 +117,12 @@ def add_leave_one_out_gradient(grad: torch.Tensor, At: torch.Tensor, idx: torch.
     place; not differentiable: the backward of energy + forces, where no second derivative is
     taken). ``g`` [T, M] is consumed (overwritten).
 
-    One gather of every factor row, r [o, T, M] (the differentiable backward gathers o^2 - o
-    times); r[0] takes g in place (r[0] <- g r[0]: every leave-one-out product but the first holds
-    g through it), g's buffer becomes the first product c_0 = g r[1] ... r[o-1] and then the work
-    buffer of each c_f = prod_{h != f} r[h]; each c_f is added into the gradient in place (the
-    differentiable backward copies At's gradient per factor). Alive beside the gradient: r and g.
+    One gather of every factor row, r [o, T, M] (a gather per factor and per product would be
+    o^2 - o); r[0] takes g in place (r[0] <- g r[0]: every leave-one-out product but the first
+    holds g through it), g's buffer becomes the first product c_0 = g r[1] ... r[o-1] and then the
+    work buffer of each c_f = prod_{h != f} r[h]; each c_f is added into the gradient in place.
+    Alive beside the gradient: r and g. ``_LeaveOneOutGradient`` wraps it where a second
+    derivative is taken.
     """
     T, o = idx.shape
     if o == 1:
