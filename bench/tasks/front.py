@@ -58,7 +58,10 @@ class FrontSpec:
         if unknown:
             raise InputError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
         if len(self.final_energy_weights) < 2:
-            raise InputError("a front needs at least two energy-weight settings")
+            got = ", ".join(f"{w:g}" for w in self.final_energy_weights) or "none"
+            raise InputError(f"a front needs at least two energy-weight settings (got {got}): pass two or more, "
+                             f"e.g. --weights 10 1000; to add a weight to a stored front, list it with one it "
+                             f"already has (its finished runs are skipped)")
         for w in self.final_energy_weights:
             energy_schedule(w)
         if self.tune_trials:
