@@ -26,9 +26,8 @@ def main(argv=None) -> int:
     import warnings
 
     from ..data.read import DataWarning
-    from ..provenance import git_state
-
     from ..malloc import keep_freed_memory
+    from ..provenance import git_state
 
     git_state()                     # the code version of this run, read once as it starts
     keep_freed_memory()             # freed tensors reused, not page-faulted anew at every call

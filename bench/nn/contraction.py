@@ -223,16 +223,13 @@ class _LeaveOneOutGradient(torch.autograd.Function):
             rest = _product(r, [k for k in range(o) if k != f])
             term = V[f] if rest is None else V[f] * rest
             dg = term if dg is None else dg + term
-        dAt = None
-        for h in range(o):
+        dAt = torch.zeros_like(At)
+        for h in range(o if o > 1 else 0):                               # order 1: no factor left, no dAt
             acc = None
             for f in range(o):
-                if f == h:
-                    continue
-                rest = _product(r, [k for k in range(o) if k not in (f, h)])
-                term = V[f] if rest is None else V[f] * rest
-                acc = term if acc is None else acc + term
-            if acc is not None:
-                dAt = torch.zeros_like(At) if dAt is None else dAt
-                dAt = dAt.index_add(0, idx[:, h], g * acc)
-        return (torch.zeros_like(At) if dAt is None else dAt), dg, None
+                if f != h:
+                    rest = _product(r, [k for k in range(o) if k not in (f, h)])
+                    term = V[f] if rest is None else V[f] * rest
+                    acc = term if acc is None else acc + term
+            dAt = dAt.index_add(0, idx[:, h], g * acc)
+        return dAt, dg, None
