@@ -82,6 +82,14 @@ def test_every_missing_key_is_named_in_one_message_with_the_flags_to_pass(tmp_pa
     ase.io.write(path, [b], format="extxyz")
     with pytest.raises(DataError, match=r"missing forces \(key 'forces'\); .*: pass --forces-key F$"):
         read(path)
+    c = Atoms("H2O", positions=a.positions)                 # forces under a name nothing suggests
+    c.info["energy"] = -10.0
+    c.arrays["grad"] = np.zeros((3, 3))
+    ase.io.write(path, [c], format="extxyz")
+    with pytest.raises(DataError, match=r"k.xyz: frame 0: key 'forces': missing forces \(key 'forces'\); keys present are "
+                       r"\['energy', 'grad'\]: pass --forces-key NAME \(NAME: the key that holds the forces; none "
+                       r"present looks like it\)$"):
+        read(path)
 
 
 def test_data_inspect_says_in_how_many_frames_the_stress_is(tmp_path, capsys):

@@ -96,9 +96,8 @@ def read(
     if key is not None and not any("stress" in a.calc.results for a in frames):
         prop = "stress" if stress_key else "virial"
         present = _present(numbered[0][1][1])            # (frame number, (atoms, properties))
-        hint = _suggest(prop, present)
-        raise DataError(path, None, key, f"no frame has it; keys present are {present}"
-                        + (f": pass {FLAGS[prop]} {hint}" if hint else ""))
+        raise DataError(path, None, key, f"no frame has it; keys present are {present}: pass "
+                        f"{_flags_to_pass([prop], present)}")
     warn_implausible(frames, path, opts)
     return frames
 
@@ -323,9 +322,21 @@ def _require(props: dict, wanted: dict, path, frame_no: int) -> None:
         return
     present = _present(props)
     what = " and ".join(f"{prop} (key '{key}')" for prop, key in missing.items())
-    hints = [f"{FLAGS[prop]} {hint}" for prop in missing if (hint := _suggest(prop, present)) is not None]
     raise DataError(path, frame_no, ", ".join(missing.values()),
-                    f"missing {what}; keys present are {present}" + (f": pass {' '.join(hints)}" if hints else ""))
+                    f"missing {what}; keys present are {present}: pass {_flags_to_pass(missing, present)}")
+
+
+def _flags_to_pass(props, present: list[str]) -> str:
+    """The flags that would read each of ``props``: a known spelling among the keys ``present``, or
+    NAME (said what it is) where none looks like it."""
+    hints, unnamed = [], []
+    for prop in props:
+        hint = _suggest(prop, present)
+        hints.append(f"{FLAGS[prop]} {hint if hint is not None else 'NAME'}")
+        if hint is None:
+            unnamed.append(prop)
+    return " ".join(hints) + (f" (NAME: the key that holds the {' and '.join(unnamed)}; none present looks like it)"
+                              if unnamed else "")
 
 
 def _lookup(props: dict, key: str, path, frame_no: int):
