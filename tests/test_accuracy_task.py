@@ -292,6 +292,8 @@ def test_a_split_with_an_empty_part_is_refused_before_any_training(tmp_path, cap
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
 
+    from bench.tasks.presets import accuracy_spec
+
     a = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
     a.calc = SinglePointCalculator(a, energy=-14.2, forces=np.full((3, 3), 0.1))
     path = tmp_path / "one.extxyz"
@@ -299,8 +301,22 @@ def test_a_split_with_an_empty_part_is_refused_before_any_training(tmp_path, cap
     assert main(["accuracy", "--data", str(path), "--quick", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "one.extxyz: 1 frame(s) give a split of 1 training, 0 validation and 0 test" in err
-    assert "pass a file with more frames" in err
+    assert "pass a file with more frames, or a separate file for each empty part (--valid PATH, --test PATH)" in err
     assert not list((tmp_path / "out").glob("runs/*.json"))
+    # five frames under the full split's fractions: the fewest frames that split says it needs
+    ase.io.write(path, [a] * 5, format="extxyz")
+    assert main(["accuracy", "--data", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert ("5 frame(s) give a split of 4 training, 0 validation and 1 test structures; the validation part(s) "
+            "would be empty: pass a file with more frames (this split, 80% training, 10% validation and the rest "
+            "test, needs at least 8 frames)") in err
+    ase.io.write(path, [a] * 8, format="extxyz")                   # 8 frames: 6 + 1 + 1, as it said
+    split = accuracy_spec(str(path), quick=False).data.split(ase.io.read(path, ":"), 0, has_test_file=False)
+    assert (len(split.train), len(split.valid), len(split.test)) == (6, 1, 1)
+    # a frame selection that selects nothing says so, and what would select something
+    assert main(["accuracy", "--data", str(path), "--index", "9:", "--out", str(tmp_path / "out")]) == 2
+    assert "key 'index': frame selection '9:' selects none of the 8 frames: pass a selection within 0..7" in \
+        capsys.readouterr().err
 
 
 def test_separate_test_file_and_e0_file_from_the_command_line(data_file, tmp_path, capsys):

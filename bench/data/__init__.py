@@ -6,7 +6,7 @@ from .fetch import STANDARD_SETS, fetch
 from .hashing import dataset_hash
 from .read import read, read_isolated_energies
 from .reference import fit_e0, is_isolated_atom, take_isolated_atoms
-from .splits import Split, explicit_split, random_split
+from .splits import Split, explicit_split, random_split, split_counts
 
 
 
@@ -19,5 +19,5 @@ def load(source: str, read_options: dict | None = None):
 
 __all__ = [
     "BUILTIN", "load", "DataError", "STANDARD_SETS", "Split", "builtin", "dataset_hash", "explicit_split",
-    "fetch", "fit_e0", "is_isolated_atom", "random_split", "read", "read_isolated_energies", "take_isolated_atoms",
+    "fetch", "fit_e0", "is_isolated_atom", "random_split", "read", "read_isolated_energies", "split_counts", "take_isolated_atoms",
 ]

@@ -277,15 +277,21 @@ def _select(numbered: list, index, path: Path) -> list:
         if isinstance(index, str):
             if ":" in index:
                 parts = [int(p) if p.strip() else None for p in index.split(":")]
-                return numbered[slice(*parts)]
-            index = int(index)
-        if isinstance(index, (int, np.integer)):
-            return [numbered[index]]
-        if isinstance(index, slice):
-            return numbered[index]
-        return [numbered[int(i)] for i in index]
+                chosen = numbered[slice(*parts)]
+            else:
+                chosen = [numbered[int(index)]]
+        elif isinstance(index, (int, np.integer)):
+            chosen = [numbered[index]]
+        elif isinstance(index, slice):
+            chosen = numbered[index]
+        else:
+            chosen = [numbered[int(i)] for i in index]
     except (ValueError, IndexError, TypeError) as err:
         raise DataError(path, None, "index", f"bad frame selection {index!r} for {len(numbered)} frames ({err})") from None
+    if not chosen:
+        raise DataError(path, None, "index", f"frame selection {index!r} selects none of the {len(numbered)} frames: "
+                        f"pass a selection within 0..{len(numbered) - 1}, e.g. ':{len(numbered)}'")
+    return chosen
 
 
 # Spellings of each property seen in public training sets, for "pass --forces-key force" hints

@@ -45,6 +45,12 @@ def _count(size, n: int, name: str) -> int:
     raise InputError(f"{name} size must be a count >= 0 or a fraction in [0, 1], got {size!r}")
 
 
+def split_counts(n: int, *, train, valid=None, test=None) -> tuple[int, int, int]:
+    """(training, validation, test) counts of ``random_split`` for ``n`` frames (test None: the rest)."""
+    n_train, n_valid = _count(train, n, "train"), _count(valid, n, "valid")
+    return n_train, n_valid, (n - n_train - n_valid if test is None else _count(test, n, "test"))
+
+
 def random_split(frames: Sequence, *, train, valid=None, test=None, seed: int = 0) -> Split:
     """Shuffle with ``numpy.random.default_rng(seed)`` and cut into train/valid/test.
 
@@ -52,8 +58,7 @@ def random_split(frames: Sequence, *, train, valid=None, test=None, seed: int = 
     train or valid. The same frames and seed always give the same split.
     """
     n = len(frames)
-    n_train, n_valid = _count(train, n, "train"), _count(valid, n, "valid")
-    n_test = n - n_train - n_valid if test is None else _count(test, n, "test")
+    n_train, n_valid, n_test = split_counts(n, train=train, valid=valid, test=test)
     if n_train + n_valid + n_test > n or min(n_train, n_valid, n_test) < 0:
         raise InputError(f"split sizes {n_train}+{n_valid}+{n_test} exceed the {n} frames available")
     perm = np.random.default_rng(seed).permutation(n)

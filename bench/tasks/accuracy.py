@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..data import dataset_hash, fit_e0, random_split, read_isolated_energies, take_isolated_atoms
+from ..data import dataset_hash, fit_e0, random_split, read_isolated_energies, split_counts, take_isolated_atoms
 from ..data import load as load_frames
 from ..errors import InputError
 from ..graph import AtomsGraph
@@ -148,6 +148,26 @@ class SeedSplit:
     test: list
 
 
+def _frames_needed(data: DataSpec, prep: Prepared) -> str:
+    """For a split given in fractions, ' (this split, 80% training, 10% validation and the rest
+    test, needs at least 8 frames)': the fewest frames that leave no part empty; '' for counts."""
+    valid_file, test_file = bool(prep.valid_graphs), bool(prep.test_frames)
+    sizes = {"training": data.n_train, "validation": None if valid_file else data.n_valid,
+             "test": None if test_file else data.n_test}
+    if not any(isinstance(v, float) for v in sizes.values()):
+        return ""
+    for n in range(1, 10_001):
+        n_train, n_valid, n_test = split_counts(n, train=data.n_train, valid=0 if valid_file else data.n_valid,
+                                                test=0 if test_file else data.n_test)
+        if (n_train + n_valid + n_test <= n and n_train >= 1 and (n_valid >= 1 or valid_file)
+                and (n_test >= 1 or test_file)):
+            words = [f"{v:.0%} {k}" if isinstance(v, float) else f"{v} {k}" for k, v in sizes.items() if v is not None]
+            if not test_file and data.n_test is None:
+                words.append("the rest test")
+            return f" (this split, {', '.join(words[:-1])} and {words[-1]}, needs at least {n} frames)"
+    return ""
+
+
 def seed_split(prep: Prepared, data: DataSpec, seed: int) -> SeedSplit:
     split = data.split(prep.frames, seed, has_test_file=bool(prep.test_frames))
     sizes = {"training": len(split.train), "validation": len(prep.valid_graphs or split.valid),
@@ -156,8 +176,9 @@ def seed_split(prep: Prepared, data: DataSpec, seed: int) -> SeedSplit:
     if empty:                                # checked before any training starts
         raise InputError(f"{data.source}: {len(prep.frames)} frame(s) give a split of {sizes['training']} training, "
                          f"{sizes['validation']} validation and {sizes['test']} test structures; the "
-                         f"{' and '.join(empty)} part(s) would be empty: pass a file with more frames "
-                         f"(at least 3), or set the split sizes")
+                         f"{' and '.join(empty)} part(s) would be empty: pass a file with more frames"
+                         f"{_frames_needed(data, prep)}, or a separate file for each empty part (--valid PATH, "
+                         f"--test PATH)")
     train_idx = list(split.train)
     if prep.e0 is not None:                  # --e0 auto: the data's own isolated-atom frames
         e0 = _complete_e0(prep.e0, prep.elements, data, f"the isolated-atom frames of {data.source}")
