@@ -212,6 +212,26 @@ def test_commands_parse_their_defaults_on_the_builtin_set(tmp_path, capsys):
     assert err.count("\n") == 1 and "run the accuracy task first" in err
 
 
+@pytest.mark.parametrize("command", ["run", "accuracy", "stability", "timing", "front"])
+def test_a_device_this_machine_lacks_is_bad_input_before_any_work(command, tmp_path, capsys, monkeypatch):
+    """--device names no device, one we do not run on, or a CUDA device the machine lacks: exit 2
+    with one line saying what to pass, and nothing written (it was an internal error from torch)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for device, says in [("tpu", "--device tpu: not a device name; pass cpu, cuda or cuda:N"),
+                         ("meta", "--device meta: cace-bench runs on cpu or cuda; pass one of them"),
+                         ("cuda", "--device cuda: no CUDA device here (torch "),
+                         ("cuda:1", "pass --device cpu, or leave --device out")]:
+        assert main([command, "--quick", "--device", device, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert main([command, "--quick", "--device", "cuda:2", "--out", str(tmp_path / "out")]) == 2
+    assert "--device cuda:2: this machine has 2 CUDA device(s), cuda:0 to cuda:1" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists() or not list((tmp_path / "out" / "runs").iterdir())
+
+
 def test_a_bug_is_not_reported_as_bad_input(tmp_path, capsys, monkeypatch):
     """Bad input exits 2 with one line saying what to pass; an exception from our own code (here a
     KeyError planted as the accuracy command) exits 1 and says it is a bug, not the user's input."""
