@@ -292,6 +292,39 @@ def test_every_run_records_the_trivial_models_energy_error(data_file, tmp_path):
     assert e0_reference_error(pred, {1: -1.0, 8: -5.0}) == pytest.approx(1500.0)
 
 
+def test_test_structures_with_an_element_training_never_saw_are_flagged(data_file, tmp_path):
+    """A test structure holding an element no training structure has (Mg here, in one of two): its
+    error measures an untrained embedding. Every record names the element and counts the
+    structures, the log says it for each descriptor, and the report carries a caution; the usual
+    case records an empty list and the report says nothing."""
+    from dataclasses import replace
+
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = ase.io.read(data_file, ":")
+    odd = frames[0].copy()
+    odd.numbers[0] = 12                                              # Mg: not in the data
+    odd.calc = SinglePointCalculator(odd, energy=frames[0].get_potential_energy(), forces=frames[0].get_forces())
+    test_path = tmp_path / "test.extxyz"
+    ase.io.write(test_path, [odd, frames[1]], format="extxyz")
+    one = replace(TRAIN, max_epochs=1)
+    sp = spec(data_file, train=one)
+    sp = replace(sp, data=replace(sp.data, test_source=str(test_path)))
+    said = []
+    records = accuracy.run(sp, ResultsStore(tmp_path / "odd"), progress=False, log=said.append)
+    assert {(r["untrained_elements"] == [12], r["n_untrained_structures"]) for r in records} == {(True, 1)}
+    cautions = [line for line in said if line.startswith("caution:")]
+    assert len(cautions) == 2 and all("1 of the 2 test structures hold Mg, which no training structure has" in c
+                                      for c in cautions)
+    _, md = build_report(tmp_path / "odd", tmp_path / "rep-odd")
+    assert "test structures hold elements that no training structure of their seed has (seed 0: 1 of 2 (Mg))" in \
+        md.read_text()
+    records = accuracy.run(spec(data_file, train=one), ResultsStore(tmp_path / "usual"), progress=False, log=quiet)
+    assert {(tuple(r["untrained_elements"]), r["n_untrained_structures"]) for r in records} == {((), 0)}
+    _, md = build_report(tmp_path / "usual", tmp_path / "rep-usual")
+    assert "no training structure" not in md.read_text()
+
+
 def test_records_say_how_the_data_was_read(data_file, tmp_path):
     """Source, read options (keys, units, --index), E0 source and the split sizes used are in every
     accuracy record, and the report prints them."""

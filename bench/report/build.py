@@ -179,6 +179,9 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra:
                 doc.para(f"Caution: the energy error of {' and '.join(worse)} is not below that of the trivial model "
                          f"(the per-element reference energies E0 alone, {float(e_triv.iloc[0]):.2f} meV/atom on the "
                          "same test set): the training has not learnt the energies.")
+        untrained = _untrained_caution(top)
+        if untrained:
+            doc.para(untrained)
         if extra is not None and (extra.dataset == dataset).any():
             _test_sets_table(doc, top, extra[extra.dataset == dataset].assign(
                 n_train=_setting_col(extra[extra.dataset == dataset], "n_train")), n_max)
@@ -191,6 +194,26 @@ def _accuracy_sections(doc: _Doc, store: ResultsStore, acc: pd.DataFrame, extra:
                      .groupby(["descriptor", "n_train", "metric"])["value"].agg(["mean", "std"]).reset_index())
             doc.figure(plots.learning_curves(curve, [("forces_mae", "meV/A"), ("energy_mae_per_atom", "meV/atom")]),
                        f"{dataset}: learning curves (test MAE against training-set size, mean ± std over seeds)")
+
+
+def _untrained_caution(top: pd.DataFrame) -> str:
+    """A caution where some test structures hold elements no training structure of their seed had
+    (records' ``untrained_elements``; older records lack the field): '' where none do."""
+    if "untrained_elements" not in top:
+        return ""
+    runs = top.drop_duplicates(["descriptor", "seed"])
+    hit = runs[runs.untrained_elements.map(lambda v: isinstance(v, list) and len(v) > 0)]
+    if hit.empty:
+        return ""
+    from ase.data import chemical_symbols
+
+    per_seed = hit.drop_duplicates("seed").sort_values("seed")
+    said = "; ".join(f"seed {int(r.seed)}: {int(r.n_untrained_structures)} of {int(r.n_test)} "
+                     f"({', '.join(chemical_symbols[z] for z in r.untrained_elements)})"
+                     for r in per_seed.itertuples())
+    return ("Caution: some test structures hold elements that no training structure of their seed has (" + said
+            + "). Their errors measure element embeddings that were never trained, for both descriptors alike, "
+            "not the descriptors: more training structures with those elements would fix it.")
 
 
 def _test_sets_table(doc: _Doc, top: pd.DataFrame, extra: pd.DataFrame, n_max: int) -> None:

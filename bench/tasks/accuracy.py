@@ -236,6 +236,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     if evaluate not in ("test", "validation"):
         raise ValueError(f"evaluate must be 'test' or 'validation', got {evaluate!r}")
     evaluated = ss.test if evaluate == "test" else ss.valid
+    trained = {int(z) for i in subset for z in prep.frames[i].numbers}    # the elements training saw
     pred = predict(pot, evaluated)
     np.savez_compressed(store.artifact_path(key, "predictions.npz"), **pred)
     metrics = _metrics(pred, ss.e0)
@@ -248,6 +249,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         "n_features": pot.descriptor.n_features, "wall_time_s": time.perf_counter() - t0,
         "model": pot.config(), "train_config": cfg.to_dict(), "backend": backend,
         "provenance": provenance(device, dtype=cfg.dtype, seed=seed), **(extra or {}),
+        **untrained_elements(evaluated, trained),
     }
     if data is not None:                     # how the data was read: source, keys, units, index, files
         common["data"] = data_record(data, n_train=len(subset), n_valid=len(ss.valid), n_test=len(ss.test))
@@ -261,7 +263,8 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         np.savez_compressed(store.artifact_path(key, f"predictions-{name}.npz"), **extra_pred)
         artifacts[f"predictions-{name}"] = f"predictions-{name}.npz"
         further[name] = (len(graphs), _metrics(extra_pred, ss.e0))
-        records += [Record.measured(common, m, v, test_set=name, extra_test=True, n_test=len(graphs))
+        records += [Record.measured(common, m, v, test_set=name, extra_test=True, n_test=len(graphs),
+                                    **untrained_elements(graphs, trained))
                     for m, v in further[name][1].items()]
     store.write(key, records, artifacts=artifacts)
     state.unlink(missing_ok=True)                            # recorded: nothing left to resume
@@ -273,7 +276,29 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     for name, (n, m) in further.items():
         log(f"      test set {name} ({n} structures): E {m['energy_mae_per_atom']:.2f} meV/atom, "
             f"F {m['forces_mae']:.1f} meV/A")
+    for name, graphs in [(evaluate, evaluated)] + list(prep.extra_tests.items() if evaluate == "test" else ()):
+        if (u := untrained_elements(graphs, trained))["untrained_elements"]:
+            log(f"caution: {desc}: {untrained_words(u, len(graphs), name)}")
     return [r.to_dict() for r in records]
+
+
+def untrained_elements(graphs: list, trained: set) -> dict:
+    """The record fields saying which elements of the evaluated structures no training structure
+    had (their element embeddings were never trained) and in how many of those structures:
+    {"untrained_elements": [Z, ...], "n_untrained_structures": n}."""
+    held = [{int(z) for z in g.numbers.tolist()} for g in graphs]
+    missing = sorted(set().union(*held) - trained) if held else []
+    return {"untrained_elements": missing, "n_untrained_structures": sum(1 for h in held if h - trained)}
+
+
+def untrained_words(fields: dict, n_structures: int, where: str) -> str:
+    """'3 of the 70 test structures hold Cr, Nb, which no training structure has: ...'."""
+    from ase.data import chemical_symbols
+
+    names = ", ".join(chemical_symbols[z] for z in fields["untrained_elements"])
+    return (f"{fields['n_untrained_structures']} of the {n_structures} {where} structures hold {names}, which no "
+            "training structure has: their errors measure untrained element embeddings, not the descriptors "
+            "(more training structures with those elements would fix it)")
 
 
 def _metrics(pred: dict, e0: dict) -> dict:
