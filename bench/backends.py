@@ -86,19 +86,40 @@ def replays_fixed_shapes(backend: str) -> bool:
     return _parts(backend)[1] == "reduce-overhead" or backend in RECORDED
 
 
+def check_device(device, label: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` where this machine has it; else an ``InputError`` (one line,
+    naming what to pass): a name torch does not know, a type other than cpu and cuda, or a CUDA
+    device the machine lacks (torch's own errors say none of that, and come later)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"{label} {device}: not a device name; pass cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"{label} {device}: cace-bench runs on cpu or cuda; pass one of them")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"{label} {device}: no CUDA device here (torch {torch.__version__}"
+                             f"{'' if torch.version.cuda else ', built without CUDA'}): pass {label} cpu, or leave "
+                             f"{label} out to use a GPU only where one is present")
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"{label} {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return dev
+
+
 def check_backend(backend: str, device) -> None:
     """Raise ``BackendUnavailable`` (one line, naming what to pass instead) where ``backend`` cannot run."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    device = torch.device(device)
+    device = check_device(device)
     if backend.endswith("cudagraphs") and device.type != "cuda":
         raise BackendUnavailable(f"backend {backend!r} needs CUDA (device is {device}); "
                                  f"pass --backend {without_cudagraphs(backend)} or eager")
     if "fused" in backend:
-        from .nn.neighbor_sum_triton import check_device
+        from .nn.neighbor_sum_triton import check_device as check_kernel_device
 
         try:
-            check_device(device)
+            check_kernel_device(device)
         except RuntimeError as err:
             raise BackendUnavailable(f"backend {backend!r}: {err}") from None
 
@@ -120,6 +141,7 @@ def check_training_backend(backend: str, device) -> None:
     if backend not in TRAINING_BACKENDS:
         raise InputError(f"training backend {backend!r}: only {', '.join(TRAINING_BACKENDS)} can take a "
                          "force-loss training step (the compiled backends have no double backward); pass one of those")
+    check_device(device)
     descriptor_backend, graphed = training_parts(backend)
     if graphed and torch.device(device).type != "cuda":
         raise InputError(f"training backend {backend!r} records CUDA graphs and needs CUDA (device is "

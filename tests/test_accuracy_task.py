@@ -232,6 +232,24 @@ def test_a_device_this_machine_lacks_is_bad_input_before_any_work(command, tmp_p
     assert not (tmp_path / "out" / "runs").exists() or not list((tmp_path / "out" / "runs").iterdir())
 
 
+def test_the_python_api_checks_the_device_before_any_work(data_file, tmp_path, monkeypatch):
+    """The task functions refuse a device this machine lacks with the same one-line InputError."""
+    from dataclasses import replace
+
+    from bench.errors import InputError
+    from bench.tasks import front, timing
+    from bench.tasks.presets import front_spec
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    store = ResultsStore(tmp_path)
+    for call in (lambda: accuracy.run(spec(data_file, device="cuda"), store, progress=False, log=quiet),
+                 lambda: timing.run(replace(timing.TimingSpec(), device="cuda:0"), store, log=quiet),
+                 lambda: front.run(replace(front_spec(str(data_file), quick=True), device="cuda"), store, log=quiet)):
+        with pytest.raises(InputError, match=r"^device cuda(:0)?: no CUDA device here \(torch .*\): pass device cpu"):
+            call()
+    assert not list(tmp_path.rglob("*.json"))
+
+
 def test_a_bug_is_not_reported_as_bad_input(tmp_path, capsys, monkeypatch):
     """Bad input exits 2 with one line saying what to pass; an exception from our own code (here a
     KeyError planted as the accuracy command) exits 1 and says it is a bug, not the user's input."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..backends import BACKENDS, TRAINING_BACKENDS
+from ..backends import BACKENDS, TRAINING_BACKENDS, check_device
 
 from ..errors import InputError
 from .data_cmd import add_read_options, read_options
@@ -161,21 +161,7 @@ def _device(args) -> str:
     (default: cuda when one is present, else cpu)."""
     if args.device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(args.device)
-    except RuntimeError:
-        raise InputError(f"--device {args.device}: not a device name; pass cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"--device {args.device}: cace-bench runs on cpu or cuda; pass one of them")
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise InputError(f"--device {args.device}: no CUDA device here (torch {torch.__version__}"
-                             f"{'' if torch.version.cuda else ', built without CUDA'}): pass --device cpu, or leave "
-                             f"--device out to use a GPU only where one is present")
-        if dev.index is not None and dev.index >= count:
-            raise InputError(f"--device {args.device}: this machine has {count} CUDA device(s), cuda:0 to "
-                             f"cuda:{count - 1}")
+    check_device(args.device, "--device")
     return args.device
 
 

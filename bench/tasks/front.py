@@ -94,8 +94,10 @@ def run(spec: FrontSpec, store: ResultsStore, *, progress: bool = True, log=prin
     """The recipe search (with ``tune_trials``), then the front: every unit not already in
     ``store`` (``executor``: "local", ``jobs`` at once, or "ray" with ``address``). Returns the
     records written now."""
+    from ..backends import check_device
     from ..executor import Shared, run_units
 
+    check_device(spec.device)                  # a device this machine lacks: one line, before any work
     data = spec.data
     kw = model_kwargs(spec.model)
     prep = Shared(prepare(data, kw["cutoff"]))

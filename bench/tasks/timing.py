@@ -510,8 +510,10 @@ def run(spec: TimingSpec, store: ResultsStore, *, executor: str = "local", addre
     is a unit of work (``sweep_unit``); under Ray it holds a whole machine while it measures
     (``Unit.exclusive``): a timing point never shares its CPUs or GPU with another unit (with
     ``jobs`` > 1 too: the local pool runs exclusive units alone, in this process)."""
+    from ..backends import check_device
     from ..executor import Unit, run_units
 
+    check_device(spec.device)                  # a device this machine lacks: one line, before any work
     todo, candidates, before = [], [], []      # every key this run may write, and whether it was stored
     for dtype in spec.dtypes:
         candidates.append(_ceilings_key(spec, dtype))
