@@ -246,3 +246,24 @@ def test_an_md_backend_that_cannot_run_is_a_clear_error_before_any_md(tmp_path):
         StabilitySpec(**{**base, "engine": "ase"}, backend="fused")
     with pytest.raises(InputError, match="unknown MD backend"):
         StabilitySpec(**base, backend="turbo")
+
+
+def test_the_stability_verdict_of_quick_trained_potentials_is_a_smoke_test():
+    """MD with potentials from a quick-budget training decides nothing, as their accuracy rows do
+    not: the stability verdict says "(smoke test)" exactly where the data set's accuracy runs are
+    smoke tests."""
+    from bench.report.build import _stability_verdicts
+    from bench.train import SMOKE_MAX_EPOCHS
+
+    def runs(epochs):
+        acc = [{"key": {"task": "accuracy", "descriptor": k, "dataset": "d", "seed": 0},
+                "records": [{"metric": "forces_mae", "train_config": {"max_epochs": epochs}}]} for k in ("cace", "spherical")]
+        md = [{"key": {"task": "stability", "descriptor": k, "dataset": "d", "seed": 0,
+                       "setting": {"temperature": 300.0, "start": 0, "md_seed": s, "engine": "batched"}},
+               "records": [{"metric": "time_to_failure", "value": 400.0, "length_fs": 400.0}]}
+              for k in ("cace", "spherical") for s in (0, 1)]
+        return acc + md
+
+    quick, full = _stability_verdicts(runs(SMOKE_MAX_EPOCHS)), _stability_verdicts(runs(500))
+    assert [v.row()[1] for v in quick] == ["no clear difference (smoke test)"]
+    assert [v.row()[1] for v in full] == ["no clear difference"]

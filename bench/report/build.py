@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -579,6 +580,9 @@ def _accuracy_verdicts(store: ResultsStore, acc: pd.DataFrame) -> list[Verdict]:
 def _stability_verdicts(runs: list[dict]) -> list[Verdict]:
     out = []
     stab = [r for r in runs if r["key"]["task"] == "stability" and r["key"]["descriptor"] in COMPARED]
+    # MD with potentials from a quick-budget training is a smoke test too, as their accuracy rows are
+    smoke_data = {r["key"]["dataset"] for r in runs if r["key"]["task"] == "accuracy" and r["records"]
+                  and is_smoke(r["records"][0].get("train_config") or {})}
     for dataset in sorted({r["key"]["dataset"] for r in stab}):
         ttf, length = {}, None
         for r in stab:
@@ -593,9 +597,10 @@ def _stability_verdicts(runs: list[dict]) -> list[Verdict]:
             ttf.setdefault(pair, {})[r["key"]["descriptor"]] = rec["value"]
         both = [v for v in ttf.values() if len(v) == 2]
         if both and length:
-            out.append(survival_verdict(f"stability, {dataset}: time to failure", [v["cace"] for v in both],
-                                        [v["spherical"] for v in both], length,
-                                        f"paired bootstrap over {len(both)} replicas"))
+            verdict = survival_verdict(f"stability, {dataset}: time to failure", [v["cace"] for v in both],
+                                       [v["spherical"] for v in both], length,
+                                       f"paired bootstrap over {len(both)} replicas")
+            out.append(replace(verdict, smoke=dataset in smoke_data))
     return out
 
 
