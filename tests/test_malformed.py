@@ -179,6 +179,30 @@ def test_forces_in_kcal_per_mol_read_as_ev_warn_with_the_flag_to_pass(tmp_path):
         read(path, energy_unit="kcal/mol")
 
 
+def test_a_periodic_cell_read_in_the_wrong_length_unit_warns_with_the_flag_to_check(tmp_path):
+    """Cubic Cu (0.085 atoms per A^3) read as if in Bohr is 6.7x denser (0.57), beyond any condensed
+    matter: a DataWarning naming the file, the frame and --length-unit Bohr; read in A it is quiet."""
+    import warnings
+
+    from ase.build import bulk
+
+    from bench.data.read import DataWarning
+
+    frames = []
+    for k in range(2):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True)
+        a.rattle(0.01, seed=k)
+        a.calc = SinglePointCalculator(a, energy=-14.0, forces=np.zeros((len(a), 3)))
+        frames.append(a)
+    path = _write(tmp_path, frames)
+    with pytest.warns(DataWarning, match=r"data.extxyz: 2 periodic frame\(s\) hold more than 0.5 atoms per A\^3 as read "
+                                         r"\(frame [01]: 0.57\), .*: check that --length-unit Bohr is the file's unit"):
+        read(path, length_unit="Bohr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read(path)
+
+
 def test_data_inspect_counts_atoms_with_no_neighbour(tmp_path, capsys):
     far = Atoms("H2O2", positions=[[0, 0, 0], [0.96, 0, 0], [9, 0, 0], [20, 0, 0]])
     far.calc = SinglePointCalculator(far, energy=-1.0, forces=np.zeros((4, 3)))

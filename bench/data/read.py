@@ -98,7 +98,7 @@ def read(
         present = _present(numbered[0][1][1])            # (frame number, (atoms, properties))
         raise DataError(path, None, key, f"no frame has it; keys present are {present}: pass "
                         f"{_flags_to_pass([prop], present)}")
-    warn_implausible(frames, path, opts)
+    warn_implausible(frames, path, opts, [n for n, _ in numbered])
     return frames
 
 
@@ -108,13 +108,19 @@ def read(
 IMPLAUSIBLE_FORCE_RMS = 10.0
 
 
+# Atoms per cubic Angstrom above which a periodic frame is almost surely in other length units
+# than it was read in: condensed matter holds about 0.03-0.2 (water 0.10, diamond 0.18); a file in
+# Angstrom read with --length-unit Bohr is 0.53x smaller in each direction, 6.7x denser.
+IMPLAUSIBLE_DENSITY = 0.5
+
+
 class DataWarning(UserWarning):
     """Input that reads but is probably not what the user meant (the likely cause is named)."""
 
 
-def warn_implausible(frames, path, opts: dict) -> None:
-    """Warn (``DataWarning``) where the converted forces are implausibly large for a training set,
-    with the unit that would explain it."""
+def warn_implausible(frames, path, opts: dict, frame_numbers: list | None = None) -> None:
+    """Warn (``DataWarning``) where the converted forces are implausibly large for a training set, or
+    a periodic frame implausibly dense, with the unit that would explain it."""
     import warnings
 
     f = np.concatenate([a.get_forces().ravel() for a in frames]) if frames else np.zeros(0)
@@ -125,6 +131,17 @@ def warn_implausible(frames, path, opts: dict) -> None:
                 if unit in ("eV", None) else f"check that --energy-unit {unit} is the file's unit")
         warnings.warn(f"{path}: forces have an RMS of {rms:.1f} eV/A as read (energy unit {unit}), far above the "
                       f"0.1-5 eV/A of DFT training sets: {hint}", DataWarning, stacklevel=3)
+    numbers = frame_numbers if frame_numbers is not None else range(len(frames))   # the file's frame numbers
+    dense = [(k, len(a) / a.get_volume()) for k, a in zip(numbers, frames) if a.pbc.all() and len(a)]
+    dense = [(k, rho) for k, rho in dense if rho > IMPLAUSIBLE_DENSITY]
+    if dense:
+        k, rho = max(dense, key=lambda kr: kr[1])
+        unit = opts.get("length_unit", "Angstrom")
+        hint = (f"check that --length-unit {unit} is the file's unit" if unit not in (None, "Angstrom")
+                else "check the cell (its lattice vectors, in Angstrom)")
+        warnings.warn(f"{path}: {len(dense)} periodic frame(s) hold more than {IMPLAUSIBLE_DENSITY} atoms per A^3 as "
+                      f"read (frame {k}: {rho:.2f}), far above the 0.03-0.2 of condensed matter: {hint}",
+                      DataWarning, stacklevel=3)
 
 
 def read_isolated_energies(path, *, energy_key: str = "energy", energy_unit: str = "eV") -> dict[int, float]:
