@@ -141,11 +141,11 @@ def check_training_backend(backend: str, device) -> None:
     if backend not in TRAINING_BACKENDS:
         raise InputError(f"training backend {backend!r}: only {', '.join(TRAINING_BACKENDS)} can take a "
                          "force-loss training step (the compiled backends have no double backward); pass one of those")
-    check_device(device)
+    dev = check_device(device)
     descriptor_backend, graphed = training_parts(backend)
-    if graphed and torch.device(device).type != "cuda":
+    if graphed and dev.type != "cuda":
         raise InputError(f"training backend {backend!r} records CUDA graphs and needs CUDA (device is "
-                         f"{torch.device(device)}); pass --train-backend {descriptor_backend}")
+                         f"{dev}); pass --train-backend {descriptor_backend}")
     try:
         check_backend(descriptor_backend, device)
     except BackendUnavailable as err:          # the user's choice, not our bug: an input error

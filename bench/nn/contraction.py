@@ -184,11 +184,11 @@ class _SparseProduct(torch.autograd.Function):
         return (grad,) + (None,) * len(tables)
 
 
-def _product(r: torch.Tensor, factors) -> torch.Tensor | None:
-    """prod_{k in factors} r[k] (None for no factor)."""
-    out = None
+def _product(first: torch.Tensor, r: torch.Tensor, factors) -> torch.Tensor:
+    """first * prod_{k in factors} r[k]."""
+    out = first
     for k in factors:
-        out = r[k] if out is None else out * r[k]
+        out = out * r[k]
     return out
 
 
@@ -220,16 +220,14 @@ class _LeaveOneOutGradient(torch.autograd.Function):
         V = v.index_select(0, rows).view(o, T, At.shape[1])           # V[f] = v[idx[:, f]]
         dg = None
         for f in range(o):
-            rest = _product(r, [k for k in range(o) if k != f])
-            term = V[f] if rest is None else V[f] * rest
+            term = _product(V[f], r, [k for k in range(o) if k != f])
             dg = term if dg is None else dg + term
         dAt = torch.zeros_like(At)
         for h in range(o if o > 1 else 0):                               # order 1: no factor left, no dAt
             acc = None
             for f in range(o):
                 if f != h:
-                    rest = _product(r, [k for k in range(o) if k not in (f, h)])
-                    term = V[f] if rest is None else V[f] * rest
+                    term = _product(V[f], r, [k for k in range(o) if k not in (f, h)])
                     acc = term if acc is None else acc + term
             dAt = dAt.index_add(0, idx[:, h], g * acc)
         return dAt, dg, None

@@ -202,13 +202,12 @@ def _untrained_caution(top: pd.DataFrame) -> str:
     (records' ``untrained_elements``; older records lack the field): '' where none do."""
     if "untrained_elements" not in top:
         return ""
-    runs = top.drop_duplicates(["descriptor", "seed"])
-    hit = runs[runs.untrained_elements.map(lambda v: isinstance(v, list) and len(v) > 0)]
+    hit = top[top.untrained_elements.map(lambda v: isinstance(v, list) and len(v) > 0)]
     if hit.empty:
         return ""
     from ase.data import chemical_symbols
 
-    per_seed = hit.drop_duplicates("seed").sort_values("seed")
+    per_seed = hit.drop_duplicates("seed").sort_values("seed")       # both descriptors of a seed share its split
     said = "; ".join(f"seed {int(r.seed)}: {int(r.n_untrained_structures)} of {int(r.n_test)} "
                      f"({', '.join(chemical_symbols[z] for z in r.untrained_elements)})"
                      for r in per_seed.itertuples())

@@ -237,6 +237,9 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         raise ValueError(f"evaluate must be 'test' or 'validation', got {evaluate!r}")
     evaluated = ss.test if evaluate == "test" else ss.valid
     trained = {int(z) for i in subset for z in prep.frames[i].numbers}    # the elements training saw
+    extra_tests = prep.extra_tests if evaluate == "test" else {}
+    untrained = {name: untrained_elements(graphs, trained)                # per evaluated set, for records and log
+                 for name, graphs in [(evaluate, evaluated), *extra_tests.items()]}
     pred = predict(pot, evaluated)
     np.savez_compressed(store.artifact_path(key, "predictions.npz"), **pred)
     metrics = _metrics(pred, ss.e0)
@@ -249,7 +252,7 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         "n_features": pot.descriptor.n_features, "wall_time_s": time.perf_counter() - t0,
         "model": pot.config(), "train_config": cfg.to_dict(), "backend": backend,
         "provenance": provenance(device, dtype=cfg.dtype, seed=seed), **(extra or {}),
-        **untrained_elements(evaluated, trained),
+        **untrained[evaluate],
     }
     if data is not None:                     # how the data was read: source, keys, units, index, files
         common["data"] = data_record(data, n_train=len(subset), n_valid=len(ss.valid), n_test=len(ss.test))
@@ -258,13 +261,13 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     records = [Record.measured(common, m, v) for m, v in metrics.items()]
     artifacts = {"model": "model.pt", "predictions": "predictions.npz", "history": result.history}
     further = {}                             # further test sets (--test, repeated): each its own records
-    for name, graphs in (prep.extra_tests.items() if evaluate == "test" else ()):
+    for name, graphs in extra_tests.items():
         extra_pred = predict(pot, graphs)
         np.savez_compressed(store.artifact_path(key, f"predictions-{name}.npz"), **extra_pred)
         artifacts[f"predictions-{name}"] = f"predictions-{name}.npz"
         further[name] = (len(graphs), _metrics(extra_pred, ss.e0))
         records += [Record.measured(common, m, v, test_set=name, extra_test=True, n_test=len(graphs),
-                                    **untrained_elements(graphs, trained))
+                                    **untrained[name])
                     for m, v in further[name][1].items()]
     store.write(key, records, artifacts=artifacts)
     state.unlink(missing_ok=True)                            # recorded: nothing left to resume
@@ -276,9 +279,10 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     for name, (n, m) in further.items():
         log(f"      test set {name} ({n} structures): E {m['energy_mae_per_atom']:.2f} meV/atom, "
             f"F {m['forces_mae']:.1f} meV/A")
-    for name, graphs in [(evaluate, evaluated)] + list(prep.extra_tests.items() if evaluate == "test" else ()):
-        if (u := untrained_elements(graphs, trained))["untrained_elements"]:
-            log(f"caution: {desc}: {untrained_words(u, len(graphs), name)}")
+    sizes = {evaluate: len(evaluated), **{name: n for name, (n, _) in further.items()}}
+    for name, u in untrained.items():
+        if u["untrained_elements"]:
+            log(f"caution: {desc}: {untrained_words(u, sizes[name], name)}")
     return [r.to_dict() for r in records]
 
 
