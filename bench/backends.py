@@ -47,9 +47,17 @@ from .errors import InputError
 BACKENDS = ("eager", "compile", "compile-cudagraphs", "fused", "compile-fused", "compile-fused-cudagraphs",
             "eager-cudagraphs", "fused-cudagraphs")
 RECORDED = ("eager-cudagraphs", "fused-cudagraphs")   # whole calls recorded as CUDA graphs, no compiler
-DEFAULT_CPU = "eager"       # Inductor's CPU code was slower than eager on 2 threads (README, "Backends")
+DEFAULT_CPU = "eager"       # compile is faster there once compiled, but costs ~30 s a size to compile (README, "Backends")
 DEFAULT_CUDA = "compile"
-RECOMPILE_LIMIT = 64        # compiled graphs per code object (see _CompiledDescriptor.__call__)
+RECOMPILE_LIMIT = 64        # compiled graphs per code object (see _DescriptorRunner.__call__)
+# Inductor's options for the compiled backends (CPU code only: Triton's code for CUDA reads none).
+# Tail vectorisation off: with it, a loop shorter than one vector (the 6 radial channels of the water
+# preset against 16 float lanes of AVX-512) is vectorised as one masked step, and Inductor (torch
+# 2.13, ``LoopNest.max_parallel_depth``) counts such a loop as FloorDiv(6, 16) = 0 steps, so it moves
+# the parallel loop into the reduction below it: the outer product's backward, a sum over 20 angular
+# components for each of 14,784 neighbour slots at 192 atoms, opened one OpenMP parallel region per
+# slot (32 ms of 51 ms a call). Off, such loops run scalar and the slots' loop is the parallel one.
+INDUCTOR_OPTIONS = {"cpp.enable_loop_tail_vec": False}
 
 
 class BackendUnavailable(RuntimeError):
@@ -161,7 +169,11 @@ class _DescriptorRunner:
         self.descriptor = descriptor
         self.neighbor_sum = neighbor_sum
         self.mode = mode
-        self._fn = descriptor if mode is None else torch.compile(descriptor, fullgraph=True, dynamic=None, mode=mode)
+        if mode is None:
+            self._fn = descriptor
+        else:                                     # mode "default": Inductor's options (as that mode's, plus the CPU's)
+            how = {"options": INDUCTOR_OPTIONS} if mode == "default" else {"mode": mode}
+            self._fn = torch.compile(descriptor, fullgraph=True, dynamic=None, **how)
 
     def __call__(self, graph, *, double_backward: bool = False):
         if double_backward and self.mode is not None:

@@ -45,9 +45,38 @@ def _assert_parity(kind, backend, dtype, device, rtol, atol=None, sizes=2):
     return pot, fast
 
 
+def parallel_regions_inside_loops(code: str) -> list[str]:
+    """The OpenMP parallel regions of Inductor's C++ ``code`` that open inside a for loop (one
+    thread team forked per iteration of that loop): the kernels that open them, by name."""
+    found, stack, pending, kernel = [], [], None, None
+    for line in code.splitlines():
+        text = line.strip()
+        if text.startswith("cpp_fused_") and "=" in text:
+            kernel = text.split("=")[0].strip()
+        elif text.startswith("for("):
+            pending = "for"
+        elif text.startswith("#pragma omp parallel") and "for" in stack:
+            found.append(kernel)
+        elif text == "{":
+            stack.append(pending or "block")
+            pending = None
+        elif text.startswith("}"):
+            if stack:
+                stack.pop()
+    return found
+
+
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_compile_backend_equals_eager_float64(kind):
-    pot, fast = _assert_parity(kind, "compile", torch.float64, "cpu", rtol=1e-10, atol=1e-10, sizes=1)
+    from torch._inductor.utils import run_and_get_code
+
+    (pot, fast), codes = run_and_get_code(_assert_parity, kind, "compile", torch.float64, "cpu", rtol=1e-10,
+                                          atol=1e-10, sizes=1)
+    # energy + forces compiled (forward and backward), without a thread team forked inside a loop
+    # (bench.backends.INDUCTOR_OPTIONS: with tail vectorisation, the outer product's backward forked
+    # one per neighbour slot)
+    assert len(codes) >= 2 and all("extern \"C\"" in c for c in codes)
+    assert [k for c in codes for k in parallel_regions_inside_loops(c)] == []
     # the same tensors, not copies: a weight update reaches the compiled potential
     assert fast.state_dict().keys() == pot.state_dict().keys()
     assert all(a is b for a, b in zip(fast.parameters(), pot.parameters()))
