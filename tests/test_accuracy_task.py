@@ -337,8 +337,21 @@ def test_test_structures_with_an_element_training_never_saw_are_flagged(data_fil
     _, md = build_report(tmp_path / "odd", tmp_path / "rep-odd")
     assert "test structures hold elements that no training structure of their seed has (seed 0: 1 of 2 (Mg))" in \
         md.read_text()
+    assert {(tuple(r["validation_untrained_elements"]), r["n_validation_untrained_structures"]) for r in records} \
+        == {((), 0)}                                                 # the validation part is the data's own
+    # the same structure as the validation file: the records and the log say the best epoch was chosen on it
+    sv = spec(data_file, train=one)
+    sv = replace(sv, data=replace(sv.data, valid_source=str(test_path)))
+    said = []
+    records = accuracy.run(sv, ResultsStore(tmp_path / "odd-valid"), progress=False, log=said.append)
+    assert {(tuple(r["untrained_elements"]), tuple(r["validation_untrained_elements"]),
+             r["n_validation_untrained_structures"]) for r in records} == {((), (12,), 1)}
+    cautions = [line for line in said if line.startswith("caution:")]
+    assert len(cautions) == 2 and all("1 of the 2 validation structures hold Mg, which no training structure has: the "
+                                      "best epoch was chosen partly on" in c for c in cautions)
     records = accuracy.run(spec(data_file, train=one), ResultsStore(tmp_path / "usual"), progress=False, log=quiet)
     assert {(tuple(r["untrained_elements"]), r["n_untrained_structures"]) for r in records} == {((), 0)}
+    assert {tuple(r["validation_untrained_elements"]) for r in records} == {()}
     _, md = build_report(tmp_path / "usual", tmp_path / "rep-usual")
     assert "no training structure" not in md.read_text()
 

@@ -240,6 +240,8 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     extra_tests = prep.extra_tests if evaluate == "test" else {}
     untrained = {name: untrained_elements(graphs, trained)                # per evaluated set, for records and log
                  for name, graphs in [(evaluate, evaluated), *extra_tests.items()]}
+    # the validation part chose the best epoch: where it is not the evaluated set, its own fields
+    chose = untrained_elements(ss.valid, trained) if evaluate == "test" else untrained[evaluate]
     pred = predict(pot, evaluated)
     np.savez_compressed(store.artifact_path(key, "predictions.npz"), **pred)
     metrics = _metrics(pred, ss.e0)
@@ -253,6 +255,8 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
         "model": pot.config(), "train_config": cfg.to_dict(), "backend": backend,
         "provenance": provenance(device, dtype=cfg.dtype, seed=seed), **(extra or {}),
         **untrained[evaluate],
+        "validation_untrained_elements": chose["untrained_elements"],
+        "n_validation_untrained_structures": chose["n_untrained_structures"],
     }
     if data is not None:                     # how the data was read: source, keys, units, index, files
         common["data"] = data_record(data, n_train=len(subset), n_valid=len(ss.valid), n_test=len(ss.test))
@@ -283,6 +287,8 @@ def fit_and_record(store: ResultsStore, key: dict, *, kind: str, options: dict, 
     for name, u in untrained.items():
         if u["untrained_elements"]:
             log(f"caution: {desc}: {untrained_words(u, sizes[name], name)}")
+    if evaluate == "test" and chose["untrained_elements"]:
+        log(f"caution: {desc}: {untrained_words(chose, len(ss.valid), 'validation', chose_epoch=True)}")
     return [r.to_dict() for r in records]
 
 
@@ -295,14 +301,16 @@ def untrained_elements(graphs: list, trained: set) -> dict:
     return {"untrained_elements": missing, "n_untrained_structures": sum(1 for h in held if h - trained)}
 
 
-def untrained_words(fields: dict, n_structures: int, where: str) -> str:
-    """'3 of the 70 test structures hold Cr, Nb, which no training structure has: ...'."""
+def untrained_words(fields: dict, n_structures: int, where: str, chose_epoch: bool = False) -> str:
+    """'3 of the 70 test structures hold Cr, Nb, which no training structure has: ...'; with
+    ``chose_epoch``, said of the validation structures that chose the best epoch."""
     from ase.data import chemical_symbols
 
     names = ", ".join(chemical_symbols[z] for z in fields["untrained_elements"])
+    what = ("the best epoch was chosen partly on the errors of untrained element embeddings" if chose_epoch else
+            "their errors measure untrained element embeddings, not the descriptors")
     return (f"{fields['n_untrained_structures']} of the {n_structures} {where} structures hold {names}, which no "
-            "training structure has: their errors measure untrained element embeddings, not the descriptors "
-            "(more training structures with those elements would fix it)")
+            f"training structure has: {what} (more training structures with those elements would fix it)")
 
 
 def _metrics(pred: dict, e0: dict) -> dict:
