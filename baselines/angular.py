@@ -89,10 +89,12 @@ class SphericalBasis(Float64Tables):
     def n_ang(self) -> int:
         return (self.l_max + 1) ** 2
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, plain: bool = False) -> torch.Tensor:
+        """``plain``: the monomials differentiated by autograd (``MonomialBasis.forward``); e3nn's form
+        is plain operations either way."""
         if self.evaluate == "e3nn":
             return o3.spherical_harmonics(self.ls, u, normalize=False, normalization="norm")
-        return self.monomials(u) @ self.coefficients.to(u.dtype)                    # [E, Q_mono] @ [Q_mono, Q]
+        return self.monomials(u, plain=plain) @ self.coefficients.to(u.dtype)      # [E, Q_mono] @ [Q_mono, Q]
 
     def _start(self, l: int) -> int:
         return l * l

@@ -26,11 +26,16 @@ dynamic). The fused kernels run on CUDA, and on the CPU only inside Triton's int
 Both descriptors get exactly the same backend code (the fairness rule: an optimisation offered to
 one side is offered to the other); the fused kernel takes either angular basis as its input. What a
 backend cannot do is an error, raised at the first call and recorded by the timing task, never
-hidden: AOTAutograd has no double backward, so the compiled backends cannot take a force-loss
-training step (``training=True``); eager and fused can (the fused kernels' backward is itself
-differentiable: ``neighbor_sum_triton``, ``contraction_triton``). Training has its own CUDA-graph
-backends, ``eager-cudagraphs`` and ``fused-cudagraphs``, that record the whole step, optimiser
-included (``TRAINING_BACKENDS``, ``bench.train_step``).
+hidden. A force-loss training step (``training=True``) needs a second derivative: eager and fused
+take it (the fused kernels' backward is itself differentiable: ``neighbor_sum_triton``,
+``contraction_triton``); ``compile`` takes it by compiling the energies and the forces together,
+``torch.autograd.grad`` included (dynamo's ``trace_autograd_ops``), with the descriptor's plain
+form (``AtomicClusterExpansion.forward(plain=True)``), so that the weights' gradient of a force
+loss is AOTAutograd's own first derivative of that graph (NequIP's way of compiling a model whose
+forces come from autograd); the other compiled backends cannot (AOTAutograd differentiates a
+compiled descriptor once). Training has its own CUDA-graph backends, ``eager-cudagraphs`` and
+``fused-cudagraphs``, that record the whole step, optimiser included (``TRAINING_BACKENDS``,
+``bench.train_step``).
 
 ``with_backend`` returns a new ``Potential`` object that shares the parameter and buffer tensors
 of the original (a drop-in swap: no copy, no state-dict change); the original keeps running eager.
@@ -132,14 +137,15 @@ def check_backend(backend: str, device) -> None:
             raise BackendUnavailable(f"backend {backend!r}: {err}") from None
 
 
-TRAINING_BACKENDS = ("eager", "fused", "eager-cudagraphs", "fused-cudagraphs")
+TRAINING_BACKENDS = ("eager", "fused", "eager-cudagraphs", "fused-cudagraphs", "compile")
 # eager and fused have a double backward (a force-loss training step); "-cudagraphs": the same
-# descriptor, and the whole step recorded and replayed as CUDA graphs (``bench.train_step``)
+# descriptor, and the whole step recorded and replayed as CUDA graphs (``bench.train_step``);
+# compile: energies and forces compiled together (``_DescriptorRunner.training_forces``)
 
 
 def training_parts(backend: str) -> tuple[str, bool]:
-    """(descriptor backend "eager" | "fused", whether the step replays CUDA graphs) of a training
-    backend (``TRAINING_BACKENDS``)."""
+    """(descriptor backend "eager" | "fused" | "compile", whether the step replays CUDA graphs) of a
+    training backend (``TRAINING_BACKENDS``)."""
     return without_cudagraphs(backend), backend.endswith("-cudagraphs")
 
 
@@ -148,7 +154,7 @@ def check_training_backend(backend: str, device) -> None:
     checked before a training task starts, not at its first step."""
     if backend not in TRAINING_BACKENDS:
         raise InputError(f"training backend {backend!r}: only {', '.join(TRAINING_BACKENDS)} can take a "
-                         "force-loss training step (the compiled backends have no double backward); pass one of those")
+                         "force-loss training step (the other compiled backends have no double backward); pass one of those")
     dev = check_device(device)
     descriptor_backend, graphed = training_parts(backend)
     if graphed and dev.type != "cuda":
@@ -175,11 +181,28 @@ class _DescriptorRunner:
             how = {"options": INDUCTOR_OPTIONS} if mode == "default" else {"mode": mode}
             self._fn = torch.compile(descriptor, fullgraph=True, dynamic=None, **how)
 
+        self._training_fn = None
+
+    @property
+    def trains_compiled(self) -> bool:
+        """Whether a force-loss training step runs compiled whole (``training_forces``)."""
+        return self.mode == "default" and self.neighbor_sum == "dense"
+
+    def training_forces(self, potential, graph):
+        """(E_i [N], F [N, 3]) of ``graph`` (positions requiring grad) with the graph of F kept for a
+        force loss: ``_atomic_energies_and_forces`` compiled whole, autograd.grad included."""
+        if self._training_fn is None:
+            self._training_fn = torch.compile(_atomic_energies_and_forces, fullgraph=True, dynamic=None,
+                                              options=INDUCTOR_OPTIONS)
+        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT,
+                                        trace_autograd_ops=True):
+            return self._training_fn(potential, graph)
+
     def __call__(self, graph, *, double_backward: bool = False):
         if double_backward and self.mode is not None:
             raise BackendUnavailable("this backend has no double backward (torch.compile's AOTAutograd differentiates "
-                                     "once), so it cannot take a force-loss training step; train with backend "
-                                     "'eager' or 'fused'")
+                                     "a compiled descriptor once), so it cannot take a force-loss training step; "
+                                     "train with backend 'eager', 'fused' or 'compile' (forces only)")
         if self.mode is None:
             return self._fn(graph, neighbor_sum=self.neighbor_sum)
         # Both descriptors share one ``forward`` code object, and dynamo's recompile limit (8) counts
@@ -189,6 +212,15 @@ class _DescriptorRunner:
         # that; past it an error, never a silent fall-back to eager timed as "compile".
         with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT):
             return self._fn(graph, neighbor_sum=self.neighbor_sum)
+
+
+def _atomic_energies_and_forces(potential, graph):
+    """E_i [N] and F = -dE/dx [N, 3] (E = sum_i E_i), the graph of F kept (create_graph) so that a
+    force loss can be differentiated with respect to the weights: traced whole by torch.compile
+    (``_DescriptorRunner.training_forces``), the descriptor in its plain form."""
+    e_atom = potential.atomic_energies(graph, plain=True)                       # [N]
+    (grad,) = torch.autograd.grad(e_atom.sum(), [graph.positions], create_graph=True)
+    return e_atom, -grad
 
 
 def with_backend(potential, backend: str):

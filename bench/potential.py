@@ -82,8 +82,10 @@ class Potential(nn.Module):
         h = nn.functional.linear(B, W, b)                                          # [N, w1 + 1]
         return self.mlp[1:](h[:, :-1]) + h[:, -1:]
 
-    def atomic_energies(self, graph, *, double_backward: bool = False) -> torch.Tensor:
-        B = self.features(graph, double_backward=double_backward)                # [N, F]
+    def atomic_energies(self, graph, *, double_backward: bool = False, plain: bool = False) -> torch.Tensor:
+        """E_i [N]; ``plain``: the descriptor's plain form, run here (not through the backend): what a
+        compiled training step traces (``bench.backends``)."""
+        B = self.descriptor(graph, plain=True) if plain else self.features(graph, double_backward=double_backward)  # [N, F]
         return self.scale * self.readout(B).squeeze(-1) + self.e0_table.to(B.dtype)[graph.numbers]
 
     _call_graphs = None          # bench.backends.recorded_calls: calls replayed from CUDA graphs
@@ -121,6 +123,16 @@ class Potential(nn.Module):
             cell = cell + torch.bmm(cell, sym)
             inputs.append(eps)
         g = graph.replace(positions=pos, cell=cell) if inputs else graph
+        runner = self._descriptor_runner
+        if training and inputs and runner is not None and runner.trains_compiled:
+            if stress:
+                from .backends import BackendUnavailable
+
+                raise BackendUnavailable(f"backend {self.backend!r} compiles a force-loss training step, not a stress "
+                                         "loss; train with backend 'eager' or 'fused'")
+            e_atom, f = runner.training_forces(self, g)                          # compiled whole
+            energy = e_atom.new_zeros(graph.n_graphs).index_add(0, graph.batch, e_atom)
+            return {"energy": energy, "atomic_energies": e_atom, "forces": f}
         if inputs and not training:
             # forces / stress for inference (MD, evaluation, timing): the parameters are not
             # differentiated, so autograd keeps nothing for their gradients (17% of what it saves

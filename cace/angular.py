@@ -105,9 +105,9 @@ class CartesianBasis(MonomialBasis):
                 P = torch.tensor([[float(x) for x in row] for row in harmonic_projection(l)], dtype=torch.float64)
                 self.register_buffer(f"harmonic{l}", P, persistent=False)      # [n_l, n_l]
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, plain: bool = False) -> torch.Tensor:
         """L_(a,b,c)(u) = x^a y^b z^c (``MonomialBasis``); traceless: each degree's harmonic part."""
-        L = super().forward(u)                                                      # [E, Q]
+        L = super().forward(u, plain=plain)                                         # [E, Q]
         if not self.traceless:
             return L
         blocks = list(L.split([(l + 1) * (l + 2) // 2 for l in range(self.l_max + 1)], dim=1))  # T_l = L_l P_l^T

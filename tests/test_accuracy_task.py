@@ -519,14 +519,15 @@ def test_report_names_a_training_backend_other_than_eager(data_file, tmp_path):
 
 
 def test_a_backend_that_cannot_train_is_refused_before_any_training(data_file, tmp_path, monkeypatch):
-    """A compiled backend (no double backward), or fused where its kernels cannot run, is a one-line
-    error before the data is read or anything trained; nothing is written."""
+    """A compiled backend with no double backward (compile-fused: only ``compile`` compiles a whole
+    training step), or fused where its kernels cannot run, is a one-line error before the data is
+    read or anything trained; nothing is written."""
     from bench.errors import InputError
     from bench.nn import neighbor_sum_triton as nst
 
     store = ResultsStore(tmp_path)
     with pytest.raises(InputError, match="only eager, fused, .* can take a force-loss training step"):
-        accuracy.run(spec(data_file, backend="compile"), store, progress=False, log=quiet)
+        accuracy.run(spec(data_file, backend="compile-fused"), store, progress=False, log=quiet)
     with pytest.raises(InputError, match="'eager-cudagraphs' records CUDA graphs and needs CUDA .*pass --train-backend eager$"):
         accuracy.run(spec(data_file, backend="eager-cudagraphs"), store, progress=False, log=quiet)
     monkeypatch.setattr(nst, "interpreting", lambda: False)           # as on a CPU machine outside the tests

@@ -5,6 +5,8 @@ on one tiny graph; a second graph of other atom, edge and neighbour counts (the 
 recompile MD needs) is the ``slow`` test. CUDA parity, float32 and CUDA graphs included, is under the ``gpu`` marker.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -84,9 +86,53 @@ def test_compile_backend_equals_eager_float64(kind):
     with torch.no_grad():
         pot.linear.weight.add_(0.5)
     assert torch.allclose(fast(graph)["energy"], pot(graph)["energy"], rtol=1e-10, atol=1e-10)
-    # no double backward through AOTAutograd: a clear error, not a wrong gradient
+    # a compiled descriptor has no double backward through AOTAutograd: a clear error, not a wrong
+    # gradient (a training step compiles energies and forces together instead: the test below)
     with pytest.raises(BackendUnavailable, match="double backward"):
-        fast(graph, training=True)
+        fast._descriptor_runner(graph, double_backward=True)
+
+
+@pytest.mark.parametrize("kind", ["cace", pytest.param("spherical", marks=pytest.mark.slow)])
+def test_compile_backend_takes_a_force_loss_training_step(kind):
+    """``compile`` trains: energies and forces compiled together (autograd.grad inside the compiled
+    graph, the descriptor's plain form), so the force loss's gradient with respect to the weights is
+    a first derivative of that graph: eager's energies, forces and weight gradient (float64, 1e-10).
+    A stress loss it does not compile: a clear error. (40 s of compiling each: the spherical side's
+    is ``slow``; its plain form is checked in eager mode below.)"""
+    from bench.tasks.timing import training_result
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    pot = build(kind, elements=[1, 8], readout=(8,), **KW).double()
+    graph = _graphs(torch.float64)[0]
+    params = list(pot.parameters())
+    want = training_result(pot, graph, params)
+    fast = with_backend(pot, "compile")
+    got = training_result(fast, graph, params)
+    for key in want:
+        assert relative_error(got[key], want[key]) < 1e-10, (kind, key, relative_error(got[key], want[key]))
+    with pytest.raises(BackendUnavailable, match="not a stress loss"):
+        fast(graph, stress=True, training=True)
+
+
+def test_the_plain_descriptor_is_the_descriptor():
+    """``plain=True`` (autograd through plain operations, the form a compiled training step traces):
+    the features, forces and force-loss weight gradient of the autograd Functions' form, in eager
+    mode, both descriptors (float64, 1e-12)."""
+    from bench.tasks.timing import training_result
+
+    graph = _graphs(torch.float64)[0]
+    for kind in ("cace", "spherical"):
+        torch.manual_seed(0)
+        pot = build(kind, elements=[1, 8], readout=(8,), **KW).double()
+        assert relative_error(pot.descriptor(graph, plain=True), pot.descriptor(graph)) < 1e-12
+        params = list(pot.parameters())
+        want = training_result(pot, graph, params)
+        plain = copy.copy(pot)
+        plain.features = lambda g, double_backward=False: pot.descriptor(g, plain=True)
+        got = training_result(plain, graph, params)
+        for key in want:
+            assert relative_error(got[key], want[key]) < 1e-12, (kind, key)
 
 
 @pytest.mark.slow

@@ -79,6 +79,21 @@ def test_padded_static_step_is_the_eager_step(kind):
     assert 1 < graphed.n_recordings < len(batches) and graphed.replays > 0 and graphed.eager_steps == 0
 
 
+@pytest.mark.slow
+def test_the_compiled_step_is_the_eager_step():
+    """--train-backend compile (energies and forces compiled together, bench.backends): the eager
+    step's losses and weights, step by step, float64, over batches of two atom counts (a static
+    graph, then the dynamic-shape recompile)."""
+    torch._dynamo.reset()
+    batches = list(_batches(_rattled_frames(), epochs=2))
+    assert len({b.n_atoms for _, b in batches}) == 2
+    eager_pot, compiled_pot = _pot("cace"), _pot("cace")
+    want = _run(TrainStep(eager_pot, **RECIPE), batches)
+    got = _run(TrainStep(compiled_pot, backend="compile", **RECIPE), batches)
+    assert got == pytest.approx(want, rel=1e-10)
+    _close_weights(eager_pot, compiled_pot, 1e-9)
+
+
 def test_shapes_past_the_limit_and_unknown_elements_step_eagerly_with_the_same_numbers():
     frames = _rattled_frames()
     batches = list(_batches(frames))

@@ -43,7 +43,7 @@ class _EdgeData:
     """Per-forward edge quantities, computed once and shared by every layer."""
 
     __slots__ = ("r", "fc", "radial", "angular", "theta", "senders", "receivers", "flat_slot",
-                 "n_atoms", "max_neighbors", "angular_dense", "_edge_basis", "rowptr")
+                 "n_atoms", "max_neighbors", "angular_dense", "_edge_basis", "rowptr", "plain")
 
     def fused_sum(self, W: torch.Tensor, wl: torch.Tensor) -> torch.Tensor:
         """sum_{j -> i} L_q(u_ij) R_n(r_ij) f_c(r_ij) W[j, wl[q], c]  -> [N, Q, R, C], one Triton kernel
@@ -65,7 +65,7 @@ class _EdgeData:
             R = self.radial.shape[1]
             # formed in the dense layout from dense factors: no [E, Q R] per-edge tensor
             radial_dense = self.dense(self.radial)                                   # [N, nb, R]
-            self._edge_basis = outer(self.angular_dense, radial_dense).view(N, nb, Q * R)
+            self._edge_basis = outer(self.angular_dense, radial_dense, plain=self.plain).view(N, nb, Q * R)
         return self._edge_basis
 
 
@@ -191,14 +191,15 @@ class AtomicClusterExpansion(nn.Module):
         return self.symmetrize.labels
 
     # --- forward -------------------------------------------------------------------------------
-    def edge_data(self, graph, neighbor_sum: str = "dense") -> _EdgeData:
+    def edge_data(self, graph, neighbor_sum: str = "dense", plain: bool = False) -> _EdgeData:
         vec = graph.edge_vectors()                                   # [E, 3]
         r = torch.linalg.norm(vec, dim=1)                            # [E]
         ed = _EdgeData()
+        ed.plain = plain
         ed.r = r
         ed.fc = self.envelope(r)                                     # [E]
         ed.radial = self.radial(r) * ed.fc[:, None]                  # [E, R]
-        ed.angular = self.angular(vec / r[:, None])                  # [E, Q]
+        ed.angular = self.angular(vec / r[:, None], plain=plain)     # [E, Q]
         ed.theta = self.embedding(graph.numbers, graph.elements)     # [N, e]
         ed.senders, ed.receivers = graph.edge_index
         ed.n_atoms, ed.max_neighbors = graph.n_atoms, graph.max_neighbors
@@ -228,18 +229,28 @@ class AtomicClusterExpansion(nn.Module):
         A = (S.view(N, 1, R, e, Q).permute(0, 4, 2, 1, 3) * ed.theta.view(N, 1, 1, e, 1)).reshape(N, Q, R, e * e)
         return A if self.mix0 is None else self.mix0(A)
 
-    def forward(self, graph, neighbor_sum: str = "dense") -> torch.Tensor:
+    def forward(self, graph, neighbor_sum: str = "dense", plain: bool = False) -> torch.Tensor:
         """Features [N, n_features]. ``neighbor_sum``: "dense" (batched matrix products over the
         [atoms, max_neighbours] layout, ``neighbor_sum.py``) or "triton" (one fused kernel per
         neighbour sum, ``neighbor_sum_triton.py``, and per symmetrisation, ``contraction_triton.py``):
-        the same function, the same weights."""
-        ed = self.edge_data(graph, neighbor_sum)
+        the same function, the same weights.
+
+        ``plain`` (dense only): the angular basis, the edge basis's outer product and the
+        symmetrisation as plain operations differentiated by autograd, instead of the autograd
+        Functions that save memory in eager mode (``_Monomials``, ``_Outer``, ``_SparseProduct``):
+        the same numbers. It is the form a compiled force-loss training step traces
+        (``bench.backends``): torch.compile compiles an autograd Function's backward once
+        differentiable, so a second derivative through one is lost, while plain operations are
+        differentiated by AOTAutograd itself."""
+        if plain and neighbor_sum != "dense":
+            raise InputError(f"plain=True is the dense form; neighbor_sum {neighbor_sum!r} has its own kernels")
+        ed = self.edge_data(graph, neighbor_sum, plain)
         A = self.atomic_basis(ed)
         fused = ed.rowptr is not None                                # the fused backends: every sum a kernel
-        B = self.symmetrize(A, fused=fused).flatten(1)               # [N, n_inv K C]
+        B = self.symmetrize(A, fused=fused, plain=plain).flatten(1)  # [N, n_inv K C]
         features = [B]
         for layer in self.layers:
             A = layer(A, B, ed, self.inv_sqrt_nn)
-            B = self.symmetrize(A, fused=fused).flatten(1)
+            B = self.symmetrize(A, fused=fused, plain=plain).flatten(1)
             features.append(B)
         return torch.cat(features, dim=1)                            # [N, n_features]

@@ -88,9 +88,10 @@ class SparseProductContraction(Float64Tables):
     def n_terms(self) -> dict[int, int]:
         return {o: int(getattr(self, f"idx{o}").shape[0]) for o in self.orders}
 
-    def forward(self, A: torch.Tensor, fused: bool = False) -> torch.Tensor:
+    def forward(self, A: torch.Tensor, fused: bool = False, plain: bool = False) -> torch.Tensor:
         """B [N, n_inv, K, C]; ``fused``: one Triton kernel each way (``contraction_triton``, the
-        fused backends), else PyTorch ops: the same terms, the same numbers."""
+        fused backends), else PyTorch ops: the same terms, the same numbers. ``plain``: the same
+        products differentiated by autograd, not ``_SparseProduct``."""
         N, Q, K, C = A.shape
         if fused:                                                    # in A's own layout: no copy
             from .contraction_triton import ContractionTables, contract
@@ -99,7 +100,10 @@ class SparseProductContraction(Float64Tables):
             return contract(A.reshape(N, Q, K * C), tables).view(N, self.n_invariants, K, C)
         At = A.transpose(0, 1).reshape(Q, N * K * C)                  # [Q, M] (one copy)
         tables = [t for o in self.orders for t in (getattr(self, f"idx{o}"), getattr(self, f"coeff{o}"))]
-        Bt = _SparseProduct.apply(At, *tables)                       # [n_inv, M], every body order
+        if plain:
+            Bt = torch.cat([S.to(At.dtype) @ term_products(At, idx) for idx, S in zip(tables[0::2], tables[1::2])])
+        else:
+            Bt = _SparseProduct.apply(At, *tables)                   # [n_inv, M], every body order
         return Bt.view(self.n_invariants, N, K, C).transpose(0, 1)   # [N, n_inv, K, C]
 
 

@@ -93,12 +93,15 @@ class MonomialBasis(nn.Module):
     def of_degree(self, l: int) -> list[tuple[int, int, int]]:
         return [lv for lv in self.lvecs if sum(lv) == l]
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, plain: bool = False) -> torch.Tensor:
         """L_(a,b,c)(u) = x^a y^b z^c, built degree by degree: L_l = L_(l-1)[parent_l] * u[axis_l].
 
         One multiplication per monomial and no scan (``torch.cumprod`` over powers was a scan kernel
         that took about half of CACE's GPU time); the loop runs over the l_max degrees, not over terms.
-        Autograd keeps only L (``_Monomials``).
+        Autograd keeps only L (``_Monomials``); ``plain``: the same products differentiated by
+        autograd (the form a compiled training step traces: see ``AtomicClusterExpansion.forward``).
         """
         steps = [getattr(self, f"{name}{l}") for l in range(1, self.l_max + 1) for name in ("parent", "axis")]
+        if plain:
+            return _monomials(u, steps)                                             # [E, Q]
         return _Monomials.apply(u, self.lowered, self.power, *steps)               # [E, Q]

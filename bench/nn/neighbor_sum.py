@@ -67,6 +67,9 @@ class _OuterGrad(torch.autograd.Function):
         return d_grad, d_y, d_x
 
 
-def outer(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Batched outer product [..., P] x [..., Q] -> [..., P, Q]."""
+def outer(y: torch.Tensor, x: torch.Tensor, plain: bool = False) -> torch.Tensor:
+    """Batched outer product [..., P] x [..., Q] -> [..., P, Q]; ``plain``: a broadcast product
+    differentiated by autograd, not ``_Outer``."""
+    if plain:
+        return y.unsqueeze(-1) * x.unsqueeze(-2)
     return _Outer.apply(y, x)
