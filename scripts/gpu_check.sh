@@ -56,6 +56,8 @@
 # (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
 # then the training step's kernel profile at 1,536 atoms (PROFILE_12288=1: and 12,288), eager and
 # fused                                                                                 -> OUT/profile-train-*/
+# TRAIN_COMPILE=1 (170 s more: with it, leave PROFILE_12288 out): the compiled training step's CUDA
+# parity tests and its time at 1,536 atoms against eager              -> OUT/train-step-compile/
 # --md (under 6 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
 # (neighbour lists on the device included), both descriptors, each backend of MD_BACKENDS (default
 # eager fused fused-cudagraphs compile-fused compile-fused-cudagraphs; the CUDA-graph ones pad their lists to
@@ -146,8 +148,18 @@ if [ $quick = 10 ]; then
   tail -3 "$out/gpu-tests.log"
   # the whole training step (Adam included) under every training backend, CUDA graphs included
   step 150 python3 -m bench.benchmarks.train_step --device cuda --frames 1 8 64 --repeats 10 --out "$out/train-step" \
-      > "$out/train-step.log" 2>&1
+      --backend eager fused eager-cudagraphs fused-cudagraphs > "$out/train-step.log" 2>&1
   grep -v Warning "$out/train-step.log" | tail -16
+  # TRAIN_COMPILE=1: the compiled training step (energies and forces compiled together) against eager
+  # at the full recipe's batch, and its parity tests on CUDA; two compiles of the step (~100 s)
+  if [ -n "${TRAIN_COMPILE:-}" ]; then
+    step 60 python3 -m pytest -q -p no:cacheprovider -m gpu -k "force_loss_training_step" tests/test_backends.py \
+        > "$out/gpu-tests-train-compile.log" 2>&1
+    tail -3 "$out/gpu-tests-train-compile.log"
+    step 110 python3 -m bench.benchmarks.train_step --device cuda --frames 8 --repeats 10 --backend compile \
+        --out "$out/train-step-compile" > "$out/train-step-compile.log" 2>&1
+    grep -v Warning "$out/train-step-compile.log" | tail -6
+  fi
   [ -n "${TRAIN_SHORT:-}" ] && exit 0
   # the symmetrisation alone at 12,288 atoms: PyTorch form against the kernels, forward, backward and
   # the second derivative (the tangent launches a fused training step runs)

@@ -99,20 +99,35 @@ def test_compile_backend_takes_a_force_loss_training_step(kind):
     a first derivative of that graph: eager's energies, forces and weight gradient (float64, 1e-10).
     A stress loss it does not compile: a clear error. (40 s of compiling each: the spherical side's
     is ``slow``; its plain form is checked in eager mode below.)"""
+    fast, graph = _assert_training_parity(kind, torch.float64, "cpu", rtol=1e-10)
+    with pytest.raises(BackendUnavailable, match="not a stress loss"):
+        fast(graph, stress=True, training=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", ["cace", "spherical"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compile_backend_takes_a_force_loss_training_step_on_cuda(kind, dtype):
+    """The same on CUDA (Triton's code): float64 1e-10, float32 1e-5 relative per output."""
+    _assert_training_parity(kind, dtype, "cuda", rtol=1e-5 if dtype == torch.float32 else 1e-10)
+
+
+def _assert_training_parity(kind, dtype, device, rtol):
+    """``compile``'s energies, forces and force-loss weight gradient against eager's (relative)."""
     from bench.tasks.timing import training_result
 
     torch._dynamo.reset()
     torch.manual_seed(0)
-    pot = build(kind, elements=[1, 8], readout=(8,), **KW).double()
-    graph = _graphs(torch.float64)[0]
+    pot = build(kind, elements=[1, 8], readout=(8,), **KW).to(device=device, dtype=dtype)
+    graph = _graphs(dtype, device)[0]
     params = list(pot.parameters())
     want = training_result(pot, graph, params)
     fast = with_backend(pot, "compile")
     got = training_result(fast, graph, params)
     for key in want:
-        assert relative_error(got[key], want[key]) < 1e-10, (kind, key, relative_error(got[key], want[key]))
-    with pytest.raises(BackendUnavailable, match="not a stress loss"):
-        fast(graph, stress=True, training=True)
+        assert relative_error(got[key], want[key]) < rtol, (kind, key, relative_error(got[key], want[key]))
+    return fast, graph
 
 
 def test_the_plain_descriptor_is_the_descriptor():
