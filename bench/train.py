@@ -141,7 +141,8 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
     best weights so far, history, epoch, the shuffling generator) is written after every epoch, and
     from which an interrupted training resumes at the next epoch, ending as an uninterrupted one would.
     ``backend``: how the steps run (``bench.backends.TRAINING_BACKENDS``), with the same weights:
-    the descriptor eager or fused (whose kernels are differentiable twice), and with "-cudagraphs"
+    the descriptor eager or fused (whose kernels are differentiable twice), or the energies and
+    forces compiled together ("compile", ``bench.backends``), and with "-cudagraphs"
     (CUDA only) each step replayed from a CUDA graph (``bench.train_step``), and validation's
     energy + forces calls too (``bench.backends.recorded_calls``). Checked here, before any step."""
     from torch.optim.swa_utils import AveragedModel

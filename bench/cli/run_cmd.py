@@ -67,8 +67,9 @@ def _train_options(p) -> None:
     p.add_argument("--train-backend", default="eager", choices=TRAINING_BACKENDS,
                    help="how training steps run (bench.backends): the descriptor eager, or fused (the Triton "
                         "kernels, differentiable twice; CUDA); '-cudagraphs' (CUDA): each whole step, Adam "
-                        "included, replayed from a CUDA graph (bench.train_step). The same weights and "
-                        "numbers; every training record names it (default eager)")
+                        "included, replayed from a CUDA graph (bench.train_step); compile: energies and forces "
+                        "compiled together by torch.compile (faster steps after about a minute of compiling a "
+                        "shape). The same weights and numbers; every training record names it (default eager)")
 
 
 def _common(p) -> None:
