@@ -101,19 +101,34 @@ class SparseProductContraction(Float64Tables):
         At = A.transpose(0, 1).reshape(Q, N * K * C)                  # [Q, M] (one copy)
         tables = [t for o in self.orders for t in (getattr(self, f"idx{o}"), getattr(self, f"coeff{o}"))]
         if plain:
-            Bt = torch.cat([S.to(At.dtype) @ term_products(At, idx) for idx, S in zip(tables[0::2], tables[1::2])])
+            gather = _rows_product if torch.compiler.is_compiling() and At.device.type == "cpu" else _rows
+            Bt = torch.cat([S.to(At.dtype) @ term_products(At, idx, gather) for idx, S in zip(tables[0::2], tables[1::2])])
         else:
             Bt = _SparseProduct.apply(At, *tables)                   # [n_inv, M], every body order
         return Bt.view(self.n_invariants, N, K, C).transpose(0, 1)   # [N, n_inv, K, C]
 
 
-def term_products(At: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """P[t] = prod_f At[idx[t, f]]  -> [T, M] (order <= 4: a loop over factors, not terms)."""
+def term_products(At: torch.Tensor, idx: torch.Tensor, gather=None) -> torch.Tensor:
+    """P[t] = prod_f At[idx[t, f]]  -> [T, M] (order <= 4: a loop over factors, not terms);
+    ``gather(At, rows)``: At[rows] (default ``_rows``)."""
+    gather = gather or _rows
     prod = None
     for f in range(idx.shape[1]):
-        row = At.index_select(0, idx[:, f])
+        row = gather(At, idx[:, f])
         prod = row if prod is None else prod * row
     return prod
+
+
+def _rows(At: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """At[rows]  [T, M]."""
+    return At.index_select(0, rows)
+
+
+def _rows_product(At: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``_rows`` as H At with H [T, Q] the one-hot matrix of ``rows``: the same values, and a
+    gradient H^T dP, a product, where index_select's is an index_add (``_add_rows_product`` says
+    what Inductor's CPU code makes of that). The plain form's gather compiled for the CPU."""
+    return torch.nn.functional.one_hot(rows, At.shape[0]).to(At.dtype) @ At
 
 
 def add_leave_one_out_gradient(grad: torch.Tensor, At: torch.Tensor, idx: torch.Tensor, g: torch.Tensor) -> None:
