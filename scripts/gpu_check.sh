@@ -56,8 +56,10 @@
 # (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
 # then the training step's kernel profile at 1,536 atoms (PROFILE_12288=1: and 12,288), eager and
 # fused                                                                                 -> OUT/profile-train-*/
-# TRAIN_COMPILE=1 (170 s more: with it, leave PROFILE_12288 out): the compiled training step's CUDA
-# parity tests and its time at 1,536 atoms against eager              -> OUT/train-step-compile/
+# TRAIN_COMPILE=1 (up to 170 s more): the compiled training step's CUDA parity tests and its time at
+# 1,536 atoms against eager                                          -> OUT/train-step-compile/
+# (its step limits then sum to 640 s, over one call's 600: add TRAIN_SHORT=1, which stops after it,
+# 440 s of limits)
 # --md (under 6 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
 # (neighbour lists on the device included), both descriptors, each backend of MD_BACKENDS (default
 # eager fused fused-cudagraphs compile-fused compile-fused-cudagraphs; the CUDA-graph ones pad their lists to
