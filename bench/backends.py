@@ -180,7 +180,6 @@ class _DescriptorRunner:
         else:                                     # mode "default": Inductor's options (as that mode's, plus the CPU's)
             how = {"options": INDUCTOR_OPTIONS} if mode == "default" else {"mode": mode}
             self._fn = torch.compile(descriptor, fullgraph=True, dynamic=None, **how)
-
         self._training_fn = None
 
     @property

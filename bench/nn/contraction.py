@@ -101,7 +101,7 @@ class SparseProductContraction(Float64Tables):
         At = A.transpose(0, 1).reshape(Q, N * K * C)                  # [Q, M] (one copy)
         tables = [t for o in self.orders for t in (getattr(self, f"idx{o}"), getattr(self, f"coeff{o}"))]
         if plain:
-            gather = _rows_product if torch.compiler.is_compiling() and At.device.type == "cpu" else _rows
+            gather = _rows_product if _compiling_for_cpu(At) else _rows
             Bt = torch.cat([S.to(At.dtype) @ term_products(At, idx, gather) for idx, S in zip(tables[0::2], tables[1::2])])
         else:
             Bt = _SparseProduct.apply(At, *tables)                   # [n_inv, M], every body order
@@ -119,6 +119,17 @@ def term_products(At: torch.Tensor, idx: torch.Tensor, gather=None) -> torch.Ten
     return prod
 
 
+def _compiling_for_cpu(t: torch.Tensor) -> bool:
+    """Whether Inductor is tracing this for the CPU: there, row gathers and row additions take their
+    one-hot product forms (``_rows_product``, ``_add_rows_product``)."""
+    return torch.compiler.is_compiling() and t.device.type == "cpu"
+
+
+def _one_hot(rows: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """H [T, n], H[t, q] = 1 where rows[t] = q: the matrix of the row gather At[rows] = H At."""
+    return torch.nn.functional.one_hot(rows, n).to(dtype)
+
+
 def _rows(At: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """At[rows]  [T, M]."""
     return At.index_select(0, rows)
@@ -128,7 +139,7 @@ def _rows_product(At: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``_rows`` as H At with H [T, Q] the one-hot matrix of ``rows``: the same values, and a
     gradient H^T dP, a product, where index_select's is an index_add (``_add_rows_product`` says
     what Inductor's CPU code makes of that). The plain form's gather compiled for the CPU."""
-    return torch.nn.functional.one_hot(rows, At.shape[0]).to(At.dtype) @ At
+    return _one_hot(rows, At.shape[0], At.dtype) @ At
 
 
 def add_leave_one_out_gradient(grad: torch.Tensor, At: torch.Tensor, idx: torch.Tensor, g: torch.Tensor) -> None:
@@ -145,7 +156,7 @@ def add_leave_one_out_gradient(grad: torch.Tensor, At: torch.Tensor, idx: torch.
     ``_add_rows_product`` where Inductor compiles it for the CPU.
     """
     T, o = idx.shape
-    add_rows = _add_rows_product if torch.compiler.is_compiling() and grad.device.type == "cpu" else _add_rows
+    add_rows = _add_rows_product if _compiling_for_cpu(grad) else _add_rows
     if o == 1:
         add_rows(grad, idx[:, 0], g)
         return
@@ -178,8 +189,7 @@ def _add_rows_product(grad: torch.Tensor, rows: torch.Tensor, values: torch.Tens
     one atomic compare-and-swap loop per element, which made the symmetrisation's backward about
     3x eager's there; a product is one BLAS call. Eager keeps index_add_ (eager energy + forces was
     9-11% slower with the product), and so does CUDA, whose atomic adds are native."""
-    H = torch.nn.functional.one_hot(rows, grad.shape[0]).to(grad.dtype)   # [T, Q]
-    grad.addmm_(H.t(), values)
+    grad.addmm_(_one_hot(rows, grad.shape[0], grad.dtype).t(), values)
 
 
 class _SparseProduct(torch.autograd.Function):
