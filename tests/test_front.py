@@ -4,8 +4,8 @@ the task end to end with resume and report."""
 import pytest
 
 from bench.errors import InputError
-from bench.report.verdict import front_verdict
-from bench.tasks.front import FrontPoint, FrontSpec, compare_fronts, energy_schedule
+from bench.report.verdict import front_verdict, paired_front_verdict
+from bench.tasks.front import FrontPoint, FrontSpec, compare_fronts, energy_schedule, front_points, paired_over_seeds
 
 
 def test_energy_schedule_rises_by_tens_to_the_final_weight():
@@ -44,6 +44,61 @@ def test_a_trade_off_names_no_winner():
     assert v.winner is None and "trade-off" in v.effect and "CACE traceless better at w_E 10" in v.effect
 
 
+def _records(errors):
+    """Front records from {(variant, weight, seed): (energy, forces)}."""
+    return [{"task": "front", "descriptor": v, "seed": s, "setting": {"final_energy_weight": w}, "metric": m,
+             "value": x}
+            for (v, w, s), ef in errors.items() for m, x in zip(("energy_mae_per_atom", "forces_mae"), ef)]
+
+
+def test_paired_by_seed_finds_a_shared_seed_effect_the_spread_rule_calls_even():
+    """Seeds move both descriptors' errors together (by 2x, far beyond a 5% gap), and CACE is 4-6%
+    lower in every pair: the setting-by-setting rule sees only overlapping seed spreads, the pairing
+    sees the gap. The ratio and interval are the docstring's formula (Student t, 2 degrees of freedom)."""
+    import math
+
+    seed_scale = {0: 1.0, 1: 1.5, 2: 2.0}
+    gap = {(10.0, 0): 0.95, (10.0, 1): 0.94, (10.0, 2): 0.96, (100.0, 0): 0.96, (100.0, 1): 0.95, (100.0, 2): 0.94}
+    errors = {}
+    for (w, s), g in gap.items():
+        sph = (2.0 * seed_scale[s] / math.sqrt(w), 30.0 * seed_scale[s])
+        errors[("spherical", w, s)] = sph
+        errors[("cace", w, s)] = (sph[0] * g, sph[1] * g)
+    records = _records(errors)
+    points = front_points(records)
+    assert compare_fronts(points["cace"], points["spherical"])["even"] == [10.0, 100.0]
+    readings = paired_over_seeds(records, "cace", "spherical")
+    d = [(math.log(gap[(10.0, s)]) + math.log(gap[(100.0, s)])) / 2 for s in (0, 1, 2)]
+    mean, sd = sum(d) / 3, math.sqrt(sum((x - sum(d) / 3) ** 2 for x in d) / 2)
+    for r in readings.values():
+        assert (r.n_seeds, r.n_pairs, r.a_lower) == (3, 6, 6)
+        assert r.ratio == pytest.approx(math.exp(mean), rel=1e-12)
+        assert r.high == pytest.approx(math.exp(mean + 4.302652729911275 * sd / math.sqrt(3)), rel=1e-9)
+        assert r.low < r.ratio < r.high < 1
+    v = paired_front_verdict("t", "cace", "spherical", readings, "b")
+    assert v.winner == "cace" and "forces CACE / spherical = 0.95" in v.effect and "lower in 6 of 6 pairs" in v.effect
+
+
+def test_paired_by_seed_names_no_winner_for_noise_a_trade_off_or_one_seed():
+    # CACE lower at two seeds, higher at the third: the interval holds 1
+    noise = _records({("cace", 1.0, 0): (9.0, 27.0), ("spherical", 1.0, 0): (10.0, 30.0),
+                      ("cace", 1.0, 1): (9.5, 28.0), ("spherical", 1.0, 1): (10.0, 30.0),
+                      ("cace", 1.0, 2): (11.5, 34.0), ("spherical", 1.0, 2): (10.0, 30.0)})
+    readings = paired_over_seeds(noise, "cace", "spherical")
+    assert all(r.low < 1 < r.high for r in readings.values())
+    assert paired_front_verdict("t", "cace", "spherical", readings, "b").winner is None
+    # energies clearly lower for CACE, forces clearly higher: no winner, said as a trade-off
+    trade = _records({(v, 1.0, s): ((0.8 if v == "cace" else 1.0) * (1 + s), (1.2 if v == "cace" else 1.0) * (1 + s))
+                      for v in ("cace", "spherical") for s in (0, 1, 2)})
+    readings = paired_over_seeds(trade, "cace", "spherical")
+    assert readings["energy_mae_per_atom"].high < 1 < readings["forces_mae"].low
+    v = paired_front_verdict("t", "cace", "spherical", readings, "b")
+    assert v.winner is None and v.effect.startswith("a trade-off")
+    # one seed: no paired reading at all (no spread over seeds to judge it by)
+    one = _records({("cace", w, 0): (1.0, 2.0) for w in (1.0, 10.0)} | {("spherical", w, 0): (2.0, 3.0) for w in (1.0, 10.0)})
+    assert paired_over_seeds(one, "cace", "spherical") == {}
+
+
 def test_spec_refuses_unknown_variants_and_a_single_setting():
     from bench.tasks.accuracy import DataSpec
     from bench.train import TrainConfig
@@ -79,6 +134,7 @@ def test_front_task_records_resume_and_report(tmp_path):
     _, md = build_report(tmp_path, tmp_path / "rep")
     text = md.read_text()
     assert "## Accuracy front: emt-alloy" in text and "accuracy front, emt-alloy: CACE traceless vs CACE" in text
+    assert "accuracy front, emt-alloy: CACE traceless vs CACE, paired by seed" in text        # two seeds: paired
 
 
 def test_step_schedule_with_warm_up_and_the_authors_recipe():

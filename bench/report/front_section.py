@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 
 from ..tasks import recipe_search as rs
-from ..tasks.front import compare_fronts, front_points
+from ..tasks.front import compare_fronts, front_points, paired_over_seeds
 from ..train import is_smoke
 from . import plots
-from .verdict import NAMES, Verdict, front_verdict
+from .verdict import NAMES, Verdict, front_verdict, paired_front_verdict
 
 # the pairs a front verdict compares: the question of the project, then the reducible-basis effect
 PAIRS = (("cace", "spherical"), ("cace-traceless", "cace"), ("cace-traceless", "spherical"))
@@ -54,6 +54,13 @@ def front_verdicts(df: pd.DataFrame) -> list[Verdict]:
                                          compare_fronts(points[a], points[b]),
                                          f"{len(points[a])} energy-weight settings x {n_seeds} seed(s), seed std",
                                          _smoke(d)))
+                readings = paired_over_seeds(d.to_dict("records"), a, b)
+                if readings:
+                    r = next(iter(readings.values()))
+                    out.append(paired_front_verdict(
+                        f"accuracy front, {dataset}: {NAMES[a]} vs {NAMES[b]}, paired by seed", a, b, readings,
+                        f"{r.n_pairs} same-seed pairs over {r.n_seeds} seeds: each seed's ln error ratio averaged "
+                        f"over its weights, Student t over the seeds", _smoke(d)))
     return out
 
 
@@ -69,7 +76,10 @@ def front_section(doc, df: pd.DataFrame) -> None:
         doc.para(f"Each descriptor trained along a sweep of the final energy weight w_E of the loss (force weight "
                  f"{tc.get('force_weight')}), {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), same split, "
                  f"budget (up to {tc.get('max_epochs')} epochs) and readout; {recipe}. Test errors: mean ± "
-                 "std over seeds. A descriptor is better only where its front is better beyond the seed spread.")
+                 "std over seeds. A descriptor is better only where its front is better beyond the seed spread. "
+                 "Paired by seed (the verdict's second row for each pair): the same seed is the same split for "
+                 "both, so each seed's error ratios, averaged over the weights, form one paired difference; a "
+                 "descriptor is better where the 95% interval of the mean ratio over the seeds excludes 1.")
         if tuned:
             _tuning_table(doc, df, d)
         if _smoke(d) or len(seeds) < 3:

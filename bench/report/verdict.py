@@ -16,7 +16,14 @@ clear difference". Intervals:
 - accuracy fronts (``bench.tasks.front``): setting by setting of the energy weight, one variant
   dominates where it is better on one error by more than the two seed standard deviations together
   and not worse beyond them on the other; a winner is named only where its front dominates at some
-  setting and is dominated at none.
+  setting and is dominated at none;
+- accuracy fronts, paired over seeds (``bench.tasks.front.paired_over_seeds``): the same seed is the
+  same split for both variants, so each (energy weight, seed) is a pair; each seed's log error
+  ratios are averaged over its weights and a Student t interval over the seeds is taken of that
+  mean (the seed, not the pair, is the independent unit). A variant is better where that interval
+  excludes equality on one error and the other's does not favour its rival. Pairing removes what a
+  seed changes for both, so this reading can separate fronts the setting-by-setting rule, which
+  compares the seed spreads, calls even.
 
 A quick-budget accuracy run (at most 50 epochs) is labelled a smoke test, whatever its interval.
 """
@@ -120,6 +127,29 @@ def front_verdict(task: str, a: str, b: str, comparison: dict, basis: str, smoke
         winner = a
     elif comparison["b"] and not comparison["a"] and not comparison["trade"]:
         winner = b
+    return Verdict(task, winner, effect, basis, smoke)
+
+
+_ERRORS = {"forces_mae": "forces", "energy_mae_per_atom": "energy"}
+
+
+def _bound(x: float) -> str:
+    """An interval's end, with a third digit where two would print it as 1.00 (which side of 1 it
+    lies on decides the verdict)."""
+    return f"{x:.2f}" if f"{x:.2f}" != "1.00" or x == 1 else f"{x:.3f}"
+
+
+def paired_front_verdict(task: str, a: str, b: str, readings: dict, basis: str, smoke: bool = False) -> Verdict:
+    """``readings``: ``bench.tasks.front.paired_over_seeds`` of variant ``a``'s front against ``b``'s,
+    {metric: PairedReading}. ``a`` wins where some error's interval lies below 1 and none above."""
+    lower = {m for m, r in readings.items() if r.high < 1}               # a's error lower
+    higher = {m for m, r in readings.items() if r.low > 1}               # b's error lower
+    effect = "; ".join(f"{_ERRORS[m]} {NAMES[a]} / {NAMES[b]} = {r.ratio:.2f} (95% interval {_bound(r.low)}-"
+                       f"{_bound(r.high)}), {NAMES[a]} lower in {r.a_lower} of {r.n_pairs} pairs"
+                       for m, r in sorted(readings.items(), key=lambda kv: list(_ERRORS).index(kv[0])))
+    if lower and higher:
+        effect = "a trade-off (one error better, the other worse): " + effect
+    winner = a if lower and not higher else b if higher and not lower else None
     return Verdict(task, winner, effect, basis, smoke)
 
 

@@ -194,8 +194,9 @@ class FrontPoint:
     seeds: int
 
 
-def front_points(records) -> dict:
-    """{variant: [FrontPoint by increasing weight]} from front records (dicts or a DataFrame's rows)."""
+def _front_table(records) -> dict:
+    """{variant: {weight: {metric: {seed: value}}}}: the test errors of front records (dicts or a
+    DataFrame's rows) on the main test set."""
     table: dict = {}
     for r in records:
         if r.get("task") != "front" or r["metric"] not in ("energy_mae_per_atom", "forces_mae"):
@@ -203,9 +204,14 @@ def front_points(records) -> dict:
         if r.get("extra_test") is True:              # a further --test set: the front is on the main one
             continue
         w = float(r["setting"]["final_energy_weight"])
-        table.setdefault(r["descriptor"], {}).setdefault(w, {}).setdefault(r["metric"], {})[r["seed"]] = r["value"]
+        table.setdefault(r["descriptor"], {}).setdefault(w, {}).setdefault(r["metric"], {})[int(r["seed"])] = r["value"]
+    return table
+
+
+def front_points(records) -> dict:
+    """{variant: [FrontPoint by increasing weight]} from front records (dicts or a DataFrame's rows)."""
     out = {}
-    for variant, by_w in table.items():
+    for variant, by_w in _front_table(records).items():
         pts = []
         for w in sorted(by_w):
             e, f = by_w[w].get("energy_mae_per_atom", {}), by_w[w].get("forces_mae", {})
@@ -217,6 +223,53 @@ def front_points(records) -> dict:
         out[variant] = pts
     order = list(VARIANTS)
     return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
+@dataclass(frozen=True)
+class PairedReading:
+    """Front ``a`` against front ``b`` on one error, paired by seed (``paired_over_seeds``)."""
+    metric: str            # "energy_mae_per_atom" | "forces_mae"
+    ratio: float           # a / b: exp of the mean over seeds of each seed's mean ln(a / b) over the weights
+    low: float             # its 95% interval, Student t over the seeds
+    high: float
+    n_seeds: int
+    n_pairs: int           # (weight, seed) pairs
+    a_lower: int           # pairs where a's error is the lower
+
+
+def paired_over_seeds(records, a: str, b: str, level: float = 0.95) -> dict:
+    """{metric: PairedReading} of variant ``a``'s front against ``b``'s, from front records; empty
+    with fewer than two seeds that both trained.
+
+    The same seed gives both variants the same split and training data, so each (weight, seed)
+    is a pair. The seed, not the pair, is the independent unit (a seed's split is shared by all its
+    weights), so the log ratios are averaged within each seed first:
+
+        d_s = mean_{w in W_s} ln(err_a(w, s) / err_b(w, s)),   W_s the weights both trained at seed s,
+        ratio = exp(mean_s d_s),   interval exp(mean_s d_s -/+ t_{n-1, 0.975} sd_s(d) / sqrt(n)).
+
+    Pairing removes what the seed changes for both (split, data); the front's own rule
+    (``compare_fronts``) compares the seed spreads setting by setting, which keeps it in."""
+    from scipy.stats import t as student_t
+
+    table = _front_table(records)
+    out = {}
+    for metric in ("energy_mae_per_atom", "forces_mae"):
+        per_seed: dict = {}
+        for w, by_metric in table.get(a, {}).items():
+            va, vb = by_metric.get(metric, {}), table.get(b, {}).get(w, {}).get(metric, {})
+            for s in sorted(set(va) & set(vb)):
+                if va[s] > 0 and vb[s] > 0:
+                    per_seed.setdefault(s, []).append((va[s], vb[s]))
+        if len(per_seed) < 2:
+            continue
+        d = np.array([np.mean([np.log(x / y) for x, y in pairs]) for pairs in per_seed.values()])
+        half = student_t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        pairs = [p for ps in per_seed.values() for p in ps]
+        out[metric] = PairedReading(metric, float(np.exp(d.mean())), float(np.exp(d.mean() - half)),
+                                    float(np.exp(d.mean() + half)), len(d), len(pairs),
+                                    sum(1 for x, y in pairs if x < y))
+    return out
 
 
 SUMMARY_UNIT = "sqrt(meV/atom * meV/A)"
