@@ -185,6 +185,10 @@ def test_the_pool_writes_the_records_of_the_local_loop(tmp_path):
         assert b[k] == pytest.approx(a[k], rel=1e-6, abs=1e-9), k
     assert {r["provenance"].get("concurrent_units") for r in pooled} == {2}
     assert {r["provenance"].get("concurrent_units") for r in local} == {None}
+    from bench.report import build_report                  # two seeds: the verdict's interval is over them too
+
+    _, md = build_report(tmp_path / "local", tmp_path / "report")
+    assert "6 test structures and Student t over 2 seeds (a winner needs both)" in md.read_text()
 
 
 def _wait_for_interrupt(root, key, marker_dir):

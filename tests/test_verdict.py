@@ -20,6 +20,26 @@ def test_accuracy_clear_win_and_pure_noise():
     assert lose.winner == "spherical" and lose.row()[1] == "spherical (smoke test)"
 
 
+def test_accuracy_over_seeds_needs_the_seeds_to_agree():
+    """Three seeds of 60 test structures each. Within every seed the pairs are tight, so the bootstrap
+    over structures excludes 1 both times; where the seeds disagree (CACE 20% lower, equal, 15% higher)
+    the interval over seeds holds 1 and no winner is named; where they agree (9-11% lower) CACE wins.
+    One seed, or no seeds given, is the bootstrap alone."""
+    rng = np.random.default_rng(1)
+    sph = rng.gamma(4.0, 25.0, size=180)
+    seeds = np.repeat([0, 1, 2], 60)
+    jitter = rng.uniform(0.98, 1.02, 180)
+    disagree = sph * np.repeat([0.80, 1.0, 1.15], 60) * jitter * 0.95
+    v = error_verdict("f", disagree, sph, "b", seeds=seeds)
+    assert v.winner is None and "over 3 seeds" in v.effect, v.effect
+    assert error_verdict("f", disagree, sph, "b").winner is not None           # the bootstrap alone calls it
+    agree = sph * np.repeat([0.89, 0.90, 0.91], 60) * jitter
+    v = error_verdict("f", agree, sph, "b", seeds=seeds)
+    assert v.winner == "cace" and v.effect.startswith("CACE 10% lower"), v.effect
+    one = error_verdict("f", disagree[:60], sph[:60], "b", seeds=seeds[:60])
+    assert one.winner == "cace" and "seeds" not in one.effect
+
+
 def test_speed_needs_the_whole_iqr_on_one_side():
     assert speed_verdict("s", 1.30, 0.10, "b").winner == "cace"
     assert speed_verdict("s", 0.80, 0.10, "b").winner == "spherical"

@@ -555,12 +555,13 @@ def _accuracy_verdicts(store: ResultsStore, acc: pd.DataFrame) -> list[Verdict]:
     for dataset, d in acc.groupby("dataset", sort=True):
         top = d[d.n_train == d.n_train.max()]
         pairs = {"force MAE": ([], []), "energy MAE per atom": ([], [])}
-        seeds = []
+        seeds, of_pair = [], []                      # the seeds with both descriptors' predictions; each pair's seed
         for seed in sorted(top.seed.unique()):
             preds = {k: per_structure_errors(p) for k in COMPARED
                      if (p := _predictions(store, top, k, seed)) is not None}
             if len(preds) == 2 and len(preds["cace"][0]) == len(preds["spherical"][0]):
                 seeds.append(int(seed))
+                of_pair.append(np.full(len(preds["cace"][0]), int(seed)))
                 for k, name in enumerate(pairs):
                     pairs[name][0].append(preds["cace"][k])
                     pairs[name][1].append(preds["spherical"][k])
@@ -568,11 +569,13 @@ def _accuracy_verdicts(store: ResultsStore, acc: pd.DataFrame) -> list[Verdict]:
             continue
         tc = top.iloc[0].get("train_config") or {}
         smoke = is_smoke(tc)
+        over = (f" and Student t over {len(seeds)} seeds (a winner needs both)" if len(seeds) > 1 else
+                ", 1 seed (the training's noise is not in the interval)")
         for name, (a, b) in pairs.items():
             a, b = np.concatenate(a), np.concatenate(b)
             out.append(error_verdict(f"accuracy, {dataset}: {name}", a, b,
-                                     f"paired bootstrap over {len(a)} test structures, {len(seeds)} seed(s), "
-                                     f"{int(top.n_train.max())} training structures", smoke))
+                                     f"paired bootstrap over {len(a)} test structures{over}, "
+                                     f"{int(top.n_train.max())} training structures", smoke, np.concatenate(of_pair)))
     return out
 
 

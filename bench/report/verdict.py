@@ -6,7 +6,9 @@ clear difference". Intervals:
 - accuracy: a paired bootstrap over test structures (both descriptors predict the same structures
   of the same split; seeds pooled, pairs kept within a seed) of the ratio of mean errors,
   mean_s |err_CACE(s)| / mean_s |err_sph(s)|, for the force MAE (per-structure mean over atoms and
-  components) and the energy MAE per atom;
+  components) and the energy MAE per atom; with two or more seeds, also a Student t interval over
+  the seeds of each seed's log ratio, and a winner needs both intervals on the same side of 1 (the
+  bootstrap holds the test set's sampling noise, the seeds the training's);
 - stability: a paired bootstrap over replicas (same start, temperature and velocity seed) of the
   difference in mean time to failure (a surviving run counts its full length);
 - speed: the headline ratio spherical / CACE (each side at its fastest backend) with its IQR over
@@ -70,13 +72,29 @@ def paired_bootstrap_difference(a, b, *, n: int = N_BOOTSTRAP, seed: int = 0) ->
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def error_verdict(task: str, cace_errors, sph_errors, basis: str, smoke: bool = False) -> Verdict:
-    """Lower is better; ``*_errors`` are per-structure errors, paired by position."""
+def error_verdict(task: str, cace_errors, sph_errors, basis: str, smoke: bool = False, seeds=None) -> Verdict:
+    """Lower is better; ``*_errors`` are per-structure errors, paired by position. ``seeds``: the
+    training seed behind each pair. With two or more seeds a winner also needs the interval over
+    seeds to exclude 1 on the same side (``bench.stats.ratio_over_seeds`` of each seed's
+    ln(mean CACE error / mean spherical error)): the bootstrap over structures holds the test set's
+    sampling noise, not the training's, and a seed changes the training (and the split)."""
+    from ..stats import ratio_over_seeds
+
+    cace_errors, sph_errors = np.asarray(cace_errors, float), np.asarray(sph_errors, float)
     r, lo, hi = paired_bootstrap_ratio(cace_errors, sph_errors)
-    span = f"CACE / spherical = {r:.2f} (95% interval {lo:.2f}-{hi:.2f})"
-    if hi < 1:
+    span = f"CACE / spherical = {r:.2f} (95% interval {_bound(lo)}-{_bound(hi)}"
+    below, above = hi < 1, lo > 1
+    distinct = [] if seeds is None else sorted(set(np.asarray(seeds).tolist()))
+    if len(distinct) >= 2:
+        seeds = np.asarray(seeds)
+        d = [np.log(cace_errors[seeds == s].mean() / sph_errors[seeds == s].mean()) for s in distinct]
+        rs, los, his = ratio_over_seeds(d)
+        span += f" over structures; {rs:.2f}, {_bound(los)}-{_bound(his)} over {len(distinct)} seeds"
+        below, above = below and his < 1, above and los > 1
+    span += ")"
+    if below:
         return Verdict(task, "cace", f"CACE {100 * (1 - r):.0f}% lower; {span}", basis, smoke)
-    if lo > 1:
+    if above:
         return Verdict(task, "spherical", f"spherical {100 * (1 - 1 / r):.0f}% lower; {span}", basis, smoke)
     return Verdict(task, None, span, basis, smoke)
 

@@ -246,11 +246,11 @@ def paired_over_seeds(records, a: str, b: str, level: float = 0.95) -> dict:
     weights), so the log ratios are averaged within each seed first:
 
         d_s = mean_{w in W_s} ln(err_a(w, s) / err_b(w, s)),   W_s the weights both trained at seed s,
-        ratio = exp(mean_s d_s),   interval exp(mean_s d_s -/+ t_{n-1, 0.975} sd_s(d) / sqrt(n)).
+        ratio = exp(mean_s d_s),   interval ``bench.stats.ratio_over_seeds`` (Student t over the seeds).
 
     Pairing removes what the seed changes for both (split, data); the front's own rule
     (``compare_fronts``) compares the seed spreads setting by setting, which keeps it in."""
-    from scipy.stats import t as student_t
+    from ..stats import ratio_over_seeds
 
     table = _front_table(records)
     out = {}
@@ -263,11 +263,9 @@ def paired_over_seeds(records, a: str, b: str, level: float = 0.95) -> dict:
                     per_seed.setdefault(s, []).append((va[s], vb[s]))
         if len(per_seed) < 2:
             continue
-        d = np.array([np.mean([np.log(x / y) for x, y in pairs]) for pairs in per_seed.values()])
-        half = student_t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        d = [np.mean([np.log(x / y) for x, y in pairs]) for pairs in per_seed.values()]
         pairs = [p for ps in per_seed.values() for p in ps]
-        out[metric] = PairedReading(metric, float(np.exp(d.mean())), float(np.exp(d.mean() - half)),
-                                    float(np.exp(d.mean() + half)), len(d), len(pairs),
+        out[metric] = PairedReading(metric, *ratio_over_seeds(d, level), len(d), len(pairs),
                                     sum(1 for x, y in pairs if x < y))
     return out
 
