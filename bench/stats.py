@@ -5,16 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 
-def ratio_over_seeds(log_ratios, level: float = 0.95) -> tuple[float, float, float]:
-    """(ratio, low, high) from one ln(a / b) per seed, the seed the independent unit:
+def mean_over_seeds(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of one value per seed, the seed the independent unit:
 
-        ratio = exp(mean_s d_s),   interval exp(mean_s d_s -/+ t_{n-1, (1 + level) / 2} sd_s(d) / sqrt(n)),
+        mean_s d_s -/+ t_{n-1, (1 + level) / 2} sd_s(d) / sqrt(n),
 
     Student's t with n - 1 degrees of freedom (n >= 2 seeds; with 3, t = 4.30)."""
     from scipy.stats import t as student_t
 
-    d = np.asarray(log_ratios, float)
+    d = np.asarray(values, float)
     if len(d) < 2:
         raise ValueError(f"an interval over seeds needs two or more seeds, got {len(d)}")
     half = student_t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return float(np.exp(d.mean())), float(np.exp(d.mean() - half)), float(np.exp(d.mean() + half))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def ratio_over_seeds(log_ratios, level: float = 0.95) -> tuple[float, float, float]:
+    """(ratio, low, high) from one ln(a / b) per seed: exp of ``mean_over_seeds`` of the logs."""
+    return tuple(float(np.exp(x)) for x in mean_over_seeds(log_ratios, level))

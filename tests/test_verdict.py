@@ -54,6 +54,22 @@ def test_survival_paired_over_replicas():
     assert mixed.winner is None
 
 
+def test_survival_over_training_seeds_needs_the_seeds_to_agree():
+    """Four replicas a potential, three training seeds. One spherical potential (seed 0) fails every
+    replica early and the others survive as CACE's do: the bootstrap over the 12 replicas calls CACE
+    better, the interval over seeds does not (one bad training is one draw). Where every spherical
+    potential fails early, CACE wins by both."""
+    length = 1000.0
+    seeds = np.repeat([0, 1, 2], 4)
+    cace = [length] * 12
+    one_bad = [100.0, 150.0, 120.0, 90.0] + [length] * 8
+    assert survival_verdict("t", cace, one_bad, length, "b").winner == "cace"
+    v = survival_verdict("t", cace, one_bad, length, "b", seeds=seeds)
+    assert v.winner is None and "over 3 training seeds" in v.effect, v.effect
+    all_bad = [100.0, 150.0, 120.0, 90.0, 200.0, 180.0, 210.0, 160.0, 300.0, 260.0, 240.0, 310.0]
+    assert survival_verdict("t", cace, all_bad, length, "b", seeds=seeds).winner == "cace"
+
+
 def test_speed_verdicts_read_the_headline_records():
     """From timing records: the 'best' energy+forces ratio at the smallest and largest atoms point."""
     def rec(n, value, iqr):

@@ -597,11 +597,14 @@ def _stability_verdicts(runs: list[dict]) -> list[Verdict]:
             length = rec.get("length_fs", length)
             pair = (r["key"]["seed"], s["temperature"], s["start"], s["md_seed"], s.get("engine", "ase"))
             ttf.setdefault(pair, {})[r["key"]["descriptor"]] = rec["value"]
-        both = [v for v in ttf.values() if len(v) == 2]
+        both = {pair: v for pair, v in ttf.items() if len(v) == 2}
         if both and length:
-            verdict = survival_verdict(f"stability, {dataset}: time to failure", [v["cace"] for v in both],
-                                       [v["spherical"] for v in both], length,
-                                       f"paired bootstrap over {len(both)} replicas")
+            seeds = [pair[0] for pair in both]                     # the training seed of each replica's potentials
+            n_seeds = len(set(seeds))
+            over = f" and Student t over {n_seeds} training seeds (a winner needs both)" if n_seeds > 1 else ""
+            verdict = survival_verdict(f"stability, {dataset}: time to failure", [v["cace"] for v in both.values()],
+                                       [v["spherical"] for v in both.values()], length,
+                                       f"paired bootstrap over {len(both)} replicas{over}", seeds)
             out.append(replace(verdict, smoke=dataset in smoke_data))
     return out
 

@@ -10,7 +10,9 @@ clear difference". Intervals:
   the seeds of each seed's log ratio, and a winner needs both intervals on the same side of 1 (the
   bootstrap holds the test set's sampling noise, the seeds the training's);
 - stability: a paired bootstrap over replicas (same start, temperature and velocity seed) of the
-  difference in mean time to failure (a surviving run counts its full length);
+  difference in mean time to failure (a surviving run counts its full length); with potentials of
+  two or more training seeds, also a Student t interval over those seeds of each seed's mean
+  difference, and a winner needs both;
 - speed: the headline ratio spherical / CACE (each side at its fastest backend) with its IQR over
   the round-robin repeats; a clear difference needs the whole IQR on one side of 1, and a point
   whose IQR exceeds a quarter of its ratio is "too noisy to decide" (the machine's load average,
@@ -119,16 +121,30 @@ def speed_verdict(task: str, ratio: float, iqr: float, basis: str, load: str = "
     return Verdict(task, None, span, basis)
 
 
-def survival_verdict(task: str, cace_ttf, sph_ttf, length_fs: float, basis: str) -> Verdict:
-    """Longer time to failure is better; ``*_ttf`` paired per replica (survivors at ``length_fs``)."""
+def survival_verdict(task: str, cace_ttf, sph_ttf, length_fs: float, basis: str, seeds=None) -> Verdict:
+    """Longer time to failure is better; ``*_ttf`` paired per replica (survivors at ``length_fs``).
+    ``seeds``: the training seed of each replica's potentials; with two or more, a winner also needs
+    the Student t interval over the seeds of each seed's mean difference (``bench.stats``) to
+    exclude 0 on the same side: one potential that fails everywhere is one draw of the training,
+    however many replicas it ran."""
+    from ..stats import mean_over_seeds
+
     cace_ttf, sph_ttf = np.asarray(cace_ttf, float), np.asarray(sph_ttf, float)
     if np.all(cace_ttf >= length_fs) and np.all(sph_ttf >= length_fs):
         return Verdict(task, None, f"every run of both survived {length_fs:.0f} fs", basis)
     d, lo, hi = paired_bootstrap_difference(cace_ttf, sph_ttf)
-    span = f"mean time to failure CACE - spherical = {d:+.0f} fs (95% interval {lo:+.0f} to {hi:+.0f})"
-    if lo > 0:
+    span = f"mean time to failure CACE - spherical = {d:+.0f} fs (95% interval {lo:+.0f} to {hi:+.0f}"
+    above, below = lo > 0, hi < 0
+    distinct = [] if seeds is None else sorted(set(np.asarray(seeds).tolist()))
+    if len(distinct) >= 2:
+        seeds = np.asarray(seeds)
+        ds, los, his = mean_over_seeds([(cace_ttf[seeds == s] - sph_ttf[seeds == s]).mean() for s in distinct])
+        span += f" over replicas; {ds:+.0f}, {los:+.0f} to {his:+.0f} over {len(distinct)} training seeds"
+        above, below = above and los > 0, below and his < 0
+    span += ")"
+    if above:
         return Verdict(task, "cace", span, basis)
-    if hi < 0:
+    if below:
         return Verdict(task, "spherical", span, basis)
     return Verdict(task, None, span, basis)
 
