@@ -113,6 +113,41 @@ def test_compile_backend_takes_a_force_loss_training_step_on_cuda(kind, dtype):
     _assert_training_parity(kind, dtype, "cuda", rtol=1e-5 if dtype == torch.float32 else 1e-10)
 
 
+def test_compiled_trainings_of_a_sweep_share_their_graphs_and_keep_their_own_weights(monkeypatch):
+    """A sweep trains many potentials in one process (a front: variants x weights x seeds), each with
+    its own compiled force-loss step. Dynamo's entries for the shared function must not grow with
+    their number (guards on a potential's identity would reach RECOMPILE_LIMIT, an error, within a
+    sweep), and a reused graph must read each potential's own weights (as inputs, not constants):
+    eager's energies, forces and weight gradient for every one. Traced with dynamo's eager backend
+    (the guards are dynamo's, whatever compiles the graph), so this takes seconds, not minutes."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    import bench.backends as backends
+    from bench.tasks.timing import training_result
+
+    real = torch.compile
+
+    def traced_only(fn, **kw):
+        kw.pop("options", None)
+        kw.pop("mode", None)
+        return real(fn, backend="eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", traced_only)
+    torch._dynamo.reset()
+    graph = _graphs(torch.float64)[0]
+    entries = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        pot = build("cace" if seed % 2 else "spherical", elements=[1, 8], readout=(8,), **KW).double()
+        params = list(pot.parameters())
+        want = training_result(pot, graph, params)
+        got = training_result(with_backend(pot, "compile"), graph, params)
+        for key in want:
+            assert relative_error(got[key], want[key]) < 1e-12, (seed, key)
+        entries.append(len(_debug_get_cache_entry_list(backends._atomic_energies_and_forces.__code__)))
+    assert entries[1] >= 1 and entries[2:] == entries[1:2] * 2, entries   # a graph per descriptor, then none new
+
+
 def _assert_training_parity(kind, dtype, device, rtol):
     """``compile``'s energies, forces and force-loss weight gradient against eager's (relative)."""
     from bench.tasks.timing import training_result
