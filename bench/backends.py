@@ -21,7 +21,9 @@ Two independent choices, named together:
 
 Shapes under compile: static on the first call, and after a call with other atom / edge /
 neighbour counts one dynamic-shape graph serves every size (``dynamic=None``, PyTorch's automatic
-dynamic). The fused kernels run on CUDA, and on the CPU only inside Triton's interpreter (tests).
+dynamic). A force-loss training step is compiled dynamic from its first call (``dynamic=True``):
+a training's batches differ in size, so the static graph would serve one batch shape and cost a
+second compilation (70 s on 2 CPU threads) at the next. The fused kernels run on CUDA, and on the CPU only inside Triton's interpreter (tests).
 
 Both descriptors get exactly the same backend code (the fairness rule: an optimisation offered to
 one side is offered to the other); the fused kernel takes either angular basis as its input. What a
@@ -189,9 +191,10 @@ class _DescriptorRunner:
 
     def training_forces(self, potential, graph):
         """(E_i [N], F [N, 3]) of ``graph`` (positions requiring grad) with the graph of F kept for a
-        force loss: ``_atomic_energies_and_forces`` compiled whole, autograd.grad included."""
+        force loss: ``_atomic_energies_and_forces`` compiled whole, autograd.grad included, with
+        dynamic shapes from the first call (a training's batches differ in size)."""
         if self._training_fn is None:
-            self._training_fn = torch.compile(_atomic_energies_and_forces, fullgraph=True, dynamic=None,
+            self._training_fn = torch.compile(_atomic_energies_and_forces, fullgraph=True, dynamic=True,
                                               options=INDUCTOR_OPTIONS)
         with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT,
                                         trace_autograd_ops=True):

@@ -82,8 +82,8 @@ def test_padded_static_step_is_the_eager_step(kind):
 @pytest.mark.slow
 def test_the_compiled_step_is_the_eager_step():
     """--train-backend compile (energies and forces compiled together, bench.backends): the eager
-    step's losses and weights, step by step, float64, over batches of two atom counts (a static
-    graph, then the dynamic-shape recompile)."""
+    step's losses and weights, step by step, float64, over batches of two atom counts (one
+    dynamic-shape graph serving both)."""
     torch._dynamo.reset()
     batches = list(_batches(_rattled_frames(), epochs=2))
     assert len({b.n_atoms for _, b in batches}) == 2
