@@ -23,7 +23,8 @@ Shapes under compile: static on the first call, and after a call with other atom
 neighbour counts one dynamic-shape graph serves every size (``dynamic=None``, PyTorch's automatic
 dynamic). A force-loss training step is compiled dynamic from its first call (``dynamic=True``):
 a training's batches differ in size, so the static graph would serve one batch shape and cost a
-second compilation (70 s on 2 CPU threads) at the next. The fused kernels run on CUDA, and on the CPU only inside Triton's interpreter (tests).
+second compilation (70 s on 2 CPU threads) at the next. The fused kernels run on CUDA, and on the
+CPU only inside Triton's interpreter (tests).
 
 Both descriptors get exactly the same backend code (the fairness rule: an optimisation offered to
 one side is offered to the other); the fused kernel takes either angular basis as its input. What a

@@ -1,4 +1,5 @@
-"""Intervals over training seeds: a ratio of errors whose spread comes from the seeds."""
+"""Intervals over training seeds (Student t): a mean difference, or a ratio of errors, whose spread
+comes from the seeds (the verdicts of ``bench.report.verdict`` and the front paired by seed)."""
 
 from __future__ import annotations
 
