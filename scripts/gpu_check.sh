@@ -56,10 +56,10 @@
 # (python -m bench.benchmarks.gpu --part modes)                                      -> OUT/timing-train/
 # then the training step's kernel profile at 1,536 atoms (PROFILE_12288=1: and 12,288), eager and
 # fused                                                                                 -> OUT/profile-train-*/
-# TRAIN_COMPILE=1 (up to 170 s more): the compiled training step's CUDA parity tests and its time at
+# TRAIN_COMPILE=1 (up to 210 s more): the compiled training step's CUDA parity tests and its time at
 # 1,536 atoms against eager                                          -> OUT/train-step-compile/
-# (its step limits then sum to 640 s, over one call's 600: add TRAIN_SHORT=1, which stops after it,
-# 440 s of limits)
+# (its step limits then sum to 680 s, over one call's 600: add TRAIN_SHORT=1, which stops after it,
+# 480 s of limits)
 # --md (under 6 minutes): issue #13's batched MD figure, time per step of one 24,000-atom water box
 # (neighbour lists on the device included), both descriptors, each backend of MD_BACKENDS (default
 # eager fused fused-cudagraphs compile-fused compile-fused-cudagraphs; the CUDA-graph ones pad their lists to
@@ -153,9 +153,10 @@ if [ $quick = 10 ]; then
       --backend eager fused eager-cudagraphs fused-cudagraphs > "$out/train-step.log" 2>&1
   grep -v Warning "$out/train-step.log" | tail -16
   # TRAIN_COMPILE=1: the compiled training step (energies and forces compiled together) against eager
-  # at the full recipe's batch, and its parity tests on CUDA; two compiles of the step (~100 s)
+  # at the full recipe's batch, and its parity tests on CUDA (four compiles: two descriptors, two
+  # dtypes); the step is compiled with dynamic shapes, once for every batch size
   if [ -n "${TRAIN_COMPILE:-}" ]; then
-    step 60 python3 -m pytest -q -p no:cacheprovider -m gpu -k "force_loss_training_step" tests/test_backends.py \
+    step 100 python3 -m pytest -q -p no:cacheprovider -m gpu -k "force_loss_training_step" tests/test_backends.py \
         > "$out/gpu-tests-train-compile.log" 2>&1
     tail -3 "$out/gpu-tests-train-compile.log"
     step 110 python3 -m bench.benchmarks.train_step --device cuda --frames 8 --repeats 10 --backend compile \
