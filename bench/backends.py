@@ -174,7 +174,7 @@ class _DescriptorRunner:
     ``torch.compile``; not an nn.Module, so the potential's modules, parameters and state dict stay
     those of the original."""
 
-    def __init__(self, descriptor, neighbor_sum: str, mode: str | None):
+    def __init__(self, descriptor, neighbor_sum: str, mode: str | None, dynamic: bool | None = None):
         self.descriptor = descriptor
         self.neighbor_sum = neighbor_sum
         self.mode = mode
@@ -182,7 +182,7 @@ class _DescriptorRunner:
             self._fn = descriptor
         else:                                     # mode "default": Inductor's options (as that mode's, plus the CPU's)
             how = {"options": INDUCTOR_OPTIONS} if mode == "default" else {"mode": mode}
-            self._fn = torch.compile(descriptor, fullgraph=True, dynamic=None, **how)
+            self._fn = torch.compile(descriptor, fullgraph=True, dynamic=dynamic, **how)
         self._training_fn = None
 
     @property
@@ -226,15 +226,19 @@ def _atomic_energies_and_forces(potential, graph):
     return e_atom, -grad
 
 
-def with_backend(potential, backend: str):
-    """``potential`` running its descriptor through ``backend`` (see the module docstring)."""
+def with_backend(potential, backend: str, *, dynamic: bool | None = None):
+    """``potential`` running its descriptor through ``backend`` (see the module docstring).
+    ``dynamic`` (compiled backends): None, a static graph first and a dynamic-shape one after a
+    change of size (PyTorch's automatic dynamic: right for MD and timing, whose sizes hold); True,
+    dynamic shapes from the first call (a training's validation, whose batches all differ: one
+    compile instead of three)."""
     check_backend(backend, potential.scale.device)
     plain = getattr(potential, "_descriptor_runner", None) is None and getattr(potential, "_call_graphs", None) is None
     if backend == "eager" and plain:
         return potential
     new = copy.copy(potential)                      # a new object over the same modules and tensors
     neighbor_sum, mode = _parts(backend)
-    runner = None if backend == "eager" else _DescriptorRunner(potential.descriptor, neighbor_sum, mode)
+    runner = None if backend == "eager" else _DescriptorRunner(potential.descriptor, neighbor_sum, mode, dynamic)
     object.__setattr__(new, "_descriptor_runner", runner)
     object.__setattr__(new, "_call_graphs", None)   # a copy of a recording potential records nothing of its
     object.__setattr__(new, "backend", backend)

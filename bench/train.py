@@ -186,8 +186,9 @@ def train(pot, train_graphs: Sequence[AtomsGraph], valid_graphs: Sequence[AtomsG
         history, first_epoch = st["history"], st["epoch"] + 1
         start -= st["elapsed"]
     # validation through the same backend: with "-cudagraphs", its energy + forces calls replayed
-    # (the EMA weights are updated in place, so the recordings stay valid)
-    ema_stepper = with_backend(ema.module, backend)
+    # (the EMA weights are updated in place, so the recordings stay valid); compiled, with dynamic
+    # shapes from the first call (its batches differ in size: one compile, not three)
+    ema_stepper = with_backend(ema.module, backend, dynamic=True)
     bar = tqdm(range(first_epoch, cfg.max_epochs), desc=desc, disable=not progress, leave=False)
     epoch = first_epoch - 1
     try:

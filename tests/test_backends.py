@@ -149,6 +149,33 @@ def test_compiled_trainings_of_a_sweep_share_their_graphs_and_keep_their_own_wei
     assert entries == [1, 2, 2, 2], entries                # one graph per descriptor, whatever the size
 
 
+def test_a_training_validation_compiles_its_descriptor_once_for_every_size(monkeypatch):
+    """``with_backend(..., dynamic=True)`` (a training's validation, batches of every size): one
+    compiled descriptor graph serves two sizes, with eager's numbers; the default (MD, timing) makes
+    a static graph first, then a dynamic one. Traced with dynamo's eager backend (its guards decide
+    the entries, whatever compiles)."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    real = torch.compile
+
+    def traced_only(fn, **kw):
+        kw.pop("options", None)
+        kw.pop("mode", None)
+        return real(fn, backend="eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", traced_only)
+    torch.manual_seed(0)
+    pot = build("cace", elements=[1, 8], readout=(8,), **KW).double()
+    code = type(pot.descriptor).forward.__code__
+    for dynamic, want in ((True, 1), (None, 2)):
+        torch._dynamo.reset()
+        fast = with_backend(pot, "compile", dynamic=dynamic)
+        for graph in _graphs(torch.float64):
+            ref, out = pot(graph), fast(graph)
+            assert relative_error(out["forces"], ref["forces"]) < 1e-12 and relative_error(out["energy"], ref["energy"]) < 1e-12
+        assert len(_debug_get_cache_entry_list(code)) == want, (dynamic, len(_debug_get_cache_entry_list(code)))
+
+
 def _assert_training_parity(kind, dtype, device, rtol):
     """``compile``'s energies, forces and force-loss weight gradient against eager's (relative)."""
     from bench.tasks.timing import training_result
