@@ -74,6 +74,16 @@ def paired_bootstrap_difference(a, b, *, n: int = N_BOOTSTRAP, seed: int = 0) ->
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def _seed_masks(seeds) -> list[np.ndarray]:
+    """One boolean mask of the pairs per training seed (``seeds``: each pair's seed), in seed order;
+    [] without seeds or with one (no interval over seeds to take)."""
+    if seeds is None:
+        return []
+    seeds = np.asarray(seeds)
+    distinct = np.unique(seeds)
+    return [seeds == s for s in distinct] if len(distinct) >= 2 else []
+
+
 def error_verdict(task: str, cace_errors, sph_errors, basis: str, smoke: bool = False, seeds=None) -> Verdict:
     """Lower is better; ``*_errors`` are per-structure errors, paired by position. ``seeds``: the
     training seed behind each pair. With two or more seeds a winner also needs the interval over
@@ -86,12 +96,10 @@ def error_verdict(task: str, cace_errors, sph_errors, basis: str, smoke: bool = 
     r, lo, hi = paired_bootstrap_ratio(cace_errors, sph_errors)
     span = f"CACE / spherical = {r:.2f} (95% interval {_bound(lo)}-{_bound(hi)}"
     below, above = hi < 1, lo > 1
-    distinct = [] if seeds is None else sorted(set(np.asarray(seeds).tolist()))
-    if len(distinct) >= 2:
-        seeds = np.asarray(seeds)
-        d = [np.log(cace_errors[seeds == s].mean() / sph_errors[seeds == s].mean()) for s in distinct]
-        rs, los, his = ratio_over_seeds(d)
-        span += f" over structures; {rs:.2f}, {_bound(los)}-{_bound(his)} over {len(distinct)} seeds"
+    masks = _seed_masks(seeds)
+    if masks:
+        rs, los, his = ratio_over_seeds([np.log(cace_errors[m].mean() / sph_errors[m].mean()) for m in masks])
+        span += f" over structures; {rs:.2f}, {_bound(los)}-{_bound(his)} over {len(masks)} seeds"
         below, above = below and his < 1, above and los > 1
     span += ")"
     if below:
@@ -135,11 +143,10 @@ def survival_verdict(task: str, cace_ttf, sph_ttf, length_fs: float, basis: str,
     d, lo, hi = paired_bootstrap_difference(cace_ttf, sph_ttf)
     span = f"mean time to failure CACE - spherical = {d:+.0f} fs (95% interval {lo:+.0f} to {hi:+.0f}"
     above, below = lo > 0, hi < 0
-    distinct = [] if seeds is None else sorted(set(np.asarray(seeds).tolist()))
-    if len(distinct) >= 2:
-        seeds = np.asarray(seeds)
-        ds, los, his = mean_over_seeds([(cace_ttf[seeds == s] - sph_ttf[seeds == s]).mean() for s in distinct])
-        span += f" over replicas; {ds:+.0f}, {los:+.0f} to {his:+.0f} over {len(distinct)} training seeds"
+    masks = _seed_masks(seeds)
+    if masks:
+        ds, los, his = mean_over_seeds([(cace_ttf[m] - sph_ttf[m]).mean() for m in masks])
+        span += f" over replicas; {ds:+.0f}, {los:+.0f} to {his:+.0f} over {len(masks)} training seeds"
         above, below = above and los > 0, below and his < 0
     span += ")"
     if above:
