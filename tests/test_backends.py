@@ -113,7 +113,21 @@ def test_compile_backend_takes_a_force_loss_training_step_on_cuda(kind, dtype):
     _assert_training_parity(kind, dtype, "cuda", rtol=1e-5 if dtype == torch.float32 else 1e-10)
 
 
-def test_compiled_trainings_of_a_sweep_share_their_graphs_and_keep_their_own_weights(monkeypatch):
+@pytest.fixture
+def dynamo_traces_only(monkeypatch):
+    """``torch.compile`` with dynamo's eager backend: the graphs are traced and guarded as under
+    Inductor (the guards, hence the cache entries, are dynamo's), and nothing is compiled."""
+    real = torch.compile
+
+    def traced_only(fn, **kw):
+        kw.pop("options", None)
+        kw.pop("mode", None)
+        return real(fn, backend="eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", traced_only)
+
+
+def test_compiled_trainings_of_a_sweep_share_their_graphs_and_keep_their_own_weights(dynamo_traces_only):
     """A sweep trains many potentials in one process (a front: variants x weights x seeds), each with
     its own compiled force-loss step on batches of several sizes. Dynamo's entries for the shared
     function must not grow with their number (guards on a potential's identity would reach
@@ -127,14 +141,6 @@ def test_compiled_trainings_of_a_sweep_share_their_graphs_and_keep_their_own_wei
     import bench.backends as backends
     from bench.tasks.timing import training_result
 
-    real = torch.compile
-
-    def traced_only(fn, **kw):
-        kw.pop("options", None)
-        kw.pop("mode", None)
-        return real(fn, backend="eager", **kw)
-
-    monkeypatch.setattr(torch, "compile", traced_only)
     torch._dynamo.reset()
     entries = []
     for seed in range(4):
@@ -149,21 +155,13 @@ def test_compiled_trainings_of_a_sweep_share_their_graphs_and_keep_their_own_wei
     assert entries == [1, 2, 2, 2], entries                # one graph per descriptor, whatever the size
 
 
-def test_a_training_validation_compiles_its_descriptor_once_for_every_size(monkeypatch):
+def test_a_training_validation_compiles_its_descriptor_once_for_every_size(dynamo_traces_only):
     """``with_backend(..., dynamic=True)`` (a training's validation, batches of every size): one
     compiled descriptor graph serves two sizes, with eager's numbers; the default (MD, timing) makes
     a static graph first, then a dynamic one. Traced with dynamo's eager backend (its guards decide
     the entries, whatever compiles)."""
     from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
-    real = torch.compile
-
-    def traced_only(fn, **kw):
-        kw.pop("options", None)
-        kw.pop("mode", None)
-        return real(fn, backend="eager", **kw)
-
-    monkeypatch.setattr(torch, "compile", traced_only)
     torch.manual_seed(0)
     pot = build("cace", elements=[1, 8], readout=(8,), **KW).double()
     code = type(pot.descriptor).forward.__code__
