@@ -174,6 +174,30 @@ def test_a_training_validation_compiles_its_descriptor_once_for_every_size(dynam
         assert len(_debug_get_cache_entry_list(code)) == want, (dynamic, len(_debug_get_cache_entry_list(code)))
 
 
+def test_a_compiled_training_compiles_its_step_and_its_validation_once(dynamo_traces_only):
+    """``train(..., backend="compile")`` over batches and validation sets of several sizes: one
+    graph for the step and one for validation's descriptor (``with_backend(..., dynamic=True)``),
+    where static first graphs took two and three."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    import bench.backends as backends
+    from bench.train import TrainConfig, train
+
+    rng = np.random.default_rng(5)
+    graphs = []
+    for n in (5, 6, 7, 8, 9, 10, 11, 12):                  # batches of two: four training, two validation shapes
+        g = AtomsGraph.from_atoms(random_periodic(rng, [1, 8], n=n), KW["cutoff"], dtype=torch.float64)
+        graphs.append(g.replace(energy=torch.tensor([rng.normal()], dtype=torch.float64),
+                                forces=torch.tensor(rng.normal(size=(g.n_atoms, 3)), dtype=torch.float64)))
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    pot = build("cace", elements=[1, 8], readout=(8,), **KW).double()
+    train(pot, graphs[:4], graphs[4:], TrainConfig(max_epochs=2, batch_size=2), progress=False, backend="compile")
+    entries = [len(_debug_get_cache_entry_list(code)) for code in
+               (backends._atomic_energies_and_forces.__code__, type(pot.descriptor).forward.__code__)]
+    assert entries == [1, 1], entries
+
+
 def _assert_training_parity(kind, dtype, device, rtol):
     """``compile``'s energies, forces and force-loss weight gradient against eager's (relative)."""
     from bench.tasks.timing import training_result
