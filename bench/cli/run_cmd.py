@@ -68,8 +68,9 @@ def _train_options(p) -> None:
                    help="how training steps run (bench.backends): the descriptor eager, or fused (the Triton "
                         "kernels, differentiable twice; CUDA); '-cudagraphs' (CUDA): each whole step, Adam "
                         "included, replayed from a CUDA graph (bench.train_step); compile: energies and forces "
-                        "compiled together by torch.compile (faster steps after about a minute of compiling a "
-                        "shape). The same weights and numbers; every training record names it (default eager)")
+                        "compiled together by torch.compile (faster steps after about a minute of compiling, once "
+                        "for every batch size). The same weights and numbers; every training record names it "
+                        "(default eager)")
 
 
 def _common(p) -> None:
