@@ -252,7 +252,7 @@ def test_the_stability_verdict_of_quick_trained_potentials_is_a_smoke_test():
     """MD with potentials from a quick-budget training decides nothing, as their accuracy rows do
     not: the stability verdict says "(smoke test)" exactly where the data set's accuracy runs are
     smoke tests."""
-    from bench.report.build import _stability_verdicts
+    from bench.report.stability_section import stability_verdicts
     from bench.train import SMOKE_MAX_EPOCHS
 
     def runs(epochs):
@@ -264,6 +264,6 @@ def test_the_stability_verdict_of_quick_trained_potentials_is_a_smoke_test():
               for k in ("cace", "spherical") for s in (0, 1)]
         return acc + md
 
-    quick, full = _stability_verdicts(runs(SMOKE_MAX_EPOCHS)), _stability_verdicts(runs(500))
+    quick, full = stability_verdicts(runs(SMOKE_MAX_EPOCHS)), stability_verdicts(runs(500))
     assert [v.row()[1] for v in quick] == ["no clear difference (smoke test)"]
     assert [v.row()[1] for v in full] == ["no clear difference"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from bench.report.build import _speed_verdicts
+from bench.report.speed_section import speed_verdicts
 from bench.report.verdict import error_verdict, speed_verdict, survival_verdict
 
 
@@ -79,7 +79,7 @@ def test_speed_verdicts_read_the_headline_records():
                 "setting": {"sweep": "atoms", "dtype": "float32", "n_atoms": n}}
     df = pd.DataFrame([rec(192, 1.5, 0.1), rec(1536, 1.01, 0.2),
                        {**rec(1536, 9.0, 0.1), "mode": "descriptor"}])            # another mode: ignored
-    v = {x.task: x for x in _speed_verdicts(df)}
+    v = {x.task: x for x in speed_verdicts(df)}
     assert v["speed, energy + forces, 192 atoms, float32, X"].winner == "cace"
     assert v["speed, energy + forces, 1536 atoms, float32, X"].winner is None
 
@@ -94,7 +94,7 @@ def test_a_noisy_speed_point_decides_nothing_and_names_the_load():
                         "backend_cace": "eager", "backend_spherical": "eager", "prov.device_name": "X",
                         "prov.load_avg_1m": 7.5, "prov.cpu_count": 2,
                         "setting": {"sweep": "atoms", "dtype": "float32", "n_atoms": 192}}])
-    (w,) = _speed_verdicts(df)
+    (w,) = speed_verdicts(df)
     assert w.winner is None and "load average 7.5 on 2 CPUs" in w.effect
 
 
