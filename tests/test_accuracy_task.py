@@ -124,6 +124,20 @@ def test_interrupt_keeps_best_checkpoint_and_finished_runs(data_file, tmp_path, 
     assert len(list(store.runs_dir.glob("*.json"))) == 2 and not list(store.artifacts_dir.glob("*/train-state.pt"))
 
 
+def test_a_report_of_trainings_stopped_before_any_finished_says_to_run_the_command_again(tmp_path):
+    """What the GPU script's first accuracy part leaves (every training stopped part-way with its
+    state kept, no run finished): the report says so and how to go on, not that there are no results."""
+    store = ResultsStore(tmp_path / "res")
+    with pytest.raises(ResultsError, match="no results to report"):
+        build_report(store.root, tmp_path / "report")
+    for name in ("a", "b"):
+        (store.artifacts_dir / name).mkdir(parents=True)
+        (store.artifacts_dir / name / "train-state.pt").write_bytes(b"")
+    with pytest.raises(ResultsError, match=r"no finished runs to report yet; 2 training\(s\) stopped part-way .*"
+                                           r"run the same command again"):
+        build_report(store.root, tmp_path / "report")
+
+
 def test_report_has_every_section_and_damaged_files_are_clear_errors(data_file, tmp_path, capsys):
     from bench.tasks.timing import TimingSpec
     from bench.tasks import timing

@@ -23,6 +23,17 @@ ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (pip 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_ray_instance():
+    """One local Ray instance for this module's in-process tests: ``run_units`` joins a running
+    instance instead of starting and stopping its own (about 6 s a call here, and a test makes up to
+    three calls). Starting its own is still tested: the killed driver's subprocess starts a separate
+    instance, as a new process always does."""
+    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 def _toy(key: dict) -> dict:
     """The record fields of a toy unit's key (a registered metric is stored for it: epochs)."""
     return {**key, "descriptor": "unit", "dataset": "-", "seed": 0}

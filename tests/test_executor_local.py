@@ -272,10 +272,15 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_trainings_in_the_pool_stopped_by_sigint_resume_in_a_later_run_as_if_never_stopped(tmp_path):
     """The GPU script's full-budget accuracy in parts (``timeout -s INT``, which signals the whole
     process group): two trainings side by side are stopped mid-way, keep their state, and a second
-    run resumes them (not from scratch) and records what one uninterrupted run records."""
+    run resumes them (not from scratch) and records what one uninterrupted run records. ``slow`` (about
+    a minute: three runs of four trainings in subprocesses); the default suite has its parts: a SIGINT
+    to the pool's driver keeps every worker's state (above), an interrupted training resumes to the
+    uninterrupted result (test_front), and the report of stopped trainings says to run again
+    (test_accuracy_task)."""
     import signal
     import subprocess
 
