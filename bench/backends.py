@@ -152,6 +152,17 @@ def training_parts(backend: str) -> tuple[str, bool]:
     return without_cudagraphs(backend), backend.endswith("-cudagraphs")
 
 
+def _compiled_training_unavailable() -> str | None:
+    """Why ``compile`` cannot train with this torch (None where it can): the force-loss step compiles
+    ``torch.autograd.grad`` inside the graph, which needs dynamo's ``trace_autograd_ops`` (torch 2.11
+    and later)."""
+    if hasattr(torch._dynamo.config, "trace_autograd_ops"):
+        return None
+    return (f"training backend 'compile' compiles torch.autograd.grad inside the graph, which needs torch 2.11 or "
+            f"later (torch._dynamo.config.trace_autograd_ops; this is torch {torch.__version__}): pass "
+            "--train-backend eager or fused")
+
+
 def check_training_backend(backend: str, device) -> None:
     """Raise (one line, naming what to pass instead) where ``backend`` cannot train on ``device``:
     checked before a training task starts, not at its first step."""
@@ -167,6 +178,8 @@ def check_training_backend(backend: str, device) -> None:
         check_backend(descriptor_backend, device)
     except BackendUnavailable as err:          # the user's choice, not our bug: an input error
         raise InputError(f"training {err}") from None
+    if descriptor_backend == "compile" and (why := _compiled_training_unavailable()):
+        raise InputError(why)
 
 
 class _DescriptorRunner:
@@ -195,6 +208,8 @@ class _DescriptorRunner:
         force loss: ``_atomic_energies_and_forces`` compiled whole, autograd.grad included, with
         dynamic shapes from the first call (a training's batches differ in size)."""
         if self._training_fn is None:
+            if why := _compiled_training_unavailable():
+                raise BackendUnavailable(why)
             self._training_fn = torch.compile(_atomic_energies_and_forces, fullgraph=True, dynamic=True,
                                               options=INDUCTOR_OPTIONS)
         with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT,

@@ -174,6 +174,25 @@ def test_a_training_validation_compiles_its_descriptor_once_for_every_size(dynam
         assert len(_debug_get_cache_entry_list(code)) == want, (dynamic, len(_debug_get_cache_entry_list(code)))
 
 
+def test_compiled_training_on_a_torch_without_trace_autograd_ops_is_a_clear_error(monkeypatch):
+    """The compiled force-loss step traces torch.autograd.grad (dynamo's trace_autograd_ops, torch 2.11
+    and later); on an older torch, --train-backend compile is a one-line input error before anything
+    runs, and the Python API's first training call says the same (not an AttributeError of dynamo's)."""
+    from bench.backends import check_training_backend
+    from bench.errors import InputError
+
+    check_training_backend("compile", "cpu")
+    monkeypatch.delattr(torch._dynamo.config, "trace_autograd_ops")
+    said = r"needs torch 2\.11 or later .*pass --train-backend eager or fused$"
+    with pytest.raises(InputError, match=said):
+        check_training_backend("compile", "cpu")
+    check_training_backend("eager", "cpu")
+    pot = build("cace", elements=[1, 8], **KW)
+    graph = AtomsGraph.from_atoms(random_periodic(np.random.default_rng(0), [1, 8], n=4), 3.5)
+    with pytest.raises(BackendUnavailable, match=said):
+        with_backend(pot, "compile")(graph, training=True)
+
+
 def test_a_compiled_training_compiles_its_step_and_its_validation_once(dynamo_traces_only):
     """``train(..., backend="compile")`` over batches and validation sets of several sizes: one
     graph for the step and one for validation's descriptor (``with_backend(..., dynamic=True)``),
