@@ -1,5 +1,6 @@
 """Intervals over training seeds (Student t): a mean difference, or a ratio of errors, whose spread
-comes from the seeds (the verdicts of ``bench.report.verdict`` and the front paired by seed)."""
+comes from the seeds (the verdicts of ``bench.report.verdict`` and the front paired by seed); and
+the trapezoid rule, written once for numpy 1.x and 2.x alike."""
 
 from __future__ import annotations
 
@@ -24,3 +25,11 @@ def mean_over_seeds(values, level: float = 0.95) -> tuple[float, float, float]:
 def ratio_over_seeds(log_ratios, level: float = 0.95) -> tuple[float, float, float]:
     """(ratio, low, high) from one ln(a / b) per seed: exp of ``mean_over_seeds`` of the logs."""
     return tuple(float(np.exp(x)) for x in mean_over_seeds(log_ratios, level))
+
+
+def trapezoid(y, x) -> float:
+    """The integral of y over x by the trapezoid rule, sum_k (y_k + y_(k+1)) (x_(k+1) - x_k) / 2 (the
+    survival area of MD runs). numpy 2 names it ``np.trapezoid`` and 1.x ``np.trapz``: the project
+    takes numpy 1.24 and later, so neither name is used."""
+    y, x = np.asarray(y, float), np.asarray(x, float)
+    return float(((y[1:] + y[:-1]) * np.diff(x)).sum() / 2)

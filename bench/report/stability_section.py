@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..kinds import COMPARED
+from ..stats import trapezoid
 from ..train import is_smoke
 from . import plots
 from .doc import Doc
@@ -66,7 +67,7 @@ def stability_section(doc: Doc, runs: list[dict]) -> None:
                 frac = np.array([(np.where(np.array(failed), ttf, np.inf) > t).mean() for t in times])
                 curves[kind] = (times, frac)
                 rows.append([f"{temperature:.0f}", NAMES.get(kind, kind), f"{sum(failed)}/{len(ks)}",
-                             f"{np.median(ttf):.0f}", f"{np.trapezoid(frac, times) / length:.2f}",
+                             f"{np.median(ttf):.0f}", f"{trapezoid(frac, times) / length:.2f}",
                              f"{np.nanmean(vals['energy_drift']):.2f}" if spec["ensemble"] == "nve" else "- (thermostat)",
                              f"{np.mean(vals['rdf_error']):.2f}" if vals["rdf_error"] else "-", ", ".join(reasons) or "-"])
                 art = ks[0]["artifacts"]

@@ -26,6 +26,7 @@ from ase import units as ase_units
 from ase.calculators.emt import EMT
 
 from ..errors import InputError
+from ..stats import trapezoid
 from .rdf import atom_fractions, rdf, rdf_distance
 
 ENSEMBLES = ("nvt-langevin", "nvt-berendsen", "nve")
@@ -193,7 +194,7 @@ def summarise(results: list[dict]) -> dict:
     ttf = np.array([r["failure_time_fs"] if r["failure_time_fs"] is not None else length for r in results])
     times = np.linspace(0.0, length, 201)
     return {"median_time_to_failure_fs": float(np.median(ttf)),
-            "survival_area": float(np.trapezoid(survival(results, times), times) / length),
+            "survival_area": trapezoid(survival(results, times), times) / length,
             "n_failed": int(sum(r["failure_time_fs"] is not None for r in results)), "n_runs": len(results)}
 
 
