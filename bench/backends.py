@@ -51,6 +51,7 @@ import copy
 import torch
 
 from .errors import InputError
+from .versions import COMPILE_MIN_TORCH, dotted, major_minor
 
 BACKENDS = ("eager", "compile", "compile-cudagraphs", "fused", "compile-fused", "compile-fused-cudagraphs",
             "eager-cudagraphs", "fused-cudagraphs")
@@ -68,12 +69,22 @@ RECOMPILE_LIMIT = 64        # compiled graphs per code object (see _DescriptorRu
 INDUCTOR_OPTIONS = {"cpp.enable_loop_tail_vec": False}
 
 
+def compile_unavailable() -> str | None:
+    """Why this torch cannot run the compiled backends (None where it can), in one line."""
+    if major_minor(torch.__version__) >= COMPILE_MIN_TORCH:
+        return None
+    return f"torch.compile of this model needs torch {dotted(COMPILE_MIN_TORCH)} or later (this is torch {torch.__version__})"
+
+
 class BackendUnavailable(RuntimeError):
     """The backend cannot run this call here (a device or a derivative it does not support)."""
 
 
 def default_backend(device) -> str:
-    return DEFAULT_CUDA if torch.device(device).type == "cuda" else DEFAULT_CPU
+    """The backend a call runs through unless told: compile on CUDA (eager where this torch cannot
+    compile the model), eager on the CPU."""
+    cuda = torch.device(device).type == "cuda"
+    return DEFAULT_CUDA if cuda and compile_unavailable() is None else DEFAULT_CPU
 
 
 def timed_backends(device) -> tuple:
@@ -131,6 +142,8 @@ def check_backend(backend: str, device) -> None:
     if backend.endswith("cudagraphs") and device.type != "cuda":
         raise BackendUnavailable(f"backend {backend!r} needs CUDA (device is {device}); "
                                  f"pass --backend {without_cudagraphs(backend)} or eager")
+    if _parts(backend)[1] is not None and (why := compile_unavailable()):
+        raise BackendUnavailable(f"backend {backend!r}: {why}; pass --backend eager or fused")
     if "fused" in backend:
         from .nn.neighbor_sum_triton import check_device as check_kernel_device
 
@@ -152,17 +165,6 @@ def training_parts(backend: str) -> tuple[str, bool]:
     return without_cudagraphs(backend), backend.endswith("-cudagraphs")
 
 
-def _compiled_training_unavailable() -> str | None:
-    """Why ``compile`` cannot train with this torch (None where it can): the force-loss step compiles
-    ``torch.autograd.grad`` inside the graph, which needs dynamo's ``trace_autograd_ops`` (torch 2.11
-    and later)."""
-    if hasattr(torch._dynamo.config, "trace_autograd_ops"):
-        return None
-    return (f"training backend 'compile' compiles torch.autograd.grad inside the graph, which needs torch 2.11 or "
-            f"later (torch._dynamo.config.trace_autograd_ops; this is torch {torch.__version__}): pass "
-            "--train-backend eager or fused")
-
-
 def check_training_backend(backend: str, device) -> None:
     """Raise (one line, naming what to pass instead) where ``backend`` cannot train on ``device``:
     checked before a training task starts, not at its first step."""
@@ -178,8 +180,6 @@ def check_training_backend(backend: str, device) -> None:
         check_backend(descriptor_backend, device)
     except BackendUnavailable as err:          # the user's choice, not our bug: an input error
         raise InputError(f"training {err}") from None
-    if descriptor_backend == "compile" and (why := _compiled_training_unavailable()):
-        raise InputError(why)
 
 
 class _DescriptorRunner:
@@ -208,8 +208,6 @@ class _DescriptorRunner:
         force loss: ``_atomic_energies_and_forces`` compiled whole, autograd.grad included, with
         dynamic shapes from the first call (a training's batches differ in size)."""
         if self._training_fn is None:
-            if why := _compiled_training_unavailable():
-                raise BackendUnavailable(why)
             self._training_fn = torch.compile(_atomic_energies_and_forces, fullgraph=True, dynamic=True,
                                               options=INDUCTOR_OPTIONS)
         with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT,

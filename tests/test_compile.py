@@ -11,10 +11,12 @@ import torch
 from bench.graph import AtomsGraph
 from bench.potential import build
 from bench.testing import random_periodic
+from bench.testing.requirements import needs_compile
 
 KW = dict(cutoff=3.5, n_rbf=4, n_embed=2, n_radial=3, l_max=3, nu_max=3, n_layers=1, messages=("M", "Ar", "Bchi"))
 
 
+@needs_compile
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_compiled_equals_eager(kind):
     torch._dynamo.reset()

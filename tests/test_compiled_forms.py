@@ -14,6 +14,7 @@ from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 
 from bench.testing import relative_error
+from bench.testing.requirements import needs_compile
 
 MATMULS = {"mm", "bmm", "addmm", "baddbmm", "einsum", "matmul"}
 
@@ -46,6 +47,7 @@ def _eager_value_and_grad(module, x):
     return y, grad
 
 
+@needs_compile
 def test_edge_vectors_compile_without_a_matrix_product():
     """r_ij = x_j - x_i + S_ij @ cell: no batched product of 1x3 by 3x3 matrices per edge in the
     compiled graph (cuBLAS ran it as 13 gemv launches at 860k edges), the eager numbers, and the
@@ -74,6 +76,7 @@ def test_edge_vectors_compile_without_a_matrix_product():
         assert not _aten_ops(gm) & MATMULS, _aten_ops(gm) & MATMULS
 
 
+@needs_compile
 @pytest.mark.parametrize("plain", [False, True])
 def test_symmetrisation_backward_compiles_for_the_cpu_without_a_scatter(plain):
     """Compiled for the CPU, the symmetrisation's backward has no index_add (Inductor's CPU code made

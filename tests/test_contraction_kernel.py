@@ -6,11 +6,11 @@ under the ``gpu`` marker."""
 import pytest
 import torch
 
-from bench.nn import neighbor_sum_triton as nst
 from bench.parity import relative_error
 from bench.potential import build
+from bench.testing.requirements import needs_fused_kernels
 
-pytestmark = pytest.mark.skipif(not nst.available(), reason="needs Triton (pip install triton)")
+pytestmark = needs_fused_kernels
 DEVICES = [pytest.param("cpu")] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if torch.cuda.is_available() else [])
 
 CASES = [(kind, l_max, nu_max) for kind in ("cace", "spherical") for l_max, nu_max in ((3, 3), (2, 4), (4, 2), (1, 1))]

@@ -15,6 +15,7 @@ from bench.md import BatchedMD
 from bench.potential import build
 from bench.testing import random_cluster, random_periodic
 from bench.testing.mixin import relative_error
+from bench.testing.requirements import needs_compile, needs_fused_kernels
 
 SMALL = dict(cutoff=3.5, n_rbf=4, n_embed=2, n_radial=3, l_max=2, nu_max=2, n_layers=1, messages=("M", "Ar", "Bchi"))
 
@@ -117,6 +118,7 @@ def test_padded_graph_gives_the_same_energy_forces_stress_and_parameter_gradient
         assert torch.isfinite(b).all() and relative_error(b, a) < 1e-10
 
 
+@needs_fused_kernels
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_fused_kernels_on_a_padded_graph_equal_eager_on_the_unpadded(kind):
     """The fused sums read the padded rows (CSR) in Triton's interpreter without a GPU."""
@@ -174,6 +176,7 @@ def test_md_pads_by_default_only_under_a_backend_that_replays_cuda_graphs(monkey
     assert md.pad_edges and md.graph.n_edges == edge_bucket(int(md.graph.edge_mask.sum()))
 
 
+@needs_compile
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_compiled_descriptor_on_a_padded_graph_equals_eager_on_the_unpadded(kind):
@@ -187,6 +190,7 @@ def test_compiled_descriptor_on_a_padded_graph_equals_eager_on_the_unpadded(kind
         assert relative_error(out[key], ref[key]) < 1e-12, key
 
 
+@needs_compile
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("backend", ["compile-cudagraphs", "compile-fused-cudagraphs"])

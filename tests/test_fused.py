@@ -14,8 +14,9 @@ from bench.graph import AtomsGraph
 from bench.nn import neighbor_sum_triton as nst
 from bench.potential import build
 from bench.testing import PotentialTests, random_periodic, relative_error
+from bench.testing.requirements import needs_compile, needs_fused_kernels
 
-pytestmark = pytest.mark.skipif(not nst.available(), reason="needs Triton (pip install triton)")
+pytestmark = needs_fused_kernels
 
 SMALL = dict(cutoff=3.5, n_rbf=4, n_embed=2, n_radial=3, l_max=3, nu_max=3, n_layers=2, messages=("M", "Ar", "Bchi"))
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -267,6 +268,7 @@ def test_fused_backend_takes_a_force_loss_training_step_like_eager(kind, device)
         with_backend(pot, "compile-fused")(graph, training=True)
 
 
+@needs_compile
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_compile_fused_backend_equals_eager(kind):

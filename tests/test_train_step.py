@@ -15,6 +15,7 @@ from bench.graph import AtomsGraph, collate
 from bench.potential import build
 from bench.testing import random_periodic
 from bench.train_step import TrainStep, conform_optimizer, make_optimizer, set_lr
+from bench.testing.requirements import needs_compile
 
 SMALL = dict(cutoff=3.0, n_rbf=3, n_embed=2, n_radial=2, l_max=2, nu_max=2, n_layers=1, readout=(4,))
 RECIPE = dict(lr=1e-2, force_weight=100.0, clip_norm=10.0)
@@ -79,6 +80,7 @@ def test_padded_static_step_is_the_eager_step(kind):
     assert 1 < graphed.n_recordings < len(batches) and graphed.replays > 0 and graphed.eager_steps == 0
 
 
+@needs_compile
 @pytest.mark.slow
 def test_the_compiled_step_is_the_eager_step():
     """--train-backend compile (energies and forces compiled together, bench.backends): the eager

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.benchmarks.written_bytes import written_by, written_per_atom
-from bench.nn import neighbor_sum_triton as nst
+from bench.testing.requirements import needs_fused_kernels
 
 
 def test_views_write_nothing_copies_and_in_place_writes_count():
@@ -25,7 +25,7 @@ def test_views_write_nothing_copies_and_in_place_writes_count():
     assert sorted(op for _, _, op, _ in r["top"]) == ["aten.add_.Tensor", "aten.clone.default", "aten.mul.Tensor"]
 
 
-@pytest.mark.skipif(not nst.available(), reason="needs Triton (pip install triton)")
+@needs_fused_kernels
 @pytest.mark.parametrize("kind,kb,operators", [("cace", 998, 563), ("spherical", 922, 567)])
 def test_the_fused_training_step_writes_what_it_wrote_when_measured(kind, kb, operators):
     """Water preset, 192 atoms, float32, emulated kernels: within 1% of the count when written

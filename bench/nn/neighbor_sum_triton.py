@@ -40,6 +40,8 @@ import os
 
 import torch
 
+from ..versions import FUSED_MIN_TRITON, dotted, major_minor
+
 try:
     import triton
 except ImportError:                      # the dense path needs no Triton; the fused one says so
@@ -47,7 +49,8 @@ except ImportError:                      # the dense path needs no Triton; the f
 
 
 def available() -> bool:
-    return triton is not None
+    """Triton is installed, in a version the kernels are tested with (``FUSED_MIN_TRITON``)."""
+    return triton is not None and major_minor(triton.__version__) >= FUSED_MIN_TRITON
 
 
 def _next_pow2(n: int) -> int:
@@ -159,6 +162,9 @@ def check_device(device) -> None:
     if torch.device(device).type != "cuda" and not interpreting():
         raise RuntimeError(f"the fused neighbour sum runs on CUDA (device is {torch.device(device)}); on the CPU "
                            "only in Triton's interpreter, for tests: set TRITON_INTERPRET=1 before Python starts")
+    if not available():
+        raise RuntimeError(f"the fused kernels need Triton {dotted(FUSED_MIN_TRITON)} or later (this is Triton "
+                           f"{triton.__version__}); upgrade it, or use the dense path (backend 'eager' or 'compile')")
 
 
 QB = 4      # angular components per program: 20 = 5 x 4 (CACE, l_max 3), 16 = 4 x 4 (spherical): no padding
