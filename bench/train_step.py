@@ -122,7 +122,7 @@ class TrainStep:
 
     def _keep_rates(self) -> None:
         """Each group's rate stays a tensor where the optimiser is capturable: a schedule that assigns
-        a float in its place (``ReduceLROnPlateau`` in older torch releases; torch>=2.2 is allowed)
+        a float in its place (``ReduceLROnPlateau`` in older torch releases; torch>=2.5 is allowed)
         would leave a recorded step reading the old tensor, its rate never changed, so the float is
         written into that tensor and the tensor put back. A new tensor is adopted (and, through
         ``_watched``, drops the recordings)."""

@@ -12,6 +12,7 @@ from bench.cli.main import main
 from bench.data.builtin_sets import EMTAlloyRecipe, make_emt_alloy
 from bench.report import build_report
 from bench.results.store import ResultsError, ResultsStore
+from bench.testing.requirements import needs_fused_kernels
 from bench.tasks import accuracy
 from bench.tasks.accuracy import AccuracySpec, DataSpec
 from bench.train import TrainConfig
@@ -497,6 +498,7 @@ def test_the_accuracy_table_bolds_only_differences_beyond_the_seed_spread(tmp_pa
 
 
 @pytest.mark.slow
+@needs_fused_kernels
 def test_fused_training_gives_eagers_numbers_and_records_its_backend(data_file, tmp_path):
     """--train-backend fused: one float64 epoch through the fused kernels (Triton's interpreter here)
     ends with eager's errors (the same weights, steps and double backward, to rounding), and the
@@ -504,10 +506,6 @@ def test_fused_training_gives_eagers_numbers_and_records_its_backend(data_file, 
     backward's parity itself is in the default suite, tests/test_fused.py)."""
     from dataclasses import replace
 
-    from bench.nn import neighbor_sum_triton as nst
-
-    if not nst.available():
-        pytest.skip("needs Triton (pip install triton)")
     one = replace(TRAIN, max_epochs=1, dtype="float64")
     runs = {}
     for backend in ("eager", "fused"):

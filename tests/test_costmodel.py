@@ -8,6 +8,7 @@ from bench.costmodel import MODE_FACTORS, counted_matmul_flops, potential_stages
 from bench.graph import AtomsGraph
 from bench.potential import build
 from bench.structures import water_box
+from bench.testing.requirements import needs_fused_kernels
 
 
 def _case(kind, preset, repeat=1, **kw):
@@ -56,6 +57,7 @@ def test_cost_scales_exactly_with_supercell_size():
     assert 0 < a["intensity"] == pytest.approx(b["intensity"], rel=0.01)
 
 
+@needs_fused_kernels
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_fused_cost_model_counts_the_matmuls_left_around_the_kernels(kind):
     """With the fused kernels (Triton, in the interpreter without a GPU) torch executes only the
@@ -65,11 +67,8 @@ def test_fused_cost_model_counts_the_matmuls_left_around_the_kernels(kind):
     import numpy as np
 
     from bench.backends import with_backend
-    from bench.nn import neighbor_sum_triton as nst
     from bench.testing import random_periodic
 
-    if not nst.available():
-        pytest.skip("needs Triton")
     torch.manual_seed(0)
     pot = build(kind, elements=[1, 8], preset="water", cutoff=3.0)
     graph = AtomsGraph.from_atoms(random_periodic(np.random.default_rng(0), [1, 8], n=6), 3.0, dtype=torch.float32)
