@@ -224,6 +224,31 @@ def test_fused_kernels_on_a_triton_older_than_they_are_tested_with_say_so(monkey
         check_backend("fused", "cpu")
 
 
+def test_fused_kernels_in_an_interpreter_that_numpy_2_5_breaks_say_so(monkeypatch):
+    """Triton 3.6's interpreter (torch 2.11's Triton) fails every fused kernel under numpy 2.5 (it
+    turns a one-element array into an int, which numpy 2.5 refuses): there the fused backends are
+    refused on the CPU in one line naming the versions that work; Triton 3.7, an older numpy, or
+    compiled kernels on CUDA are not refused."""
+    from bench.nn import neighbor_sum_triton as nst
+
+    if nst.triton is None:
+        pytest.skip("needs Triton (pip install -e '.[test]')")
+    monkeypatch.setattr(nst, "interpreting", lambda: True)
+    monkeypatch.setattr(nst.triton, "__version__", "3.6.0")
+    monkeypatch.setattr(nst.np, "__version__", "2.5.2")
+    said = r"Triton 3\.6\.0's interpreter cannot run the fused kernels under numpy 2\.5\.2 \(it needs Triton 3\.7"
+    with pytest.raises(RuntimeError, match=said + ".*use the dense path"):
+        nst.check_device("cpu")
+    with pytest.raises(BackendUnavailable, match=r"backend 'fused': " + said):
+        check_backend("fused", "cpu")
+    nst.check_device("cuda")                                # compiled kernels: no interpreter
+    for triton_version, numpy_version in (("3.7.0", "2.5.2"), ("3.6.0", "2.4.4"), ("3.6.0", "1.26.4")):
+        monkeypatch.setattr(nst.triton, "__version__", triton_version)
+        monkeypatch.setattr(nst.np, "__version__", numpy_version)
+        assert nst.interpreter_unusable() is None
+        nst.check_device("cpu")
+
+
 @needs_compile
 def test_a_compiled_training_compiles_its_step_and_its_validation_once(dynamo_traces_only):
     """``train(..., backend="compile")`` over batches and validation sets of several sizes: one

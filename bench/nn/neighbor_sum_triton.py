@@ -38,9 +38,10 @@ for parity tests on small graphs, which is how CI checks them without a GPU).
 import functools
 import os
 
+import numpy as np
 import torch
 
-from ..versions import FUSED_MIN_TRITON, dotted, major_minor
+from ..versions import FUSED_MIN_TRITON, INTERPRETER_MIN_TRITON_UNDER_NUMPY_2_5, dotted, major_minor
 
 try:
     import triton
@@ -51,6 +52,18 @@ except ImportError:                      # the dense path needs no Triton; the f
 def available() -> bool:
     """Triton is installed, in a version the kernels are tested with (``FUSED_MIN_TRITON``)."""
     return triton is not None and major_minor(triton.__version__) >= FUSED_MIN_TRITON
+
+
+def interpreter_unusable() -> str | None:
+    """Why Triton's interpreter cannot run the kernels here (None where it can, or where it is not
+    chosen): before Triton 3.7 it fails every kernel under numpy 2.5 (``bench.versions``)."""
+    if not available() or not interpreting():
+        return None
+    need = INTERPRETER_MIN_TRITON_UNDER_NUMPY_2_5
+    if major_minor(np.__version__) < (2, 5) or major_minor(triton.__version__) >= need:
+        return None
+    return (f"Triton {triton.__version__}'s interpreter cannot run the fused kernels under numpy {np.__version__} "
+            f"(it needs Triton {dotted(need)} or later there, or numpy below 2.5)")
 
 
 def _next_pow2(n: int) -> int:
@@ -165,6 +178,9 @@ def check_device(device) -> None:
     if not available():
         raise RuntimeError(f"the fused kernels need Triton {dotted(FUSED_MIN_TRITON)} or later (this is Triton "
                            f"{triton.__version__}); upgrade it, or use the dense path (backend 'eager' or 'compile')")
+    if torch.device(device).type != "cuda" and interpreter_unusable() is not None:
+        raise RuntimeError(f"{interpreter_unusable()}; upgrade Triton or downgrade numpy, or use the dense path "
+                           "(backend 'eager' or 'compile')")
 
 
 QB = 4      # angular components per program: 20 = 5 x 4 (CACE, l_max 3), 16 = 4 x 4 (spherical): no padding

@@ -1,6 +1,7 @@
 """Skip marks for tests of paths this torch or Triton cannot run (``bench.versions``): on an older
 torch the compiled backends' tests skip with the reason their backends give, instead of failing
-inside dynamo; without Triton 3.2 the fused kernels' tests skip."""
+inside dynamo; without Triton 3.2, or where Triton's interpreter cannot run them, the fused kernels'
+tests skip."""
 
 from __future__ import annotations
 
@@ -11,5 +12,15 @@ from ..nn import neighbor_sum_triton as nst
 from ..versions import FUSED_MIN_TRITON, dotted
 
 needs_compile = pytest.mark.skipif(compile_unavailable() is not None, reason=str(compile_unavailable()))
-needs_fused_kernels = pytest.mark.skipif(not nst.available(),
-                                         reason=f"needs Triton {dotted(FUSED_MIN_TRITON)} or later (pip install -e '.[test]')")
+
+
+def _fused_kernels_unavailable() -> str | None:
+    """Why the fused kernels' tests cannot run here: no Triton as recent as they are tested with, or,
+    without a GPU, a Triton interpreter that fails them (``nst.interpreter_unusable``)."""
+    if not nst.available():
+        return f"needs Triton {dotted(FUSED_MIN_TRITON)} or later (pip install -e '.[test]')"
+    return nst.interpreter_unusable()
+
+
+needs_fused_kernels = pytest.mark.skipif(_fused_kernels_unavailable() is not None,
+                                         reason=str(_fused_kernels_unavailable()))
