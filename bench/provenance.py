@@ -78,7 +78,19 @@ def versions() -> dict:
     import bench
 
     return {"python": platform.python_version(), "torch": torch.__version__, "e3nn": e3nn.__version__,
-            "ase": ase.__version__, "numpy": numpy.__version__, "cace_bench": bench.__version__}
+            "ase": ase.__version__, "numpy": numpy.__version__, "triton": _installed("triton"),
+            "cace_bench": bench.__version__}
+
+
+def _installed(name: str) -> str | None:
+    """``name``'s installed version, read without importing it (None where it is not installed):
+    Triton's, which builds or interprets the fused kernels, belongs beside torch's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 def config_hash(config: dict) -> str:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bench.errors import InputError
+from bench.nn import neighbor_sum_triton as nst
 from bench.results.store import ResultsStore
 from bench.tasks import timing
 from bench.tasks.timing import TimingSpec, mode_call, setup
@@ -32,6 +33,7 @@ def test_records_of_a_sweep_with_provenance_and_cost(tmp_path, monkeypatch):
                 assert rec["value"] > 0 and len(rec["samples"]) == 2 and rec["unit"] == "ms"
                 assert rec["cost"]["flops"] > 0 and rec["cost"]["achieved_flops_per_s"] > 0
                 assert rec["provenance"]["versions"]["e3nn"] and rec["provenance"]["threads"] == 2
+                assert rec["provenance"]["versions"]["triton"] == (nst.triton.__version__ if nst.triton else None)
         ratios = [r for r in recs if r["metric"] == "speed_ratio_spherical_over_cace"]
         assert sorted(r["mode"] for r in ratios) == sorted(timing.MODES)
         assert any(r["metric"] == "time_neighbor_list" for r in recs)
@@ -288,9 +290,11 @@ def test_the_report_says_what_was_checked_against_what_and_from_which_size_a_bac
                                                       "error": "out of memory"} for k in ("cace", "spherical")],
                  "neighbor_list": {"median_s": 0.01, "iqr_s": 0.0}}
         key = timing._key(spec, "atoms", {}, repeat, "float32")
-        store.write(key, timing._records(key, point, {"device": "cpu", "device_name": "test", "threads": 2}))
+        store.write(key, timing._records(key, point, {"device": "cpu", "device_name": "test", "threads": 2, "versions":
+                                                      {"torch": "2.13.0", "triton": "3.9.0", "e3nn": "0.6.0"}}))
     _, md_path = build_report(tmp_path / "res", tmp_path / "rep")
     md = md_path.read_text()
+    assert "torch 2.13.0, Triton 3.9.0 (the fused kernels), e3nn 0.6.0." in md
     assert "At 1,536 atoms eager did not fit in memory: the timed backends there were checked against fused" in md
     line = next(x for x in md.splitlines() if x.startswith("| CACE | eager | energy + forces"))
     assert "| 1,536 | out of memory |" in line

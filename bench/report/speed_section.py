@@ -25,10 +25,13 @@ def speed_section(doc: Doc, df: pd.DataFrame) -> None:
     first = t[t.sweep != "ceilings"].iloc[0] if (t.sweep != "ceilings").any() else t.iloc[0]
     prov = first.get("provenance") or {}
     ver = prov.get("versions") or {}
+    fused_timed = t["backend"].astype(str).str.contains("fused").any()
     doc.para(f"Device: {prov.get('device_name', '?')}"
              + (f", {prov.get('threads')} threads" if prov.get("device") == "cpu" else
                 f", TF32 matmul {'on' if prov.get('tf32_matmul') else 'off'}")
-             + f"; torch {ver.get('torch', '?')}, e3nn {ver.get('e3nn', '?')}. Each point: every (descriptor, mode) "
+             + f"; torch {ver.get('torch', '?')}"
+             + (f", Triton {ver['triton']} (the fused kernels)" if ver.get("triton") and fused_timed else "")
+             + f", e3nn {ver.get('e3nn', '?')}. Each point: every (descriptor, mode) "
              "call timed round-robin in one loop after warm-up, median and IQR over the repeats (CUDA events and an "
              "L2 flush on GPU). Modes: descriptor only (no autograd), energy + forces (the MD call), and a training "
              "step (energy and force loss, differentiated with respect to the weights: the double backward). The "
