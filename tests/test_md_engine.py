@@ -187,7 +187,41 @@ def test_the_md_step_benchmark_times_both_descriptors_and_lists_what_cannot_run(
     rows = {(r["descriptor"], r["backend"]): r for r in result["rows"]}
     assert set(rows) == {("cace", "eager"), ("spherical", "eager")}
     assert all(r["finite"] and r["ms_per_step"] > 0 and r["n_atoms"] == 192 for r in rows.values())
+    assert all(r["graphs_compiled_while_timed"] == 0 for r in rows.values())      # eager compiles nothing
     assert {(f["descriptor"], f["backend"]) for f in result["failures"]} == {("cace", "compile-cudagraphs"),
                                                                             ("spherical", "compile-cudagraphs")}
     assert all("needs CUDA" in f["reason"] for f in result["failures"])
     assert "eager" in result["time_spherical_over_cace"] and "unavailable: cace compile-cudagraphs" in format_table(result)
+
+
+def test_the_md_step_benchmark_names_a_timed_block_that_compiled():
+    """A block whose calls compile (here a new shape each block, as a warm-up too short leaves a
+    compiled backend's first rebuilds inside the timing) is counted per engine and flagged in the
+    table; an engine past its compiles counts none."""
+    from bench.benchmarks.md_step import _run_counting_compiles, format_table
+
+    double = torch.compile(lambda x: x.sin() * 2, backend="eager", dynamic=False)
+
+    class Engine:                                  # what the benchmark calls of a BatchedMD: run(steps)
+        def __init__(self, grows):
+            self.size, self.grows = 3, grows
+
+        def run(self, steps):
+            self.size += self.grows
+            double(torch.ones(self.size, steps))
+
+    engines = {"cace/compile": Engine(grows=1), "spherical/compile": Engine(grows=0)}
+    engines["spherical/compile"].run(2)                                        # its one compile, before timing
+    compiled = dict.fromkeys(engines, 0)
+    for _ in range(3):
+        for name, md in engines.items():
+            _run_counting_compiles(md, 2, compiled, name)
+    assert compiled == {"cace/compile": 3, "spherical/compile": 0}
+    row = {"descriptor": "cace", "backend": "compile", "ms_per_step": 1.0, "iqr_ms": 0.1, "rebuilds_per_step": 0.1,
+           "temperature_K": 300.0, "padded": False, "shapes": 4, "finite": True, "graphs_compiled_while_timed": 3}
+    table = format_table({"n_atoms": 192, "provenance": {"device_name": "cpu"}, "neighbor_list": "host", "repeats": 3,
+                          "steps_per_block": 2, "warmup_steps": 2, "rows": [row, {**row, "descriptor": "spherical",
+                                                                                "graphs_compiled_while_timed": 0}],
+                          "time_spherical_over_cace": {}, "failures": []})
+    flagged = [line for line in table.splitlines() if "WHILE TIMED" in line]
+    assert len(flagged) == 1 and flagged[0].startswith("cace") and "COMPILED 3 GRAPH(S)" in flagged[0]

@@ -16,8 +16,9 @@ NVT Langevin (BAOAB) with 0.5 fs steps in float32. Each (descriptor, backend) ha
 each compiled backend's compiles, the dynamic-shape one after the first rebuild among them) blocks of ``--steps`` steps are
 timed round-robin (CUDA events on a GPU), and the result is the median time per step with its
 IQR, with the neighbour-list rebuilds per step during the timed blocks (each rebuild is inside the
-time). Each row gives the distinct (atoms, edges, neighbours) shapes of the potential's calls
-over the run: a backend that replays CUDA graphs gets its neighbour lists padded to bucketed sizes
+time). Each row counts the graphs dynamo compiled during its timed blocks (a warm-up too short
+leaves compiles there; the table then says so) and gives the distinct (atoms, edges, neighbours)
+shapes of the potential's calls over the run, and how many first appeared while timed: a backend that replays CUDA graphs gets its neighbour lists padded to bucketed sizes
 (``bench.graph.pad_edges``), so that a few recordings serve every rebuild. A backend that cannot
 run on the device is listed with its reason. A benchmark: nothing passes or fails by time.
 """
@@ -75,9 +76,10 @@ def run(repeat: int = 5, device: str = "cpu", backends=("eager",), steps: int = 
                 failures.append({"descriptor": kind, "backend": backend, "reason": f"{type(err).__name__}: {err}"[:400]})
                 continue
             engines[name] = md
-    start = {name: (md.n_steps, md.n_rebuilds) for name, md in engines.items()}
-    timing = time_round_robin({name: (lambda md=md: md.run(steps)) for name, md in engines.items()},
-                              device=device, warmup=0, repeats=repeats)
+    start = {name: (md.n_steps, md.n_rebuilds, len(md.shapes)) for name, md in engines.items()}
+    compiled = dict.fromkeys(engines, 0)
+    timing = time_round_robin({name: (lambda name=name, md=md: _run_counting_compiles(md, steps, compiled, name))
+                               for name, md in engines.items()}, device=device, warmup=0, repeats=repeats)
     rows = []
     for name, md in engines.items():
         kind, backend = name.split("/", 1)
@@ -88,6 +90,8 @@ def run(repeat: int = 5, device: str = "cpu", backends=("eager",), steps: int = 
                      "times_ms_per_step": [1e3 * x / steps for x in t["times_s"]],
                      "rebuilds_per_step": n_rebuilds / max(n_steps, 1), "temperature_K": float(md.temperature()[0]),
                      "padded": md.pad_edges, "shapes": len(md.shapes),
+                     "new_shapes_while_timed": len(md.shapes) - start[name][2],
+                     "graphs_compiled_while_timed": compiled[name],
                      "finite": bool(md.finite()[0])})
     ratios = {b: paired_ratio(timing, f"spherical/{b}", f"cace/{b}")["median"] for b in backends
               if f"cace/{b}" in timing and f"spherical/{b}" in timing}
@@ -96,6 +100,17 @@ def run(repeat: int = 5, device: str = "cpu", backends=("eager",), steps: int = 
             "neighbor_list": next(iter(engines.values())).neighbor_list if engines else None,
             "rows": rows, "failures": failures, "time_spherical_over_cace": ratios,
             "provenance": provenance(device, dtype="float32")}
+
+
+def _run_counting_compiles(md, steps: int, compiled: dict, name: str) -> None:
+    """``md.run(steps)``, adding to ``compiled[name]`` the graphs dynamo compiled meanwhile: a timed
+    block that holds a compile (a warm-up too short to pass the first rebuilds) is then named in the
+    result, not folded silently into its median. Reading dynamo's counter costs no device work."""
+    from torch._dynamo.utils import counters
+
+    before = counters["stats"]["unique_graphs"]
+    md.run(steps)
+    compiled[name] += counters["stats"]["unique_graphs"] - before
 
 
 def format_table(result: dict) -> str:
@@ -108,7 +123,9 @@ def format_table(result: dict) -> str:
         shapes = f"{r['shapes']}{' padded' if r['padded'] else ''}"
         lines.append(f"{r['descriptor']:10s} {r['backend']:24s} {r['ms_per_step']:9.2f} {r['iqr_ms']:7.2f} "
                      f"{r['rebuilds_per_step']:14.3f} {r['temperature_K']:7.0f} {shapes:>12s}"
-                     + ("" if r["finite"] else "  NOT FINITE"))
+                     + ("" if r["finite"] else "  NOT FINITE")
+                     + (f"  COMPILED {r['graphs_compiled_while_timed']} GRAPH(S) WHILE TIMED: its time holds compiles, "
+                        "raise --warmup-steps" if r.get("graphs_compiled_while_timed") else ""))
     for b, q in result["time_spherical_over_cace"].items():
         lines.append(f"spherical / CACE, {b}: {q:.2f}")
     for f in result["failures"]:
