@@ -12,7 +12,7 @@ from bench.cli.main import main
 from bench.data.builtin_sets import EMTAlloyRecipe, make_emt_alloy
 from bench.report import build_report
 from bench.results.store import ResultsError, ResultsStore
-from bench.testing.requirements import needs_fused_kernels
+from bench.testing.requirements import needs_fused_kernels_on_cpu
 from bench.tasks import accuracy
 from bench.tasks.accuracy import AccuracySpec, DataSpec
 from bench.train import TrainConfig
@@ -498,7 +498,7 @@ def test_the_accuracy_table_bolds_only_differences_beyond_the_seed_spread(tmp_pa
 
 
 @pytest.mark.slow
-@needs_fused_kernels
+@needs_fused_kernels_on_cpu
 def test_fused_training_gives_eagers_numbers_and_records_its_backend(data_file, tmp_path):
     """--train-backend fused: one float64 epoch through the fused kernels (Triton's interpreter here)
     ends with eager's errors (the same weights, steps and double backward, to rounding), and the

@@ -8,10 +8,10 @@ import torch
 
 from bench.parity import relative_error
 from bench.potential import build
-from bench.testing.requirements import needs_fused_kernels
+from bench.testing.requirements import needs_fused_kernels, needs_fused_kernels_on_cpu
 
 pytestmark = needs_fused_kernels
-DEVICES = [pytest.param("cpu")] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if torch.cuda.is_available() else [])
+DEVICES = [pytest.param("cpu", marks=needs_fused_kernels_on_cpu)] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if torch.cuda.is_available() else [])
 
 CASES = [(kind, l_max, nu_max) for kind in ("cace", "spherical") for l_max, nu_max in ((3, 3), (2, 4), (4, 2), (1, 1))]
 
@@ -64,6 +64,7 @@ def test_kernel_second_derivatives_equal_the_pytorch_contractions(kind, l_max, n
         assert relative_error(a, b) < 1e-12
 
 
+@needs_fused_kernels_on_cpu
 def test_components_no_invariant_reads_get_a_zero_gradient():
     """nu_max 1 keeps only the scalar (q = 0): every other row's gradient is exactly zero, written
     by the launch (the kernel's table stops at row 0)."""
@@ -99,6 +100,7 @@ def test_tables_hold_every_term_once_and_keep_float64_coefficients():
     assert float((exact.double() - exact.float().double()).abs().max()) > 0            # float32 would round them
 
 
+@needs_fused_kernels_on_cpu
 def test_empty_input():
     sym, Q = _symmetrize("cace", 3, 3)
     A = torch.zeros(0, Q, 3, 4, dtype=torch.float64, requires_grad=True)

@@ -8,7 +8,7 @@ from bench.costmodel import MODE_FACTORS, counted_matmul_flops, potential_stages
 from bench.graph import AtomsGraph
 from bench.potential import build
 from bench.structures import water_box
-from bench.testing.requirements import needs_fused_kernels
+from bench.testing.requirements import needs_fused_kernels_on_cpu
 
 
 def _case(kind, preset, repeat=1, **kw):
@@ -57,7 +57,7 @@ def test_cost_scales_exactly_with_supercell_size():
     assert 0 < a["intensity"] == pytest.approx(b["intensity"], rel=0.01)
 
 
-@needs_fused_kernels
+@needs_fused_kernels_on_cpu
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_fused_cost_model_counts_the_matmuls_left_around_the_kernels(kind):
     """With the fused kernels (Triton, in the interpreter without a GPU) torch executes only the

@@ -15,7 +15,7 @@ from bench.md import BatchedMD
 from bench.potential import build
 from bench.testing import random_cluster, random_periodic
 from bench.testing.mixin import relative_error
-from bench.testing.requirements import needs_compile, needs_fused_kernels
+from bench.testing.requirements import needs_compile, needs_fused_kernels_on_cpu
 
 SMALL = dict(cutoff=3.5, n_rbf=4, n_embed=2, n_radial=3, l_max=2, nu_max=2, n_layers=1, messages=("M", "Ar", "Bchi"))
 
@@ -118,7 +118,7 @@ def test_padded_graph_gives_the_same_energy_forces_stress_and_parameter_gradient
         assert torch.isfinite(b).all() and relative_error(b, a) < 1e-10
 
 
-@needs_fused_kernels
+@needs_fused_kernels_on_cpu
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_fused_kernels_on_a_padded_graph_equal_eager_on_the_unpadded(kind):
     """The fused sums read the padded rows (CSR) in Triton's interpreter without a GPU."""

@@ -14,7 +14,7 @@ from bench.graph import AtomsGraph
 from bench.nn import neighbor_sum_triton as nst
 from bench.potential import build
 from bench.testing import PotentialTests, random_periodic, relative_error
-from bench.testing.requirements import needs_compile, needs_fused_kernels
+from bench.testing.requirements import needs_compile, needs_fused_kernels, needs_fused_kernels_on_cpu
 
 pytestmark = needs_fused_kernels
 
@@ -23,7 +23,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _device_marks(device):
-    return [pytest.mark.gpu] if device == "cuda" else []
+    return [pytest.mark.gpu] if device == "cuda" else [needs_fused_kernels_on_cpu]
 
 
 def _random_sum(rng_seed, Q, NR, L, C, dtype, device, n_atoms=7, n_edges=40):
@@ -85,6 +85,7 @@ def test_kernel_second_derivatives_equal_the_reference_sums(device, shape):
 
 
 @pytest.mark.slow
+@needs_fused_kernels_on_cpu
 def test_kernel_gradgradcheck():
     """torch.autograd.gradgradcheck of the fused sum (finite differences of the double backward);
     slow in the interpreter (about 90 s on 2 CPU threads)."""
@@ -116,6 +117,7 @@ def test_every_kernel_version_writes_every_output(device, version, shape):
         assert relative_error(got, w) < 1e-12
 
 
+@needs_fused_kernels_on_cpu
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_fused_sums_states_the_shapes_the_model_launches(kind, monkeypatch):
     """descriptor.fused_sums() (read by the kernel benchmark and the compile check) lists exactly
@@ -137,6 +139,7 @@ def test_fused_sums_states_the_shapes_the_model_launches(kind, monkeypatch):
     assert [s[0] for s in pot.descriptor.fused_sums()] == ["layer0", "Bchi0", "Bchi1"]
 
 
+@needs_fused_kernels_on_cpu
 def test_compiled_fused_forward_takes_the_row_pointers_from_the_graph():
     """The CSR row pointers come with the graph (built eagerly), never from a searchsorted inside
     the compiled model: Inductor's CUDA lowering of searchsorted ignores a view's offset
@@ -212,6 +215,7 @@ def test_rowptr_is_csr_of_sorted_receivers():
     assert nst.receiver_rowptr(torch.zeros(0, dtype=torch.long), 2).tolist() == [0, 0, 0]
 
 
+@needs_fused_kernels_on_cpu
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 @pytest.mark.parametrize("preset", [None, "ethanol"])
 def test_descriptor_fused_equals_dense(kind, preset):
@@ -227,6 +231,7 @@ def test_descriptor_fused_equals_dense(kind, preset):
     assert relative_error(fused, dense) < 1e-12
 
 
+@needs_fused_kernels_on_cpu
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_fused_backend_energy_forces_stress_equal_eager(kind):
     torch.manual_seed(0)
@@ -269,6 +274,7 @@ def test_fused_backend_takes_a_force_loss_training_step_like_eager(kind, device)
 
 
 @needs_compile
+@needs_fused_kernels_on_cpu
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_compile_fused_backend_equals_eager(kind):
@@ -336,6 +342,7 @@ def test_cuda_fused_backends_equal_eager(kind, backend, dtype):
         assert relative_error(out[key], ref[key]) < tol, (key, relative_error(out[key], ref[key]))
 
 
+@needs_fused_kernels_on_cpu
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_fused_path_saves_no_per_edge_copy_of_the_channel_weights(kind):
     """The kernels read the weights through each edge's sender: nothing of shape [E, L, C] (or the

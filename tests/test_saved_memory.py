@@ -9,7 +9,7 @@ from bench.benchmarks.saved_memory import saved_per_atom
 from bench.graph import AtomsGraph
 from bench.potential import build
 from bench.testing import random_periodic
-from bench.testing.requirements import needs_fused_kernels
+from bench.testing.requirements import needs_fused_kernels_on_cpu
 
 SMALL = dict(cutoff=3.5, n_rbf=4, n_embed=2, n_radial=3, l_max=3, nu_max=3, n_layers=1, messages=("M", "Ar", "Bchi"))
 
@@ -39,7 +39,7 @@ def test_peak_holds_everything_autograd_saved_and_the_largest_per_edge_table():
     assert r["top"][0][1] == (192, 77, 20, 6) and abs(r["top"][0][0] - 192 * 77 * 20 * 6 * 4 / 192 / 1e3) < 1e-9
 
 
-@needs_fused_kernels
+@needs_fused_kernels_on_cpu
 @pytest.mark.parametrize("kind", ["cace", pytest.param("spherical", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("mode", ["energy_forces", pytest.param("training_step", marks=pytest.mark.slow)])
 def test_emulated_kernels_give_the_interpreters_count_exactly(kind, mode):
@@ -68,7 +68,7 @@ def test_emulated_kernels_give_the_interpreters_count_exactly(kind, mode):
         assert float((a - b).detach().abs().max()) < 1e-10 * max(1.0, float(b.detach().abs().max()))
 
 
-@needs_fused_kernels
+@needs_fused_kernels_on_cpu
 @pytest.mark.parametrize("kind", ["cace", "spherical"])
 def test_emulated_symmetrisation_launches_write_the_kernels_numbers(kind):
     """Each of the four symmetrisation launches (forward, backward and their tangent forms, the

@@ -9,7 +9,7 @@ from ase.calculators.emt import EMT
 from bench.data.builtin_sets import EMTAlloyRecipe, random_alloy_cell
 from bench.tasks.rdf import rdf, rdf_distance
 from bench.tasks.stability import StabilitySpec, energy_drift, rdf_from_json, run_md, summarise, survival
-from bench.testing.requirements import needs_fused_kernels
+from bench.testing.requirements import needs_fused_kernels_on_cpu
 
 
 def alloy(seed=0):
@@ -200,7 +200,7 @@ def test_batched_engine_equals_ase_engine_under_nve(tmp_path):
 
 
 @pytest.mark.slow
-@needs_fused_kernels
+@needs_fused_kernels_on_cpu
 def test_the_batched_engine_on_the_fused_backend_records_what_eager_records(tmp_path):
     """--md-backend: the batched engine's potentials run through another backend (here the fused
     kernels: Triton's interpreter on a CPU (about 100 s), compiled on CUDA); under NVE in float64

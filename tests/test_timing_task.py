@@ -8,7 +8,7 @@ from bench.nn import neighbor_sum_triton as nst
 from bench.results.store import ResultsStore
 from bench.tasks import timing
 from bench.tasks.timing import TimingSpec, mode_call, setup
-from bench.testing.requirements import needs_compile, needs_fused_kernels
+from bench.testing.requirements import needs_compile, needs_fused_kernels_on_cpu
 
 
 def quiet(*a, **k):
@@ -216,7 +216,7 @@ def test_a_slow_or_out_of_memory_backend_drops_out_of_the_sweep_while_the_others
     assert all("predicted at about 4.0 s > 3.0 s" in r["error"] for r in skipped)
 
 
-@needs_fused_kernels
+@needs_fused_kernels_on_cpu
 @needs_compile
 def test_where_eager_runs_out_of_memory_the_others_are_checked_against_the_fused_backend(monkeypatch):
     """Eager out of memory is a failure record, not the end of the point: the other backends are

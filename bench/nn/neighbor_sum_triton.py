@@ -172,12 +172,12 @@ def check_device(device) -> None:
     if triton is None:
         raise RuntimeError("the fused neighbour sum needs Triton (pip install triton); "
                            "use the default dense path (backend 'eager' or 'compile')")
+    if not available():                  # first: no device can help
+        raise RuntimeError(f"the fused kernels need Triton {dotted(FUSED_MIN_TRITON)} or later (this is Triton "
+                           f"{triton.__version__}); upgrade it, or use the dense path (backend 'eager' or 'compile')")
     if torch.device(device).type != "cuda" and not interpreting():
         raise RuntimeError(f"the fused neighbour sum runs on CUDA (device is {torch.device(device)}); on the CPU "
                            "only in Triton's interpreter, for tests: set TRITON_INTERPRET=1 before Python starts")
-    if not available():
-        raise RuntimeError(f"the fused kernels need Triton {dotted(FUSED_MIN_TRITON)} or later (this is Triton "
-                           f"{triton.__version__}); upgrade it, or use the dense path (backend 'eager' or 'compile')")
     if torch.device(device).type != "cuda" and interpreter_unusable() is not None:
         raise RuntimeError(f"{interpreter_unusable()}; upgrade Triton or downgrade numpy, or use the dense path "
                            "(backend 'eager' or 'compile')")

@@ -1,7 +1,7 @@
 """Skip marks for tests of paths this torch or Triton cannot run (``bench.versions``): on an older
 torch the compiled backends' tests skip with the reason their backends give, instead of failing
 inside dynamo; without Triton 3.2, or where Triton's interpreter cannot run them, the fused kernels'
-tests skip."""
+tests skip; and where the interpreter is not chosen (a GPU machine), their CPU cases skip."""
 
 from __future__ import annotations
 
@@ -24,3 +24,21 @@ def _fused_kernels_unavailable() -> str | None:
 
 needs_fused_kernels = pytest.mark.skipif(_fused_kernels_unavailable() is not None,
                                          reason=str(_fused_kernels_unavailable()))
+
+
+def _fused_kernels_on_cpu_unavailable() -> str | None:
+    """Why the fused kernels cannot run on CPU tensors in this test run: where the kernels can run
+    at all, they run there only in Triton's interpreter, which conftest chooses only without a GPU
+    (a process runs its kernels either interpreted or compiled)."""
+    if (why := _fused_kernels_unavailable()) is not None:
+        return why
+    if not nst.interpreting():
+        return ("the fused kernels run on CPU tensors only in Triton's interpreter, which the tests choose only "
+                "where there is no GPU (TRITON_INTERPRET=1 before Python starts); here their CUDA cases run")
+    return None
+
+
+# the tests (or the cases of a test) that run the fused kernels on CPU tensors: skipped on a GPU machine,
+# whose process compiles the kernels for CUDA instead
+needs_fused_kernels_on_cpu = pytest.mark.skipif(_fused_kernels_on_cpu_unavailable() is not None,
+                                                reason=str(_fused_kernels_on_cpu_unavailable()))
