@@ -18,7 +18,8 @@ timed round-robin (CUDA events on a GPU), and the result is the median time per 
 IQR, with the neighbour-list rebuilds per step during the timed blocks (each rebuild is inside the
 time). Each row counts the graphs dynamo compiled during its timed blocks (a warm-up too short
 leaves compiles there; the table then says so) and gives the distinct (atoms, edges, neighbours)
-shapes of the potential's calls over the run, and how many first appeared while timed: a backend that replays CUDA graphs gets its neighbour lists padded to bucketed sizes
+shapes of the potential's calls over the run, and how many first appeared while timed: a backend
+that replays CUDA graphs gets its neighbour lists padded to bucketed sizes
 (``bench.graph.pad_edges``), so that a few recordings serve every rebuild. A backend that cannot
 run on the device is listed with its reason. A benchmark: nothing passes or fails by time.
 """
