@@ -224,11 +224,11 @@ def test_fused_kernels_on_a_triton_older_than_they_are_tested_with_say_so(monkey
         check_backend("fused", "cpu")
 
 
-def test_fused_kernels_in_an_interpreter_that_numpy_2_5_breaks_say_so(monkeypatch):
-    """Triton 3.6's interpreter (torch 2.11's Triton) fails every fused kernel under numpy 2.5 (it
-    turns a one-element array into an int, which numpy 2.5 refuses): there the fused backends are
-    refused on the CPU in one line naming the versions that work; Triton 3.7, an older numpy, or
-    compiled kernels on CUDA are not refused."""
+def test_fused_kernels_in_an_interpreter_that_numpy_2_4_breaks_say_so(monkeypatch):
+    """Triton 3.6's interpreter (torch 2.10's and 2.11's Triton) fails every fused kernel under numpy
+    2.4 and later (it turns a one-element array into an int, which numpy 2.4 refuses; 2.3 warns):
+    there the fused backends are refused on the CPU in one line naming the versions that work;
+    Triton 3.7, an older numpy, or compiled kernels on CUDA are not refused."""
     from bench.nn import neighbor_sum_triton as nst
 
     if nst.triton is None:
@@ -242,7 +242,9 @@ def test_fused_kernels_in_an_interpreter_that_numpy_2_5_breaks_say_so(monkeypatc
     with pytest.raises(BackendUnavailable, match=r"backend 'fused': " + said):
         check_backend("fused", "cpu")
     nst.check_device("cuda")                                # compiled kernels: no interpreter
-    for triton_version, numpy_version in (("3.7.0", "2.5.2"), ("3.6.0", "2.4.4"), ("3.6.0", "1.26.4")):
+    monkeypatch.setattr(nst.np, "__version__", "2.4.6")     # the first numpy that refuses
+    assert "under numpy 2.4.6" in str(nst.interpreter_unusable())
+    for triton_version, numpy_version in (("3.7.0", "2.5.2"), ("3.6.0", "2.3.5"), ("3.6.0", "1.26.4")):
         monkeypatch.setattr(nst.triton, "__version__", triton_version)
         monkeypatch.setattr(nst.np, "__version__", numpy_version)
         assert nst.interpreter_unusable() is None

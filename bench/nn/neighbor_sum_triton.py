@@ -41,7 +41,7 @@ import os
 import numpy as np
 import torch
 
-from ..versions import FUSED_MIN_TRITON, INTERPRETER_MIN_TRITON_UNDER_NUMPY_2_5, dotted, major_minor
+from ..versions import FUSED_MIN_TRITON, INTERPRETER_MIN_TRITON_UNDER_NUMPY_2_4, dotted, major_minor
 
 try:
     import triton
@@ -56,14 +56,14 @@ def available() -> bool:
 
 def interpreter_unusable() -> str | None:
     """Why Triton's interpreter cannot run the kernels here (None where it can, or where it is not
-    chosen): before Triton 3.7 it fails every kernel under numpy 2.5 (``bench.versions``)."""
+    chosen): before Triton 3.7 it fails every kernel under numpy 2.4 and later (``bench.versions``)."""
     if not available() or not interpreting():
         return None
-    need = INTERPRETER_MIN_TRITON_UNDER_NUMPY_2_5
-    if major_minor(np.__version__) < (2, 5) or major_minor(triton.__version__) >= need:
+    need = INTERPRETER_MIN_TRITON_UNDER_NUMPY_2_4
+    if major_minor(np.__version__) < (2, 4) or major_minor(triton.__version__) >= need:
         return None
     return (f"Triton {triton.__version__}'s interpreter cannot run the fused kernels under numpy {np.__version__} "
-            f"(it needs Triton {dotted(need)} or later there, or numpy below 2.5)")
+            f"(it needs Triton {dotted(need)} or later there, or numpy below 2.4)")
 
 
 def _next_pow2(n: int) -> int:
