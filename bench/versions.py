@@ -17,9 +17,9 @@ FUSED_MIN_TRITON = (3, 2)
 # Triton's interpreter (the fused kernels on CPU tensors: the tests without a GPU) turns a kernel's
 # integer argument into a one-element array and, before Triton 3.7, a loop bound over it into an int
 # with int(array), which numpy 2.4 refuses ("only 0-dimensional arrays can be converted"; 2.3 only
-# warns): every kernel with a runtime loop then fails there. Seen with torch 2.11's Triton 3.6 and numpy 2.5.2 (the
-# GPU machine's pair, run on the CPU); Triton 3.7 converts with squeeze(). Compiled kernels (CUDA)
-# never run the interpreter.
+# warns): every kernel with a runtime loop then fails there. Seen with Triton 3.6 (torch 2.10's and
+# 2.11's) and numpy 2.4.6 and 2.5.2 (2.5.2: the GPU machine's, run on the CPU); Triton 3.7 converts
+# with squeeze(). Compiled kernels (CUDA) never run the interpreter.
 INTERPRETER_MIN_TRITON_UNDER_NUMPY_2_4 = (3, 7)
 
 

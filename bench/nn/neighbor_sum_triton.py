@@ -49,9 +49,21 @@ except ImportError:                      # the dense path needs no Triton; the f
     triton = None
 
 
+def unavailable() -> str | None:
+    """Why the fused kernels cannot run on any device here (None where they can), in one line: no
+    Triton, or one older than the kernels are tested with (``FUSED_MIN_TRITON``)."""
+    if triton is None:
+        return ("the fused neighbour sum needs Triton (pip install triton); "
+                "use the default dense path (backend 'eager' or 'compile')")
+    if major_minor(triton.__version__) < FUSED_MIN_TRITON:
+        return (f"the fused kernels need Triton {dotted(FUSED_MIN_TRITON)} or later (this is Triton "
+                f"{triton.__version__}); upgrade it, or use the dense path (backend 'eager' or 'compile')")
+    return None
+
+
 def available() -> bool:
     """Triton is installed, in a version the kernels are tested with (``FUSED_MIN_TRITON``)."""
-    return triton is not None and major_minor(triton.__version__) >= FUSED_MIN_TRITON
+    return unavailable() is None
 
 
 def interpreter_unusable() -> str | None:
@@ -169,17 +181,15 @@ def _kernels(version: str):
 
 def check_device(device) -> None:
     """Raise a one-line RuntimeError where the fused kernels cannot run on ``device``."""
-    if triton is None:
-        raise RuntimeError("the fused neighbour sum needs Triton (pip install triton); "
-                           "use the default dense path (backend 'eager' or 'compile')")
-    if not available():                  # first: no device can help
-        raise RuntimeError(f"the fused kernels need Triton {dotted(FUSED_MIN_TRITON)} or later (this is Triton "
-                           f"{triton.__version__}); upgrade it, or use the dense path (backend 'eager' or 'compile')")
-    if torch.device(device).type != "cuda" and not interpreting():
+    if why := unavailable():             # first: no device can help
+        raise RuntimeError(why)
+    if torch.device(device).type == "cuda":
+        return
+    if not interpreting():
         raise RuntimeError(f"the fused neighbour sum runs on CUDA (device is {torch.device(device)}); on the CPU "
                            "only in Triton's interpreter, for tests: set TRITON_INTERPRET=1 before Python starts")
-    if torch.device(device).type != "cuda" and interpreter_unusable() is not None:
-        raise RuntimeError(f"{interpreter_unusable()}; upgrade Triton or downgrade numpy, or use the dense path "
+    if why := interpreter_unusable():
+        raise RuntimeError(f"{why}; upgrade Triton or downgrade numpy, or use the dense path "
                            "(backend 'eager' or 'compile')")
 
 

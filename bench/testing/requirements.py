@@ -9,21 +9,24 @@ import pytest
 
 from ..backends import compile_unavailable
 from ..nn import neighbor_sum_triton as nst
-from ..versions import FUSED_MIN_TRITON, dotted
 
-needs_compile = pytest.mark.skipif(compile_unavailable() is not None, reason=str(compile_unavailable()))
+
+def _skip_unless_none(why: str | None):
+    """A skip mark with ``why`` as its reason, where there is one."""
+    return pytest.mark.skipif(why is not None, reason=str(why))
+
+
+needs_compile = _skip_unless_none(compile_unavailable())
 
 
 def _fused_kernels_unavailable() -> str | None:
-    """Why the fused kernels' tests cannot run here: no Triton as recent as they are tested with, or,
-    without a GPU, a Triton interpreter that fails them (``nst.interpreter_unusable``)."""
-    if not nst.available():
-        return f"needs Triton {dotted(FUSED_MIN_TRITON)} or later (pip install -e '.[test]')"
-    return nst.interpreter_unusable()
+    """Why the fused kernels' tests cannot run here: no Triton as recent as they are tested with
+    (``nst.unavailable``), or, without a GPU, a Triton interpreter that fails them
+    (``nst.interpreter_unusable``)."""
+    return nst.unavailable() or nst.interpreter_unusable()
 
 
-needs_fused_kernels = pytest.mark.skipif(_fused_kernels_unavailable() is not None,
-                                         reason=str(_fused_kernels_unavailable()))
+needs_fused_kernels = _skip_unless_none(_fused_kernels_unavailable())
 
 
 def _fused_kernels_on_cpu_unavailable() -> str | None:
@@ -40,5 +43,4 @@ def _fused_kernels_on_cpu_unavailable() -> str | None:
 
 # the tests (or the cases of a test) that run the fused kernels on CPU tensors: skipped on a GPU machine,
 # whose process compiles the kernels for CUDA instead
-needs_fused_kernels_on_cpu = pytest.mark.skipif(_fused_kernels_on_cpu_unavailable() is not None,
-                                                reason=str(_fused_kernels_on_cpu_unavailable()))
+needs_fused_kernels_on_cpu = _skip_unless_none(_fused_kernels_on_cpu_unavailable())
